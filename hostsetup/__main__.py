@@ -1,0 +1,3 @@
+from hostsetup.cli import program
+
+program.run()

@@ -1,0 +1,55 @@
+"""The ``hostsetup`` program: Fabric's CLI (``-H``, ``-i``, ``-S``, ``--list``) over
+hostsetup's own task collection."""
+
+from __future__ import annotations
+
+import os
+
+from fabric.main import Fab
+from invoke import Executor, Exit
+
+from hostsetup import __version__
+from hostsetup.config import HostsetupConfig
+from hostsetup.errors import HostsetupError
+from hostsetup.tasks import namespace
+
+
+def split_hosts(value: str | None) -> list[str]:
+    """``-H a,b`` -> ``["a", "b"]`` (blank entries dropped)."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class Hostsetup(Fab):
+    """Fabric's program, except that a task runs once and receives every ``-H``
+    host in ``c.config.hostsetup.hosts`` so that it can work on them in parallel."""
+
+    def create_config(self) -> None:
+        super().create_config()
+        # ./hostsetup.yaml is the project configuration file.
+        self.config.set_project_location(os.getcwd())
+        self.config.load_project()
+
+    def update_config(self, merge: bool = True) -> None:
+        super().update_config(merge=False)
+        hosts = split_hosts(self.args["hosts"].value)
+        if hosts:
+            self.config._overrides.setdefault("hostsetup", {})["hosts"] = hosts
+        self.config.merge()
+
+    def execute(self) -> None:
+        try:
+            super().execute()
+        except HostsetupError as exc:
+            raise Exit(f"hostsetup: {exc}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("hostsetup: interrupted", code=130) from None
+
+
+program = Hostsetup(
+    name="hostsetup",
+    binary="hostsetup",
+    version=__version__,
+    namespace=namespace,
+    executor_class=Executor,
+    config_class=HostsetupConfig,
+)

@@ -1,0 +1,32 @@
+"""Configuration: Invoke's layering under the ``hostsetup`` prefix.
+
+Settings come, lowest first, from these defaults, ``/etc/hostsetup.yaml``,
+``~/.hostsetup.yaml``, ``./hostsetup.yaml``, ``HOSTSETUP_*`` environment
+variables, ``-f FILE`` and command-line flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fabric import Config
+from invoke.config import merge_dicts
+
+DEFAULTS: dict[str, Any] = {
+    # Target hosts given with -H (filled in by the program).
+    "hosts": [],
+    # Extra known_hosts files to trust (e.g. the sandbox's).
+    "known_hosts": [],
+}
+
+
+class HostsetupConfig(Config):
+    """Fabric's configuration with hostsetup's file names, env prefix and defaults."""
+
+    prefix = "hostsetup"
+
+    @staticmethod
+    def global_defaults() -> dict[str, Any]:
+        defaults: dict[str, Any] = Config.global_defaults()
+        merge_dicts(defaults, {"hostsetup": DEFAULTS})
+        return defaults

@@ -1,0 +1,98 @@
+"""Find, or start, the local Docker engine that runs sandbox hosts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hostsetup.errors import HostsetupError
+
+Progress = Callable[[str], None]
+
+# A docker client hangs on a socket-activated daemon whose containerd is gone,
+# so every call is bounded.
+DEFAULT_TIMEOUT = 120.0
+
+
+class SandboxError(HostsetupError):
+    """The sandbox could not be set up or torn down."""
+
+
+def docker(*args: str, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
+           input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; raise SandboxError with its stderr on failure."""
+    cmd = ["docker", *args]
+    try:
+        proc = subprocess.run(cmd, input=input.decode() if input else None,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise SandboxError(f"`{' '.join(cmd)}` did not finish within {timeout:.0f}s") from exc
+    except FileNotFoundError as exc:
+        raise SandboxError("the docker client is not installed") from exc
+    if check and proc.returncode != 0:
+        raise SandboxError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def engine_answers(timeout: float = 10.0) -> bool:
+    """True when a Docker daemon answers the client (DOCKER_HOST or the default socket)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        proc = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def _is_debian_like() -> bool:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    ids = {fields.get("ID", "").strip('"')} | set(fields.get("ID_LIKE", "").strip('"').split())
+    return bool(ids & {"debian", "ubuntu"})
+
+
+def _run_quiet(cmd: Sequence[str], what: str, timeout: float = 900) -> None:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise SandboxError(f"{what} failed:\n{tail}")
+
+
+def ensure_engine(state_dir: Path, progress: Progress = print) -> None:
+    """Make sure a Docker engine answers, starting Debian's dockerd as root if needed."""
+    if engine_answers():
+        return
+    if os.environ.get("DOCKER_HOST"):
+        raise SandboxError(f"DOCKER_HOST={os.environ['DOCKER_HOST']} is set but no Docker "
+                           "daemon answers there; start it or unset DOCKER_HOST")
+    if os.geteuid() != 0 or not _is_debian_like():
+        raise SandboxError("no Docker engine answers. The sandbox needs one: start Docker "
+                           "(or set DOCKER_HOST), or run as root on Debian/Ubuntu so that "
+                           "hostsetup can install docker.io and start dockerd itself")
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        progress("installing the distribution's docker.io to run sandbox hosts")
+        _run_quiet(["apt-get", "update", "-qq"], "apt-get update")
+        _run_quiet(["apt-get", "install", "-y", "-qq", "docker.io"], "apt-get install docker.io")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "dockerd.log"
+    progress(f"starting dockerd in the background (log: {log})")
+    with log.open("ab") as out:
+        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if engine_answers(timeout=5):
+            return
+        time.sleep(0.5)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
+    raise SandboxError(f"dockerd did not answer within 60s; last log lines:\n{tail}")

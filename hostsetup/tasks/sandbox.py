@@ -1,0 +1,49 @@
+"""``hostsetup sandbox up|down|status``: real SSH hosts on the local Docker engine."""
+
+from __future__ import annotations
+
+from invoke import Context, Exit, task
+
+from hostsetup.sandbox.hosts import Sandbox, SandboxHost
+from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
+
+
+def describe(sandbox: Sandbox, host: SandboxHost) -> str:
+    """How to reach one host: the -H string, the key and an ssh line."""
+    return (
+        f"{host.hostname} ({host.flavor})\n"
+        f"  hostsetup -H {host.target()} -i {sandbox.key_path} ...\n"
+        f"  hostsetup -S {sandbox.ssh_config_path} -H {host.hostname} ...\n"
+        f"  ssh -i {sandbox.key_path} -o UserKnownHostsFile={sandbox.known_hosts_path} "
+        f"-p {host.port} {SANDBOX_USER}@127.0.0.1"
+    )
+
+
+@task(
+    positional=["action"],
+    help={
+        "action": "up, down or status",
+        "hosts": "how many hosts `up` starts (default 1)",
+        "flavor": f"comma-separated host flavors, taken in turn ({', '.join(RECIPES)})",
+        "name": "sandbox name, to keep several apart (default: default)",
+    },
+)
+def sandbox(c: Context, action: str = "status", hosts: int = 1, flavor: str = "debian12",
+            name: str = "default") -> None:
+    """Start (up), list (status) or remove (down) sandbox SSH hosts on the local Docker engine."""
+    box = Sandbox(name)
+    if action == "up":
+        started = box.up(hosts, tuple(f.strip() for f in flavor.split(",") if f.strip()))
+        for host in started:
+            print(describe(box, host))
+    elif action == "status":
+        found = box.hosts()
+        if not found:
+            print(f"sandbox {name!r} has no running hosts")
+        for host in found:
+            print(describe(box, host))
+    elif action == "down":
+        removed = box.down()
+        print(f"removed {', '.join(removed)}" if removed else f"sandbox {name!r} was not running")
+    else:
+        raise Exit(f"hostsetup: unknown sandbox action {action!r}; use up, down or status", 2)
