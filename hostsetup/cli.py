@@ -29,8 +29,8 @@ class Hostsetup(Fab):
         self.config.set_project_location(os.getcwd())
         self.config.load_project()
 
-    def update_config(self, merge: bool = True) -> None:
-        super().update_config(merge=False)
+    def update_config(self) -> None:  # type: ignore[override]
+        super().update_config()
         hosts = split_hosts(self.args["hosts"].value)
         if hosts:
             self.config._overrides.setdefault("hostsetup", {})["hosts"] = hosts

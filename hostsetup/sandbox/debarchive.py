@@ -348,16 +348,17 @@ def load_index(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
     if selection.is_file():
         packages = {n: _binary_package(st) for n, st in json.loads(selection.read_text()).items()}
     else:
-        packages = _select(base, suite, member, sha, size, sdir, wanted)
+        packages = _select(base, suite, arch, member, (sha, size), sdir, wanted)
         _write_json(selection, {n: dict(p.fields) for n, p in packages.items()})
     return SuiteIndex(suite=suite, arch=arch, archive=base, packages=packages)
 
 
-def _select(base: str, suite: str, member: str, sha: str, size: int, sdir: Path,
-            wanted: list[str]) -> dict[str, BinaryPackage]:
-    xz = sdir / f"Packages-{sha[:16]}.xz"
+def _select(base: str, suite: str, arch: str, member: str, checksum: tuple[str, int],
+            sdir: Path, wanted: list[str]) -> dict[str, BinaryPackage]:
+    sha, size = checksum
+    xz = sdir / f"Packages-{arch}-{sha[:16]}.xz"
     if not xz.is_file():
-        for old in sdir.glob("Packages-*.xz"):
+        for old in [*sdir.glob(f"Packages-{arch}-*.xz"), *sdir.glob(f"select-{arch}-*.json")]:
             old.unlink()
         download(f"{base}/dists/{suite}/{member}", xz, sha256=sha, size=size)
     text = lzma.decompress(xz.read_bytes()).decode("utf-8", errors="replace")

@@ -28,7 +28,7 @@ def describe(sandbox: Sandbox, host: SandboxHost) -> str:
         "name": "sandbox name, to keep several apart (default: default)",
     },
 )
-def sandbox(c: Context, action: str = "status", hosts: int = 1, flavor: str = "debian12",
+def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
             name: str = "default") -> None:
     """Start (up), list (status) or remove (down) sandbox SSH hosts on the local Docker engine."""
     box = Sandbox(name)

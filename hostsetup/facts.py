@@ -1,0 +1,199 @@
+"""Host facts: one POSIX sh script, one SSH round trip, parsed by pure functions.
+
+The script prints sections introduced by ``@@name`` lines; file contents travel
+base64-encoded so any byte survives. ``parse_facts`` turns the output into a
+``HostFacts`` value that planning reads; it never touches the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass, field
+
+from hostsetup.distros import (
+    APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, RPM, parse_os_release,
+)
+
+FACT_PACKAGES = tuple(dict.fromkeys((
+    *ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras",
+    "docker.io", "docker-doc", "docker-compose", "docker-compose-v2", "podman-docker",
+    "containerd", "runc", "docker", "docker-client", "docker-client-latest", "docker-common",
+    "docker-latest", "docker-latest-logrotate", "docker-logrotate", "docker-engine",
+    "docker-selinux", "docker-engine-selinux", "podman", "buildah",
+    "ca-certificates", "curl", "dnf-plugins-core", "python3-dnf-plugin-versionlock",
+)))
+DAEMON_JSON = "/etc/docker/daemon.json"
+FACT_FILES = tuple(dict.fromkeys((
+    APT.repo_file, APT.key_file, *APT.legacy_files, RPM.repo_file, RPM.key_file,
+    *RPM.legacy_files, DAEMON_JSON, "/etc/dnf/plugins/versionlock.list",
+)))
+UNITS = ("docker.service", "docker.socket", "containerd.service")
+
+_SCRIPT = r"""
+sec() { printf '\n@@%s\n' "$1"; }
+sec os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
+sec arch; uname -m; dpkg --print-architecture 2>/dev/null || echo
+sec identity; id -u; id -un
+sec sudo
+if [ "$(id -u)" = 0 ]; then echo root
+elif sudo -n true 2>/dev/null; then echo nopasswd
+elif command -v sudo >/dev/null 2>&1; then echo password
+else echo none; fi
+sec commands; for c in apt-get dnf yum rpm dpkg curl systemctl; do command -v $c >/dev/null 2>&1 && echo $c; done
+sec manager-version; (apt-get --version 2>/dev/null || dnf --version 2>/dev/null || yum --version 2>/dev/null) | head -n 1
+sec packages
+if command -v dpkg-query >/dev/null 2>&1; then
+  dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' PACKAGES 2>/dev/null
+elif command -v rpm >/dev/null 2>&1; then
+  rpm -q --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\tii \n' PACKAGES 2>/dev/null | grep '	'
+fi
+sec holds; apt-mark showhold 2>/dev/null
+sec files
+for f in FILES; do
+  if [ -r "$f" ]; then printf '%s\tpresent\t' "$f"; base64 < "$f" | tr -d '\n'; echo
+  elif [ -e "$f" ]; then printf '%s\tunreadable\t\n' "$f"; fi
+done
+sec group; getent group docker
+sec users
+for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
+sec units; systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState UNITS 2>/dev/null
+sec dockerd; dockerd --version 2>/dev/null
+sec available
+if command -v apt-cache >/dev/null 2>&1; then apt-cache madison docker-ce 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'; fi
+sec end
+"""
+
+
+def facts_script(users: tuple[str, ...] = ()) -> str:
+    """The remote script, with the packages, files and users to look at filled in."""
+    def words(items: tuple[str, ...]) -> str:
+        return " ".join(shlex.quote(i) for i in items)
+    return (_SCRIPT.replace("PACKAGES", words(FACT_PACKAGES)).replace("FILES", words(FACT_FILES))
+            .replace("USERS", words(users)).replace("UNITS", words(UNITS)))
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """What systemd says about one unit."""
+
+    load: str = "not-found"
+    active: str = "inactive"
+    sub: str = "dead"
+    file_state: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.file_state in ("enabled", "enabled-runtime", "static", "alias")
+
+    @property
+    def running(self) -> bool:
+        return self.active == "active"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything planning needs to know about one host."""
+
+    os_release: dict[str, str]
+    arch: str
+    dpkg_arch: str
+    uid: int
+    user: str
+    sudo: str                      # root, nopasswd, password or none
+    commands: frozenset[str]
+    manager_version: str
+    packages: dict[str, str]       # installed package -> version
+    holds: frozenset[str]
+    files: dict[str, str | None]   # path -> content (None: exists but unreadable)
+    docker_group: tuple[str, ...] | None  # members, None when the group is missing
+    user_groups: dict[str, frozenset[str] | None]  # None: no such user
+    units: dict[str, UnitState] = field(default_factory=dict)
+    dockerd_version: str = ""
+    available_versions: tuple[str, ...] = ()
+
+    def unit(self, name: str) -> UnitState:
+        return self.units.get(name, UnitState())
+
+
+class FactsError(ValueError):
+    """The facts output is not what the script prints (truncated or not a shell)."""
+
+
+def split_sections(output: str) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("@@"):
+            current = sections.setdefault(line[2:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    if "end" not in sections:
+        raise FactsError("facts output is incomplete (no end marker)")
+    return {name: [line for line in lines if line.strip()] for name, lines in sections.items()}
+
+
+def _tabbed(lines: list[str]) -> list[list[str]]:
+    return [line.split("\t") for line in lines]
+
+
+def parse_units(lines: list[str]) -> dict[str, UnitState]:
+    """``systemctl show -p ...`` output for several units (blank-line separated)."""
+    units: dict[str, UnitState] = {}
+    props: dict[str, str] = {}
+
+    def flush() -> None:
+        if "Id" in props:
+            units[props["Id"]] = UnitState(props.get("LoadState", "not-found"),
+                                           props.get("ActiveState", "inactive"),
+                                           props.get("SubState", "dead"),
+                                           props.get("UnitFileState", ""))
+        props.clear()
+
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key == "Id" and "Id" in props:
+            flush()
+        props[key] = value
+    flush()
+    return units
+
+
+def parse_facts(output: str) -> HostFacts:
+    """Turn the facts script's output into ``HostFacts``."""
+    s = split_sections(output)
+    arch_lines = s.get("arch", []) + ["", ""]
+    identity = s.get("identity", []) + ["-1", ""]
+    packages = {}
+    for row in _tabbed(s.get("packages", [])):
+        if len(row) >= 3 and len(row[2]) >= 2 and row[2][1] == "i":
+            packages[row[0]] = row[1]
+    files: dict[str, str | None] = {}
+    for row in _tabbed(s.get("files", [])):
+        if len(row) >= 2:
+            files[row[0]] = (base64.b64decode(row[2]).decode("utf-8", errors="replace")
+                             if row[1] == "present" and len(row) > 2 else
+                             "" if row[1] == "present" else None)
+    group = s.get("group", [])
+    members = tuple(m for m in group[0].split(":")[3].split(",") if m) if group else None
+    user_groups: dict[str, frozenset[str] | None] = {}
+    for row in _tabbed(s.get("users", [])):
+        user_groups[row[0]] = None if row[1] == "!missing" else frozenset(row[1].split())
+    return HostFacts(
+        os_release=parse_os_release("\n".join(s.get("os-release", []))),
+        arch=arch_lines[0].strip(),
+        dpkg_arch=arch_lines[1].strip() if len(s.get("arch", [])) > 1 else "",
+        uid=int(identity[0]),
+        user=identity[1],
+        sudo=(s.get("sudo") or ["none"])[0].strip(),
+        commands=frozenset(line.strip() for line in s.get("commands", [])),
+        manager_version=(s.get("manager-version") or [""])[0].strip(),
+        packages=packages,
+        holds=frozenset(line.strip() for line in s.get("holds", [])),
+        files=files,
+        docker_group=members,
+        user_groups=user_groups,
+        units=parse_units(s.get("units", [])),
+        dockerd_version=(s.get("dockerd") or [""])[0].strip(),
+        available_versions=tuple(line.strip() for line in s.get("available", [])),
+    )

@@ -1,0 +1,88 @@
+"""What a plan asks a host to do, as plain data. ``apply`` carries them out."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a shell command as root."""
+
+    command: str
+
+    def describe(self) -> list[str]:
+        return [f"$ {self.command}"]
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """Write ``content`` to ``path`` atomically, keeping a backup of the old file."""
+
+    path: str
+    content: str
+    old: str | None = None
+    mode: str = "0644"
+
+    def describe(self) -> list[str]:
+        diff = difflib.unified_diff(
+            (self.old or "").splitlines(keepends=True), self.content.splitlines(keepends=True),
+            fromfile=f"{self.path} (current)" if self.old is not None else "/dev/null",
+            tofile=f"{self.path} (planned)")
+        return [f"write {self.path} (mode {self.mode})", *[line.rstrip("\n") for line in diff]]
+
+
+@dataclass(frozen=True)
+class RemoveFiles:
+    """Remove files (each backed up first)."""
+
+    paths: tuple[str, ...]
+
+    def describe(self) -> list[str]:
+        return [f"remove {path} (backed up)" for path in self.paths]
+
+
+@dataclass(frozen=True)
+class FetchKey:
+    """Download a repository key on the host, check its fingerprint, then install it."""
+
+    url: str
+    path: str
+    fingerprints: tuple[str, ...]
+    old: str | None = None
+
+    def describe(self) -> list[str]:
+        return [f"$ curl -fsSL {self.url}",
+                f"verify the primary key fingerprint is {' or '.join(self.fingerprints)}",
+                f"write {self.path} (mode 0644)"]
+
+
+@dataclass(frozen=True)
+class InstallPackages:
+    """Refresh the Docker repository's index and install packages.
+
+    ``version`` is the exact version for docker-ce and docker-ce-cli; when only a
+    short ``pin`` is known (the repository is new), it is resolved on the host.
+    """
+
+    manager: str                 # apt-get, dnf or yum
+    packages: tuple[str, ...]
+    repo_file: str
+    pin: str | None = None
+    version: str | None = None
+    hold: bool = False
+
+    def describe(self) -> list[str]:
+        lines = [f"refresh the index of {self.repo_file}"]
+        if self.pin and not self.version:
+            lines.append(f"resolve version {self.pin} against the repository")
+        lines.append(f"$ {self.manager} install " + " ".join(self.packages)
+                     + (f" (docker-ce and docker-ce-cli at {self.version or self.pin})"
+                        if self.pin else ""))
+        if self.hold:
+            lines.append("hold docker-ce and docker-ce-cli at that version")
+        return lines
+
+
+Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages

@@ -1,0 +1,242 @@
+"""Planning: facts + settings -> the steps that would converge a host. Pure: no I/O.
+
+A converged host yields a plan whose steps have no operations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hostsetup.distros import (
+    APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform, UnsupportedSystem, resolve_platform,
+)
+from hostsetup.facts import HostFacts
+from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
+from hostsetup.openpgp import KeyFormatError, primary_fingerprints
+from hostsetup.operations import (
+    FetchKey, InstallPackages, Operation, RemoveFiles, Run, WriteFile,
+)
+from hostsetup.render import render
+from hostsetup.settings import InstallSettings
+
+PINNED_PACKAGES = ("docker-ce", "docker-ce-cli")
+
+
+class PlanError(Exception):
+    """The host cannot be converged as asked; nothing should change on it."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One idempotent step: operations to run, or why it is already done."""
+
+    name: str
+    summary: str
+    operations: tuple[Operation, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.operations)
+
+
+@dataclass(frozen=True)
+class Plan:
+    platform: Platform
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.changes)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+def upstream_version(package_version: str) -> str:
+    """``5:20.10.24-1~debian.12~bookworm`` -> ``20.10.24``; ``3:24.0.7-1.el9`` -> ``24.0.7``."""
+    without_epoch = package_version.split(":", 1)[-1]
+    return re.split(r"[-~]", without_epoch, maxsplit=1)[0]
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", upstream_version(version)))
+
+
+def resolve_version(pin: str, available: tuple[str, ...]) -> str:
+    """The newest exact package version matching ``pin`` (short or exact)."""
+    if pin in available:
+        return pin
+    matches = [v for v in available
+               if upstream_version(v) == pin or upstream_version(v).startswith(pin + ".")]
+    if not matches:
+        listing = ", ".join(sorted({upstream_version(v) for v in available}, key=_version_key,
+                                   reverse=True)) or "none"
+        raise PlanError(f"version {pin} is not in the repository; it has: {listing}")
+    return max(matches, key=_version_key)
+
+
+def key_fingerprints(platform: Platform, settings: InstallSettings) -> tuple[str, ...]:
+    return (settings.key_fingerprint or OFFICIAL_FINGERPRINTS[platform.family.name],)
+
+
+def repo_file_content(platform: Platform, facts: HostFacts, settings: InstallSettings) -> str:
+    """The repository file rendered from our template."""
+    repo_url = platform.repo_url(settings.mirror_url)
+    if platform.family is APT:
+        return render("docker.sources.j2", mirror_name=settings.mirror_name, repo_url=repo_url,
+                      codename=platform.codename, arch=facts.dpkg_arch or "amd64",
+                      key_file=platform.family.key_file)
+    return render("docker-ce.repo.j2", mirror_name=settings.mirror_name, repo_url=repo_url,
+                  releasever=platform.version, key_file=platform.family.key_file)
+
+
+def _conflicts(platform: Platform, facts: HostFacts) -> Step:
+    present = [p for p in platform.conflicts if p in facts.packages]
+    if not present:
+        return Step("conflicts", "no conflicting packages installed")
+    remove = ("apt-get remove -y -q" if platform.family is APT
+              else f"{platform.package_manager} remove -y")
+    return Step("conflicts", f"remove conflicting {', '.join(present)}",
+                (Run(f"{_noninteractive(platform)}{remove} {' '.join(present)}"),))
+
+
+def _noninteractive(platform: Platform) -> str:
+    return "DEBIAN_FRONTEND=noninteractive " if platform.family is APT else ""
+
+
+def _prerequisites(platform: Platform, facts: HostFacts) -> Step:
+    if platform.family is APT:
+        missing = [p for p in platform.family.prerequisites if p not in facts.packages]
+        command = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+                   f"apt-get install -y -q {' '.join(missing)}")
+    else:
+        missing = [] if "curl" in facts.commands else ["curl"]
+        command = f"{platform.package_manager} install -y {' '.join(missing)}"
+    if not missing:
+        return Step("prerequisites", "prerequisites present")
+    return Step("prerequisites", f"install {', '.join(missing)}", (Run(command),))
+
+
+def _key(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
+    path = platform.family.key_file
+    wanted = key_fingerprints(platform, settings)
+    current = facts.files.get(path)
+    if current:
+        try:
+            found = primary_fingerprints(current.encode())
+        except KeyFormatError:
+            found = []
+        if set(found) & set(wanted):
+            return Step("key", f"{path} holds key {wanted[0]}")
+    url = f"{platform.repo_url(settings.mirror_url)}/gpg"
+    reason = "missing" if current is None else "has another key"
+    return Step("key", f"{path} {reason}: fetch and verify it",
+                (FetchKey(url, path, wanted, current),))
+
+
+def _repository(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
+    family = platform.family
+    content = repo_file_content(platform, facts, settings)
+    legacy = tuple(p for p in family.legacy_files if p in facts.files)
+    ops: list[Operation] = []
+    current = facts.files.get(family.repo_file)
+    if current != content:
+        ops.append(WriteFile(family.repo_file, content, current))
+    if legacy:
+        ops.append(RemoveFiles(legacy))
+    if not ops:
+        return Step("repository", f"{family.repo_file} is up to date")
+    what = [f"{'write' if current is None else 'update'} {family.repo_file}"] if current != content \
+        else []
+    what += [f"remove legacy {', '.join(legacy)}"] if legacy else []
+    return Step("repository", "; ".join(what), tuple(ops))
+
+
+def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
+              repo_changes: bool) -> Step:
+    wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
+    missing = [p for p in wanted if p not in facts.packages]
+    version = None
+    if settings.version and facts.available_versions and not repo_changes:
+        version = resolve_version(settings.version, facts.available_versions)
+    stale = []
+    if version:
+        stale = [p for p in PINNED_PACKAGES if facts.packages.get(p) != version]
+    elif settings.version:
+        # Index unknown (new repository): decide from the upstream version only.
+        stale = [p for p in PINNED_PACKAGES if p in facts.packages and not (
+            upstream_version(facts.packages[p]) + ".").startswith(settings.version + ".")]
+    hold_needed = settings.hold and not _held(platform, facts)
+    if not missing and not stale and not hold_needed:
+        pinned = f" at {version or settings.version}" if settings.version else ""
+        return Step("packages", f"{', '.join(wanted)} installed{pinned}")
+    if not missing and not stale:
+        return Step("packages", "hold docker-ce and docker-ce-cli", (Run(_hold_command(platform)),))
+    why = []
+    if missing:
+        why.append(f"install {', '.join(missing)}")
+    if stale:
+        why.append(f"change {', '.join(stale)} to {version or settings.version}")
+    return Step("packages", "; ".join(why), (InstallPackages(
+        platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
+        settings.hold),))
+
+
+def _held(platform: Platform, facts: HostFacts) -> bool:
+    if platform.family is APT:
+        return set(PINNED_PACKAGES) <= facts.holds
+    locks = facts.files.get("/etc/dnf/plugins/versionlock.list") or ""
+    return all(f"{p}-" in locks for p in PINNED_PACKAGES)
+
+
+def _hold_command(platform: Platform) -> str:
+    if platform.family is APT:
+        return "apt-mark hold " + " ".join(PINNED_PACKAGES)
+    return f"{platform.package_manager} versionlock add " + " ".join(PINNED_PACKAGES)
+
+
+def _service(facts: HostFacts) -> Step:
+    units = ("containerd.service", "docker.service")
+    todo = [u for u in units if not (facts.unit(u).enabled and facts.unit(u).running)]
+    if not todo:
+        return Step("service", "containerd and docker are enabled and running")
+    return Step("service", f"enable and start {', '.join(todo)}",
+                (Run("systemctl enable --now " + " ".join(units)),))
+
+
+def _group(facts: HostFacts, settings: InstallSettings) -> Step:
+    missing_users = [u for u in settings.users if facts.user_groups.get(u) is None]
+    if missing_users:
+        raise PlanError(f"user(s) {', '.join(missing_users)} do not exist on the host")
+    commands = [] if facts.docker_group is not None else ["groupadd -f docker"]
+    to_add = [u for u in settings.users if "docker" not in (facts.user_groups[u] or ())]
+    commands += [f"usermod -aG docker {u}" for u in to_add]
+    if not commands:
+        members = ", ".join(settings.users) or "no users configured"
+        return Step("group", f"docker group exists ({members})")
+    summary = "create the docker group" if facts.docker_group is None else ""
+    if to_add:
+        summary = "; ".join(filter(None, (summary, f"add {', '.join(to_add)} to docker")))
+    return Step("group", summary, tuple(Run(c) for c in commands))
+
+
+def plan_install(facts: HostFacts, settings: InstallSettings) -> Plan:
+    """The steps that install Docker Engine on this host as ``settings`` say."""
+    try:
+        platform = resolve_platform(facts.os_release)
+    except UnsupportedSystem as exc:
+        raise PlanError(str(exc)) from None
+    key = _key(platform, facts, settings)
+    repository = _repository(platform, facts, settings)
+    steps = (
+        _conflicts(platform, facts),
+        _prerequisites(platform, facts),
+        key,
+        repository,
+        _packages(platform, facts, settings, repository.changes or key.changes),
+        _service(facts),
+        _group(facts, settings),
+    )
+    return Plan(platform, steps)

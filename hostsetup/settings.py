@@ -1,0 +1,71 @@
+"""Install settings: what the user wants, validated before any host is touched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hostsetup.errors import HostsetupError
+from hostsetup.mirrors import resolve_mirror
+from hostsetup.openpgp import normalize_fingerprint
+
+INSTALL_DEFAULTS: dict[str, Any] = {
+    "mirror": "official",
+    "insecure_mirror": False,
+    "key_fingerprint": "",
+    "version": "",
+    "hold": False,
+    "plugins": True,
+    "users": [],
+}
+
+_VERSION = re.compile(r"^\d+(\.\d+){0,2}$|^\d+:[\w.~+-]+$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
+
+
+class SettingsError(HostsetupError):
+    """A setting is invalid."""
+
+
+@dataclass(frozen=True)
+class InstallSettings:
+    mirror_name: str
+    mirror_url: str
+    key_fingerprint: str | None  # None: Docker's published key for the family
+    version: str | None          # "25.0", "25.0.3" or an exact package version
+    hold: bool
+    plugins: bool
+    users: tuple[str, ...]
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value or []]
+
+
+def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
+    """Validate the merged ``hostsetup.install`` config into ``InstallSettings``."""
+    values = {**INSTALL_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+    unknown = set(values) - set(INSTALL_DEFAULTS)
+    if unknown:
+        raise SettingsError(f"unknown install setting(s): {', '.join(sorted(unknown))}")
+    name, url = resolve_mirror(str(values["mirror"]), bool(values["insecure_mirror"]))
+    fingerprint = None
+    if values["key_fingerprint"]:
+        try:
+            fingerprint = normalize_fingerprint(str(values["key_fingerprint"]))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    version = str(values["version"]).strip() or None
+    if version and not _VERSION.match(version):
+        raise SettingsError(f"version {version!r} is neither a short version like 25.0 or "
+                            "25.0.3 nor an exact package version like 5:25.0.3-1~debian.12~bookworm")
+    users = tuple(_as_list(values["users"]))
+    for user in users:
+        if not _USER.match(user):
+            raise SettingsError(f"{user!r} is not a valid user name")
+    return InstallSettings(name, url, fingerprint, version, bool(values["hold"]),
+                           bool(values["plugins"]), users)
