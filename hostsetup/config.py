@@ -12,11 +12,17 @@ from typing import Any
 from fabric import Config
 from invoke.config import merge_dicts
 
+from hostsetup.settings import INSTALL_DEFAULTS
+
 DEFAULTS: dict[str, Any] = {
     # Target hosts given with -H (filled in by the program).
     "hosts": [],
     # Extra known_hosts files to trust (e.g. the sandbox's).
     "known_hosts": [],
+    # How many hosts are worked on at once.
+    "parallel": 10,
+    # Install settings (see hostsetup.settings); HOSTSETUP_INSTALL_MIRROR etc.
+    "install": INSTALL_DEFAULTS,
 }
 
 

@@ -12,7 +12,11 @@ import shlex
 from dataclasses import dataclass, field
 
 from hostsetup.distros import (
-    APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, RPM, parse_os_release,
+    APT,
+    ENGINE_PACKAGES,
+    PLUGIN_PACKAGES,
+    RPM,
+    parse_os_release,
 )
 
 FACT_PACKAGES = tuple(dict.fromkeys((
@@ -41,7 +45,8 @@ elif sudo -n true 2>/dev/null; then echo nopasswd
 elif command -v sudo >/dev/null 2>&1; then echo password
 else echo none; fi
 sec commands; for c in apt-get dnf yum rpm dpkg curl systemctl; do command -v $c >/dev/null 2>&1 && echo $c; done
-sec manager-version; (apt-get --version 2>/dev/null || dnf --version 2>/dev/null || yum --version 2>/dev/null) | head -n 1
+sec manager-version
+(apt-get --version 2>/dev/null || dnf --version 2>/dev/null || yum --version 2>/dev/null) | head -n 1
 sec packages
 if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' PACKAGES 2>/dev/null
@@ -60,7 +65,9 @@ for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing
 sec units; systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState UNITS 2>/dev/null
 sec dockerd; dockerd --version 2>/dev/null
 sec available
-if command -v apt-cache >/dev/null 2>&1; then apt-cache madison docker-ce 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'; fi
+if command -v apt-cache >/dev/null 2>&1; then
+  apt-cache madison docker-ce 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'
+fi
 sec end
 """
 
@@ -162,8 +169,8 @@ def parse_units(lines: list[str]) -> dict[str, UnitState]:
 def parse_facts(output: str) -> HostFacts:
     """Turn the facts script's output into ``HostFacts``."""
     s = split_sections(output)
-    arch_lines = s.get("arch", []) + ["", ""]
-    identity = s.get("identity", []) + ["-1", ""]
+    arch_lines = [*s.get("arch", []), "", ""]
+    identity = [*s.get("identity", []), "-1", ""]
     packages = {}
     for row in _tabbed(s.get("packages", [])):
         if len(row) >= 3 and len(row[2]) >= 2 and row[2][1] == "i":

@@ -74,15 +74,14 @@ class InstallPackages:
     hold: bool = False
 
     def describe(self) -> list[str]:
-        lines = [f"refresh the index of {self.repo_file}"]
+        from hostsetup.pkgcommands import install_command, list_versions_command, refresh_command
+
+        lines = [f"$ {refresh_command(self)}"]
         if self.pin and not self.version:
-            lines.append(f"resolve version {self.pin} against the repository")
-        lines.append(f"$ {self.manager} install " + " ".join(self.packages)
-                     + (f" (docker-ce and docker-ce-cli at {self.version or self.pin})"
-                        if self.pin else ""))
-        if self.hold:
-            lines.append("hold docker-ce and docker-ce-cli at that version")
-        return lines
+            lines += [f"$ {list_versions_command(self)}",
+                      f"resolve version {self.pin} against that list"]
+        shown = self.version or (f"<{self.pin} resolved>" if self.pin else None)
+        return [*lines, f"$ {install_command(self, shown)}"]
 
 
 Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages

@@ -9,18 +9,27 @@ import re
 from dataclasses import dataclass, field
 
 from hostsetup.distros import (
-    APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform, UnsupportedSystem, resolve_platform,
+    APT,
+    ENGINE_PACKAGES,
+    PLUGIN_PACKAGES,
+    Platform,
+    UnsupportedSystem,
+    resolve_platform,
 )
 from hostsetup.facts import HostFacts
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import KeyFormatError, primary_fingerprints
 from hostsetup.operations import (
-    FetchKey, InstallPackages, Operation, RemoveFiles, Run, WriteFile,
+    FetchKey,
+    InstallPackages,
+    Operation,
+    RemoveFiles,
+    Run,
+    WriteFile,
 )
+from hostsetup.pkgcommands import PINNED_PACKAGES
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
-
-PINNED_PACKAGES = ("docker-ce", "docker-ce-cli")
 
 
 class PlanError(Exception):

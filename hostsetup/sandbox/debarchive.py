@@ -25,8 +25,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 from pathlib import Path
 
 from hostsetup.errors import HostsetupError
@@ -234,7 +234,7 @@ def check_release(release_text: str, suite: str, now: datetime | None = None) ->
         raise ArchiveError(f"InRelease for {suite} is for "
                            f"{head.get('Codename') or head.get('Suite') or 'an unknown suite'}")
     until = head.get("Valid-Until")
-    if until and parsedate_to_datetime(until) < (now or datetime.now(timezone.utc)):
+    if until and parsedate_to_datetime(until) < (now or datetime.now(UTC)):
         raise ArchiveError(f"InRelease for {suite} expired on {until}")
 
 
@@ -323,7 +323,8 @@ class SuiteIndex:
 
 
 def load_index(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
-               archive: str | None = None, refresh: bool = False) -> SuiteIndex:
+               archive: str | None = None, refresh: bool = False,
+               keyring: Path = DEBIAN_KEYRING) -> SuiteIndex:
     """Verified index entries for ``names`` in ``suite``/``arch`` (cached on disk).
 
     ``refresh`` re-downloads InRelease; otherwise a cached, re-verified copy is used.
@@ -335,7 +336,7 @@ def load_index(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
     fresh = refresh or not inrelease.is_file()
     if fresh:
         download(f"{base}/dists/{suite}/InRelease", inrelease)
-    release = verify_inrelease(inrelease)
+    release = verify_inrelease(inrelease, keyring)
     if fresh:
         check_release(release, suite)
     member = f"main/binary-{arch}/Packages.xz"
@@ -388,7 +389,8 @@ def fetch_debs(index: SuiteIndex, names: Iterable[str], cache_dir: Path) -> dict
 
 
 def fetch_packages(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
-                   archive: str | None = None, refresh: bool = False) -> dict[str, Path]:
+                   archive: str | None = None, refresh: bool = False,
+                   keyring: Path = DEBIAN_KEYRING) -> dict[str, Path]:
     """Verified ``.deb`` files for ``names`` from ``suite``/``arch``, cached in ``cache_dir``.
 
     Downloads and verifies InRelease, then Packages.xz, then each package. When
@@ -396,13 +398,13 @@ def fetch_packages(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
     refreshed once and the download retried.
     """
     wanted = list(names)
-    index = load_index(suite, arch, wanted, cache_dir, archive, refresh)
+    index = load_index(suite, arch, wanted, cache_dir, archive, refresh, keyring)
     try:
         return fetch_debs(index, wanted, cache_dir)
     except PoolFileMissing:
         if refresh:
             raise
-        index = load_index(suite, arch, wanted, cache_dir, archive, refresh=True)
+        index = load_index(suite, arch, wanted, cache_dir, archive, True, keyring)
         return fetch_debs(index, wanted, cache_dir)
 
 

@@ -265,33 +265,35 @@ exit 0
 
 
 def prerm_script(units: tuple[str, ...]) -> str:
-    """prerm: stop and disable the units when the package is removed."""
+    """prerm: stop the units when the package is removed (not on upgrade)."""
     names = " ".join(reversed(units))
     return f"""#!/bin/sh
 set -e
 
-if [ "$1" = remove ]; then
-	if [ -d /run/systemd/system ]; then
-		systemctl stop {names} >/dev/null 2>&1 || true
-	fi
-	if command -v systemctl >/dev/null 2>&1; then
-		systemctl disable {names} >/dev/null 2>&1 || true
-	fi
+if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+	systemctl stop {names} >/dev/null 2>&1 || true
 fi
 
 exit 0
 """
 
 
-POSTRM_SCRIPT = """#!/bin/sh
+def postrm_script(units: tuple[str, ...]) -> str:
+    """postrm: forget the units' enablement on purge; reload a running systemd."""
+    links = " ".join(f"/etc/systemd/system/*.wants/{unit}" for unit in units)
+    return f"""#!/bin/sh
 set -e
 
+if [ "$1" = purge ]; then
+	rm -f {links}
+fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 fi
 
 exit 0
 """
+
 
 DOCKER_UNITS = ("docker.socket", "docker.service")
 CONTAINERD_UNITS = ("containerd.service",)
@@ -500,9 +502,9 @@ def index_names() -> dict[str, set[str]]:
     return names
 
 
-def _describe(summary: str, body: str, sources: Iterable[debarchive.BinaryPackage],
-              suites: Iterable[str]) -> str:
-    origin = ", ".join(f"{p.name} {p.version} ({s})" for p, s in zip(sources, suites))
+def _describe(summary: str, body: str,
+              sources: Iterable[tuple[debarchive.BinaryPackage, str]]) -> str:
+    origin = ", ".join(f"{pkg.name} {pkg.version} ({suite})" for pkg, suite in sources)
     return f"{summary}\n{body}\n\nRepacked for the hostsetup test sandbox from Debian's {origin}."
 
 
@@ -530,7 +532,7 @@ def plan_engine(codename: str, eng: EngineSource, indexes: Mapping[str, SuiteInd
             ("Description", _describe(
                 "Docker: the open-source application container engine",
                 "The Docker daemon (dockerd), docker-proxy and docker-init.",
-                [dockerio, tini], [eng.suite, eng.suite])),
+                [(dockerio, eng.suite), (tini, eng.suite)])),
         ),
         files=(
             Payload("/usr/bin/dockerd", source=src, member="usr/sbin/dockerd"),
@@ -542,7 +544,7 @@ def plan_engine(codename: str, eng: EngineSource, indexes: Mapping[str, SuiteInd
         ),
         scripts=(("postinst", postinst_script(DOCKER_UNITS, "docker.service",
                                               DOCKER_GROUP_SNIPPET)),
-                 ("prerm", prerm_script(DOCKER_UNITS)), ("postrm", POSTRM_SCRIPT)),
+                 ("prerm", prerm_script(DOCKER_UNITS)), ("postrm", postrm_script(DOCKER_UNITS))),
     )
     docker_cli = DebSpec(
         codename=codename, name="docker-ce-cli", version=version,
@@ -556,7 +558,7 @@ def plan_engine(codename: str, eng: EngineSource, indexes: Mapping[str, SuiteInd
             ("Homepage", "https://www.docker.com"),
             ("Description", _describe(
                 "Docker CLI: the open-source application container engine",
-                "The docker command line client.", [cli], [eng.suite])),
+                "The docker command line client.", [(cli, eng.suite)])),
         ),
         files=(Payload("/usr/bin/docker", source=f"{eng.suite}/{cli.name}",
                        member="usr/bin/docker"),),
@@ -588,12 +590,13 @@ def plan_containerd(codename: str, indexes: Mapping[str, SuiteIndex]) -> DebSpec
             ("Description", _describe(
                 "An open and reliable container runtime",
                 "containerd, its shims, ctr and runc.",
-                [containerd, runc], [suite, suite])),
+                [(containerd, suite), (runc, suite)])),
         ),
         files=tuple(files),
         conffiles=("/etc/containerd/config.toml",),
         scripts=(("postinst", postinst_script(CONTAINERD_UNITS, "containerd.service")),
-                 ("prerm", prerm_script(CONTAINERD_UNITS)), ("postrm", POSTRM_SCRIPT)),
+                 ("prerm", prerm_script(CONTAINERD_UNITS)),
+                 ("postrm", postrm_script(CONTAINERD_UNITS))),
     )
 
 
@@ -617,7 +620,7 @@ def plan_plugin(codename: str, name: str, indexes: Mapping[str, SuiteIndex]) -> 
             ("Description", _describe(
                 f"Docker {tool.removeprefix('docker-').capitalize()} cli plugin.",
                 f"This plugin provides the 'docker {tool.removeprefix('docker-')}' subcommand.",
-                [deb], [PLUGIN_SUITE])),
+                [(deb, PLUGIN_SUITE)])),
         ),
         files=(Payload(f"/{path}", source=f"{PLUGIN_SUITE}/{tool}", member=path),),
     )

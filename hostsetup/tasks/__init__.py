@@ -2,6 +2,7 @@
 
 from invoke import Collection
 
+from hostsetup.tasks.install import install
 from hostsetup.tasks.sandbox import sandbox
 
-namespace = Collection(sandbox)
+namespace = Collection(install, sandbox)

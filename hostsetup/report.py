@@ -1,0 +1,42 @@
+"""Per-host results as text for people and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from hostsetup.runner import HostReport
+
+
+def host_block(report: HostReport, verbose: bool = False) -> list[str]:
+    head = f"== {report.host}" + (f" ({report.system})" if report.system else "")
+    lines = [head]
+    if report.plan_text:
+        lines += report.plan_text
+    else:
+        for step in report.steps:
+            if step.status == "ok" and not verbose:
+                continue
+            timing = f" ({step.seconds:.1f}s)" if step.seconds else ""
+            lines.append(f"  {step.status:8} {step.name:14} {step.summary}{timing}")
+            if step.error:
+                lines += [f"           {line}" for line in step.error.splitlines()]
+    if report.error and report.status == "failed" and not any(s.error for s in report.steps):
+        lines += [f"  error: {line}" for line in report.error.splitlines()]
+    changed = len(report.changed)
+    ok = sum(1 for s in report.steps if s.status == "ok")
+    lines.append(f"  -> {report.status}: {changed} changed, {ok} already done, "
+                 f"{report.seconds:.2f}s, {report.sessions} SSH sessions")
+    return lines
+
+
+def summary_line(reports: Sequence[HostReport]) -> str:
+    counts = Counter(r.status for r in reports)
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"{len(reports)} host{'s' if len(reports) != 1 else ''}: {parts}"
+
+
+def write_json(reports: Sequence[HostReport], path: str | Path) -> None:
+    Path(path).write_text(json.dumps({"hosts": [r.as_dict() for r in reports]}, indent=2) + "\n")

@@ -1,0 +1,148 @@
+"""One host, start to finish: connect, gather facts, plan, apply, re-plan, report.
+
+Hosts run in parallel (one connection each); a host's failure is recorded in its
+own report and never stops the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fabric import Config
+from paramiko.ssh_exception import SSHException
+
+from hostsetup.apply import StepResult, apply_plan
+from hostsetup.connection import connect
+from hostsetup.errors import HostsetupError
+from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts
+from hostsetup.plan import Plan, PlanError, plan_install
+from hostsetup.remote import Remote, RemoteError, tail
+from hostsetup.settings import InstallSettings
+
+
+@dataclass
+class HostReport:
+    """What happened on one host."""
+
+    host: str
+    system: str = ""
+    status: str = "ok"            # ok, changed, failed, planned
+    steps: list[StepResult] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+    sessions: int = 0
+    plan_text: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[str]:
+        return [s.name for s in self.steps if s.status == "changed"]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"host": self.host, "system": self.system, "status": self.status,
+                "error": self.error, "seconds": round(self.seconds, 3),
+                "ssh_sessions": self.sessions,
+                "steps": [{"name": s.name, "status": s.status, "summary": s.summary,
+                           "seconds": round(s.seconds, 3), "error": s.error}
+                          for s in self.steps]}
+
+
+def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
+    result = remote.run(facts_script(users), timeout=60)
+    try:
+        return parse_facts(result.stdout)
+    except FactsError as exc:
+        raise RemoteError(f"gathering facts failed ({exc}): {tail(result)}") from None
+
+
+def describe_plan(plan: Plan) -> list[str]:
+    lines = []
+    for step in plan.steps:
+        lines.append(f"  {'change' if step.changes else 'ok':8} {step.name:14} {step.summary}")
+        for op in step.operations:
+            lines += [f"      {line}" for line in op.describe()]
+    return lines
+
+
+def _check_privileges(facts: HostFacts, config: Config) -> None:
+    if facts.uid == 0 or facts.sudo == "nopasswd":
+        return
+    if facts.sudo == "password" and config.sudo.password:
+        return
+    if facts.sudo == "password":
+        raise HostsetupError(f"sudo asks {facts.user} for a password: run with "
+                             "--prompt-for-sudo-password")
+    raise HostsetupError(f"{facts.user} is not root and cannot use sudo")
+
+
+def install_host(target: str, config: Config, settings: InstallSettings, dry_run: bool = False,
+                 on_step: Callable[[str, StepResult], None] = lambda h, r: None) -> HostReport:
+    """Converge one host; every failure ends up in the report, never raised."""
+    report = HostReport(target)
+    start = time.monotonic()
+    remote: Remote | None = None
+    try:
+        remote = Remote(connect(target, config))
+        facts = gather_facts(remote, settings.users)
+        remote.as_root = facts.uid == 0
+        plan = plan_install(facts, settings)
+        report.system = plan.platform.name
+        if dry_run:
+            report.status = "planned" if plan.changes else "ok"
+            report.plan_text = describe_plan(plan)
+            report.steps = [StepResult(s.name, "planned" if s.changes else "ok", s.summary)
+                            for s in plan.steps]
+            return report
+        if plan.changes:
+            _check_privileges(facts, config)
+        report.steps = apply_plan(remote, plan, lambda r: on_step(target, r))
+        failed = [s for s in report.steps if s.status == "failed"]
+        if failed:
+            report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
+        elif plan.changes:
+            report.status = "changed"
+            if "group" in report.changed:
+                # A new session is needed for the login user to see its new group.
+                remote.conn.close()
+                remote.conn = connect(target, config)
+            again = plan_install(gather_facts(remote, settings.users), settings)
+            if again.changes:
+                report.status = "failed"
+                report.error = ("not converged after applying; still to do: "
+                                + ", ".join(f"{s.name} ({s.summary})" for s in again.changes))
+    except (HostsetupError, PlanError) as exc:
+        report.status, report.error = "failed", str(exc)
+    except (TimeoutError, SSHException, OSError, EOFError) as exc:
+        report.status, report.error = "failed", f"cannot connect: {exc or type(exc).__name__}"
+    finally:
+        if remote is not None:
+            report.sessions = remote.sessions
+            remote.conn.close()
+        report.seconds = time.monotonic() - start
+    return report
+
+
+def run_hosts(targets: Sequence[str], work: Callable[[str], HostReport],
+              parallel: int = 10) -> list[HostReport]:
+    """Run ``work`` for each host with a bounded pool; reports in the given host order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
+        return list(pool.map(work, targets))
+
+
+class StepPrinter:
+    """Prints one line per finished step, prefixed by the host when there are several."""
+
+    def __init__(self, many: bool) -> None:
+        self.many = many
+        self.lock = threading.Lock()
+
+    def __call__(self, host: str, result: StepResult) -> None:
+        if result.status == "ok":
+            return
+        prefix = f"[{host}] " if self.many else ""
+        with self.lock:
+            print(f"{prefix}{result.status:8} {result.name:14} {result.summary}"
+                  + (f" ({result.seconds:.1f}s)" if result.seconds else ""), flush=True)

@@ -1,0 +1,64 @@
+"""``hostsetup -H HOSTS install``: Docker Engine, the official way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Context, Exit, task
+
+from hostsetup.errors import HostsetupError
+from hostsetup.report import host_block, summary_line, write_json
+from hostsetup.runner import HostReport, StepPrinter, install_host, run_hosts
+from hostsetup.settings import InstallSettings, install_settings
+
+
+def target_hosts(c: Context) -> list[str]:
+    hosts = list(c.config.hostsetup.hosts)
+    if not hosts:
+        raise HostsetupError("no hosts given: use -H user@host[:port][,user@host...]")
+    return hosts
+
+
+def settings_from(c: Context, **flags: Any) -> InstallSettings:
+    """Config layers (files, HOSTSETUP_INSTALL_* env) overridden by the flags given."""
+    raw = dict(c.config.hostsetup.install)
+    raw.update({k: v for k, v in flags.items() if v not in (None, "", ())})
+    return install_settings(raw)
+
+
+def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path: str | None,
+                hosts: list[str]) -> list[HostReport]:
+    printer = StepPrinter(many=len(hosts) > 1)
+    reports = run_hosts(hosts, lambda h: install_host(h, c.config, settings, dry_run, printer),
+                        parallel=int(c.config.hostsetup.parallel))
+    for report in reports:
+        print("\n".join(host_block(report)))
+    print(summary_line(reports))
+    if json_path:
+        write_json(reports, json_path)
+    return reports
+
+
+@task(help={
+    "mirror": "repository: official, aliyun, tuna, ustc, tencent, huawei, azure-china or a URL",
+    "insecure-mirror": "allow a plain http:// mirror (packages are still signature-checked)",
+    "key-fingerprint": "expected fingerprint of the repository key (private mirrors)",
+    "version": "pin docker-ce and docker-ce-cli: 25.0, 25.0.3 or an exact package version",
+    "hold": "hold the pinned packages (apt-mark hold / dnf versionlock)",
+    "no-plugins": "skip docker-buildx-plugin and docker-compose-plugin",
+    "users": "comma-separated users to add to the docker group",
+    "dry-run": "print every command and file diff; change nothing",
+    "json": "write a machine-readable report to this file",
+})
+def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
+            key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
+            no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
+            json: str | None = None) -> None:
+    """Install Docker Engine from the docker-ce repository (idempotent; --dry-run to preview)."""
+    settings = settings_from(c, mirror=mirror, insecure_mirror=insecure_mirror or None,
+                             key_fingerprint=key_fingerprint, version=version,
+                             hold=hold or None, plugins=False if no_plugins else None,
+                             users=users)
+    reports = run_install(c, settings, dry_run, json, target_hosts(c))
+    if any(r.status == "failed" for r in reports):
+        raise Exit(code=1)
