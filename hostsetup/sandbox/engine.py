@@ -68,6 +68,23 @@ def _run_quiet(cmd: Sequence[str], what: str, timeout: float = 900) -> None:
         raise SandboxError(f"{what} failed:\n{tail}")
 
 
+# Commands the sandbox needs on this machine, and the Debian packages that have them.
+BUILD_TOOLS = {"debootstrap": "debootstrap", "apt-ftparchive": "apt-utils", "gpg": "gnupg",
+               "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client"}
+
+
+def ensure_tools(progress: Progress = print) -> None:
+    """Install the Debian packages that provide missing build tools (root on Debian only)."""
+    missing = sorted({pkg for tool, pkg in BUILD_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0 or not _is_debian_like():
+        raise SandboxError(f"the sandbox needs these packages installed: {' '.join(missing)}")
+    progress(f"installing {' '.join(missing)}")
+    _run_quiet(["apt-get", "update", "-qq"], "apt-get update")
+    _run_quiet(["apt-get", "install", "-y", "-qq", *missing], f"apt-get install {' '.join(missing)}")
+
+
 def ensure_engine(state_dir: Path, progress: Progress = print) -> None:
     """Make sure a Docker engine answers, starting Debian's dockerd as root if needed."""
     if engine_answers():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hostsetup.sandbox.engine import Progress, SandboxError, docker, ensure_engine
+from hostsetup.sandbox.engine import Progress, SandboxError, docker, ensure_engine, ensure_tools
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class Sandbox:
     def prepare(self) -> None:
         """Engine, key pair and network: everything a host needs before it starts."""
         ensure_engine(self.cache, self.progress)
+        ensure_tools(self.progress)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.key_path.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",

@@ -102,8 +102,6 @@ def _run(cmd: list[str], what: str, timeout: float = 1200) -> None:
 
 def build_image(recipe: HostImageRecipe, work_dir: Path, progress: Progress = print) -> str:
     """Build the image with debootstrap and docker import; return its tag."""
-    if shutil.which("debootstrap") is None:
-        _run(["apt-get", "install", "-y", "-qq", "debootstrap"], "apt-get install debootstrap")
     work_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"rootfs-{recipe.flavor}-", dir=work_dir))
     try:

@@ -2,7 +2,8 @@
 
 from invoke import Collection
 
+from hostsetup.tasks.demo import demo
 from hostsetup.tasks.install import install
 from hostsetup.tasks.sandbox import sandbox
 
-namespace = Collection(install, sandbox)
+namespace = Collection(demo, install, sandbox)
