@@ -21,7 +21,7 @@ def split_hosts(value: str | None) -> list[str]:
 
 class Hostsetup(Fab):
     """Fabric's program, except that a task runs once and receives every ``-H``
-    host in ``c.config.hostsetup.hosts`` so that it can work on them in parallel."""
+    host in ``c.config.hosts`` so that it can work on them in parallel."""
 
     def create_config(self) -> None:
         super().create_config()
@@ -33,7 +33,7 @@ class Hostsetup(Fab):
         super().update_config()
         hosts = split_hosts(self.args["hosts"].value)
         if hosts:
-            self.config._overrides.setdefault("hostsetup", {})["hosts"] = hosts
+            self.config._overrides["hosts"] = hosts
         self.config.merge()
 
     def execute(self) -> None:

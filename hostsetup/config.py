@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "known_hosts": [],
     # How many hosts are worked on at once.
     "parallel": 10,
-    # Install settings (see hostsetup.settings); HOSTSETUP_INSTALL_MIRROR etc.
+    # Install settings (see hostsetup.settings); env: HOSTSETUP_INSTALL_MIRROR etc.
     "install": INSTALL_DEFAULTS,
 }
 
@@ -34,5 +34,5 @@ class HostsetupConfig(Config):
     @staticmethod
     def global_defaults() -> dict[str, Any]:
         defaults: dict[str, Any] = Config.global_defaults()
-        merge_dicts(defaults, {"hostsetup": DEFAULTS})
+        merge_dicts(defaults, DEFAULTS)
         return defaults

@@ -2,7 +2,7 @@
 
 Fabric's ``Connection`` accepts any host key by default; hostsetup loads the
 user's known_hosts files (``~/.ssh/known_hosts``, ssh_config ``UserKnownHostsFile``
-and ``hostsetup.known_hosts``), always refuses a key that differs from a known
+and the ``known_hosts`` setting), always refuses a key that differs from a known
 one, and handles unknown hosts as ssh_config ``StrictHostKeyChecking`` says:
 ``yes`` refuses them, ``no`` accepts them silently, anything else (OpenSSH's
 ``accept-new``) accepts them with a warning.
@@ -46,7 +46,7 @@ def connect(target: str, config: Config, known_hosts: Iterable[Path | str] = (),
     conn = Connection(target, config=config, **kwargs)  # type: ignore[arg-type]
     client = conn.client
     client.load_system_host_keys()
-    files = [*config.get("hostsetup", {}).get("known_hosts", []), *known_hosts]
+    files = [*config.get("known_hosts", []), *known_hosts]
     files += str(conn.ssh_config.get("userknownhostsfile", "")).split()
     for path in files:
         expanded = Path(path).expanduser()

@@ -49,6 +49,6 @@ def resolve_mirror(value: str, insecure: bool = False) -> tuple[str, str]:
                           "nor an http(s) URL")
     if parsed.scheme == "http" and not insecure:
         raise MirrorError(f"mirror {value} uses plain http; pass --insecure-mirror (or set "
-                          "hostsetup.install.insecure_mirror) to allow it. Packages are still "
+                          "install.insecure_mirror: true in hostsetup.yaml) to allow it. Packages are still "
                           "checked against the repository signing key.")
     return "custom", value.rstrip("/")

@@ -47,7 +47,7 @@ def _as_list(value: Any) -> list[str]:
 
 
 def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
-    """Validate the merged ``hostsetup.install`` config into ``InstallSettings``."""
+    """Validate the merged ``install`` config into ``InstallSettings``."""
     values = {**INSTALL_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
     unknown = set(values) - set(INSTALL_DEFAULTS)
     if unknown:

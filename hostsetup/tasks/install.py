@@ -13,7 +13,7 @@ from hostsetup.settings import InstallSettings, install_settings
 
 
 def target_hosts(c: Context) -> list[str]:
-    hosts = list(c.config.hostsetup.hosts)
+    hosts = list(c.config.hosts)
     if not hosts:
         raise HostsetupError("no hosts given: use -H user@host[:port][,user@host...]")
     return hosts
@@ -21,7 +21,7 @@ def target_hosts(c: Context) -> list[str]:
 
 def settings_from(c: Context, **flags: Any) -> InstallSettings:
     """Config layers (files, HOSTSETUP_INSTALL_* env) overridden by the flags given."""
-    raw = dict(c.config.hostsetup.install)
+    raw = dict(c.config.install)
     raw.update({k: v for k, v in flags.items() if v not in (None, "", ())})
     return install_settings(raw)
 
@@ -30,7 +30,7 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
                 hosts: list[str]) -> list[HostReport]:
     printer = StepPrinter(many=len(hosts) > 1)
     reports = run_hosts(hosts, lambda h: install_host(h, c.config, settings, dry_run, printer),
-                        parallel=int(c.config.hostsetup.parallel))
+                        parallel=int(c.config.parallel))
     for report in reports:
         print("\n".join(host_block(report)))
     print(summary_line(reports))
