@@ -243,9 +243,9 @@ def check_release(release_text: str, suite: str, now: datetime | None = None) ->
 def verify_inrelease(path: Path, keyring: Path = DEBIAN_KEYRING) -> str:
     """Check an InRelease file with gpgv and return the text the signature covers.
 
-    Like apt: at least one valid signature from the keyring is needed and no
-    bad signature is allowed (a signature by a key missing from the keyring is
-    ignored as long as another one is good).
+    Like apt: at least one good, valid signature by an unexpired key in the
+    keyring is needed and no bad signature is allowed (a signature by a key
+    missing from the keyring is ignored as long as another one is good).
     """
     if not keyring.is_file():
         raise ArchiveError(f"{keyring} is missing: apt-get install debian-archive-keyring")
@@ -256,7 +256,8 @@ def verify_inrelease(path: Path, keyring: Path = DEBIAN_KEYRING) -> str:
              str(path)], capture_output=True, text=True, check=False)
         status = [line.split()[1] for line in proc.stdout.splitlines()
                   if line.startswith("[GNUPG:] ") and len(line.split()) > 1]
-        if "BADSIG" in status or "VALIDSIG" not in status or not out.is_file():
+        good = "GOODSIG" in status and "VALIDSIG" in status
+        if "BADSIG" in status or not good or not out.is_file():
             detail = proc.stderr.strip().splitlines()[-3:]
             raise ArchiveError(
                 f"{path} is not signed by a key in {keyring} ({'; '.join(detail)}); a newer "
@@ -327,7 +328,9 @@ def load_index(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
                keyring: Path = DEBIAN_KEYRING) -> SuiteIndex:
     """Verified index entries for ``names`` in ``suite``/``arch`` (cached on disk).
 
-    ``refresh`` re-downloads InRelease; otherwise a cached, re-verified copy is used.
+    ``refresh`` re-downloads InRelease; otherwise a cached copy is used after
+    its signature is checked again (a cached copy that no longer verifies is
+    downloaded afresh).
     """
     base = archive.rstrip("/") if archive else archive_url()
     wanted = sorted(set(names))
@@ -336,7 +339,14 @@ def load_index(suite: str, arch: str, names: Iterable[str], cache_dir: Path,
     fresh = refresh or not inrelease.is_file()
     if fresh:
         download(f"{base}/dists/{suite}/InRelease", inrelease)
-    release = verify_inrelease(inrelease, keyring)
+    try:
+        release = verify_inrelease(inrelease, keyring)
+    except ArchiveError:
+        if fresh:
+            raise
+        fresh = True
+        download(f"{base}/dists/{suite}/InRelease", inrelease)
+        release = verify_inrelease(inrelease, keyring)
     if fresh:
         check_release(release, suite)
     member = f"main/binary-{arch}/Packages.xz"

@@ -23,7 +23,7 @@ packages, and their versions say which upstream release those binaries are:
   the build).
 
 Next to it, ``debian-fixtures/`` is a repository of Debian's own unmodified
-bookworm ``docker.io`` (and what it needs beyond a base system), so tests can
+bookworm ``docker.io``, ``containerd``, ``runc`` and ``tini``, so tests can
 pre-install the package that conflicts with docker-ce. ``images/tiny.tar`` is
 a tiny image in ``docker save`` format made from ``busybox-static`` without
 Docker. Both repositories are signed with a throwaway key made for the build.
@@ -66,8 +66,9 @@ KEY_PATH = f"{REPO_PATH}/gpg"
 COMPONENT = "stable"
 FIXTURES_PATH = "debian-fixtures"
 FIXTURES_SUITE = "bookworm"
-# docker.io and what it needs that a sandbox host (no Debian sources) may lack.
-FIXTURES_PACKAGES = ("docker.io", "containerd", "runc", "tini", "lsb-base")
+# Debian's docker.io and the packages it needs beyond a base system (its lsb-base
+# dependency is provided by bookworm's essential sysvinit-utils).
+FIXTURES_PACKAGES = ("docker.io", "containerd", "runc", "tini")
 TINY_IMAGE = "images/tiny.tar"
 TINY_IMAGE_REF = "hostsetup/tiny:1"
 TINY_IMAGE_OUTPUT = "hello from hostsetup tiny image"
@@ -1020,9 +1021,19 @@ def _build(out: Path, recipe: dict[str, object], specs: list[DebSpec],
     except BaseException:
         if signer is not None:
             signer.close()
+            if signer.home.parent != tmp:
+                shutil.rmtree(signer.home.parent, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _prune(out)
     return _mirror_from_json(out)
+
+
+def _prune(keep: Path) -> None:
+    """Remove mirrors of older recipes and leftovers of interrupted builds."""
+    for old in [*keep.parent.glob("mirror-*"), *keep.parent.glob(".mirror-*")]:
+        if old != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_description(tmp: Path, specs: list[DebSpec], recipe: Mapping[str, object],
@@ -1051,7 +1062,7 @@ def build_mirror(cache_dir: Path, archive: str | None = None,
 
     ``archive`` is the Debian archive base URL; by default it is read from
     this machine's apt sources. Debian downloads are cached in
-    ``cache_dir/debian``.
+    ``cache_dir/debian``; building a new mirror removes those of older recipes.
     """
     cache_dir = Path(cache_dir).resolve()
     try:

@@ -256,3 +256,16 @@ def test_missing_package_name_fails_loudly(signed_archive: tuple[Path, Path],
     with pytest.raises(da.ArchiveError, match="no binary package 'nope'"):
         da.fetch_packages("testing", "amd64", ["nope"], tmp_path, f"file://{base}",
                           keyring=keyring)
+
+
+@needs_gpg
+def test_a_cached_inrelease_that_no_longer_verifies_is_fetched_again(
+        signed_archive: tuple[Path, Path], tmp_path: Path) -> None:
+    base, keyring = signed_archive
+    url = f"file://{base}"
+    da.load_index("testing", "amd64", ["hello"], tmp_path, url, keyring=keyring)
+    cached = tmp_path / "dists/testing/InRelease"
+    cached.write_text(cached.read_text().replace("testing", "tasting"))
+    index = da.load_index("testing", "amd64", ["hello"], tmp_path, url, keyring=keyring)
+    assert index.get("hello").version == "1"
+    assert "Codename: testing" in cached.read_text()

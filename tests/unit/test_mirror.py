@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hostsetup.sandbox import debarchive
 from hostsetup.sandbox import mirror as m
 from hostsetup.sandbox.debarchive import BinaryPackage, SuiteIndex
 
@@ -23,8 +24,7 @@ VERSIONS = {
                  "libc6": "2.31-13+deb11u11"},
     "bookworm": {"docker.io": "20.10.24+dfsg1-1+deb12u1+b6", "tini": "0.19.0-1+b3",
                  "containerd": "1.6.20~ds1-1+deb12u3", "runc": "1.1.5+ds1-1+deb12u1",
-                 "libc6": "2.36-9+deb12u14", "busybox-static": "1:1.35.0-4+deb12u1+b1",
-                 "lsb-base": "11.6"},
+                 "libc6": "2.36-9+deb12u14", "busybox-static": "1:1.35.0-4+deb12u1+b1"},
     "trixie": {"docker.io": "26.1.5+dfsg1-9+deb13u1+b1", "docker-cli": "26.1.5+dfsg1-9+deb13u1+b1",
                "tini": "0.19.0-3+b8", "containerd": "1.7.24~ds1-6+deb13u1",
                "runc": "1.1.15+ds1-2+b4", "libc6": "2.41-12+deb13u5",
@@ -365,3 +365,41 @@ def test_write_image_is_deterministic(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "one.tar") as tar:
         names = tar.getnames()
     assert "manifest.json" in names and "repositories" in names
+
+
+# --- build_mirror caching (the expensive build is stubbed) -----------------------------
+
+def test_build_mirror_builds_once_per_recipe(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    built: list[Path] = []
+
+    def fake_build(out: Path, recipe: dict[str, object], specs: list[m.DebSpec],
+                   *_: object) -> m.Mirror:
+        built.append(out)
+        out.mkdir()
+        (out / "mirror.json").write_text(json.dumps({
+            "root": "root", "key_fingerprint": "A" * 40, "versions": {},
+            "tiny_image": m.TINY_IMAGE, "tiny_image_ref": m.TINY_IMAGE_REF,
+            "tiny_image_output": m.TINY_IMAGE_OUTPUT, "recipe_hash": m.recipe_hash(recipe)}))
+        return m._mirror_from_json(out)
+
+    monkeypatch.setattr(debarchive, "dpkg_arch", lambda: "amd64")
+    monkeypatch.setattr(m, "_load_indexes", lambda *_: fake_indexes())
+    monkeypatch.setattr(m, "_build", fake_build)
+    first = m.build_mirror(tmp_path, progress=lambda _: None)
+    again = m.build_mirror(tmp_path, progress=lambda _: None)
+    assert len(built) == 1 and first == again
+    assert first.root == tmp_path / f"mirror-{first.recipe_hash[:12]}" / "root"
+    assert first.tiny_image == Path("images/tiny.tar")
+    monkeypatch.setattr(m, "CONTAINERD_CONFIG", m.CONTAINERD_CONFIG + "# changed\n")
+    changed = m.build_mirror(tmp_path, progress=lambda _: None)
+    assert len(built) == 2 and changed.recipe_hash != first.recipe_hash
+
+
+def test_prune_keeps_only_the_new_mirror(tmp_path: Path) -> None:
+    for name in ("mirror-aaaaaaaaaaaa", "mirror-bbbbbbbbbbbb", ".mirror-cccc.tmp", "debian"):
+        (tmp_path / name).mkdir()
+    (tmp_path / ".mirror.lock").write_text("")
+    m._prune(tmp_path / "mirror-bbbbbbbbbbbb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mirror.lock", "debian",
+                                                          "mirror-bbbbbbbbbbbb"]

@@ -24,6 +24,7 @@ def make_key(home: Path, algo: str, uid: str) -> tuple[bytes, str]:
     colons = subprocess.run(["gpg", "--with-colons", "--fingerprint", uid], env=env, check=True,
                             capture_output=True, text=True).stdout
     fpr = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr"))
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
     return armored, fpr
 
 
