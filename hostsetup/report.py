@@ -10,12 +10,13 @@ from pathlib import Path
 from hostsetup.runner import HostReport
 
 
-def host_block(report: HostReport, verbose: bool = False) -> list[str]:
+def host_block(report: HostReport, verbose: bool = False, live: bool = False) -> list[str]:
+    """A host's report; with ``live`` the step lines were already printed as they ran."""
     head = f"== {report.host}" + (f" ({report.system})" if report.system else "")
     lines = [head]
     if report.plan_text:
         lines += report.plan_text
-    else:
+    elif not live:
         for step in report.steps:
             if step.status == "ok" and not verbose:
                 continue

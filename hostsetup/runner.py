@@ -146,3 +146,5 @@ class StepPrinter:
         with self.lock:
             print(f"{prefix}{result.status:8} {result.name:14} {result.summary}"
                   + (f" ({result.seconds:.1f}s)" if result.seconds else ""), flush=True)
+            for line in result.error.splitlines():
+                print(f"{prefix}{'':8} {line}", flush=True)

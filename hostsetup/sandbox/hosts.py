@@ -31,6 +31,8 @@ MIRROR_ALIAS = "mirror.sandbox.internal"
 SYSTEMD_RUN_OPTIONS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    # A writable /proc/sys: Docker 26 inside sets per-interface IPv6 sysctls.
+    "--security-opt", "systempaths=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
     "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3",
 )

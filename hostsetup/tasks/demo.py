@@ -38,8 +38,8 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12") -> None:
     print(f"installing Docker Engine on {host.hostname} from the sandbox mirror {mirror.url}")
     reports = run_install(c, settings, dry_run=False, json_path=None, hosts=[host.hostname])
     print("\nLook around:\n" + describe(box, host))
-    print(f"  then: docker run --rm {mirror.build.tiny_image_ref} after "
-          f"curl -fsS {mirror.url}/{mirror.build.tiny_image} | docker load")
+    print(f"  on the host: curl -fsS {mirror.url}/{mirror.build.tiny_image} | docker load && "
+          f"docker run --rm {mirror.build.tiny_image_ref}")
     print("Remove it all with: hostsetup demo --down")
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

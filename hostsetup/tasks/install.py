@@ -32,7 +32,7 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     reports = run_hosts(hosts, lambda h: install_host(h, c.config, settings, dry_run, printer),
                         parallel=int(c.config.parallel))
     for report in reports:
-        print("\n".join(host_block(report)))
+        print("\n".join(host_block(report, live=len(hosts) == 1 and not dry_run)))
     print(summary_line(reports))
     if json_path:
         write_json(reports, json_path)

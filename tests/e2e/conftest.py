@@ -23,7 +23,8 @@ def mirror(sandbox: Sandbox) -> SandboxMirror:
 
 def ssh(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup") -> Connection:
     """A new SSH session to ``host`` as ``user``, host key checked against the sandbox's."""
-    config = Config(overrides={"known_hosts": [str(sandbox.known_hosts_path)]})
+    config = Config(overrides={"known_hosts": [str(sandbox.known_hosts_path)], "run": {"in_stream": False},
+                               "sudo": {"prompt": "[sudo] password: "}})
     conn = connect(host.target(user), config, connect_kwargs={"key_filename": [str(sandbox.key_path)]})
     conn.client.set_missing_host_key_policy(__import__("paramiko").RejectPolicy())
     return conn

@@ -83,7 +83,7 @@ def test_pin_older_version_then_upgrade(sandbox, mirror, cli, fresh_hosts) -> No
 
 def test_unknown_version_lists_what_the_repository_has(mirror, cli, fresh_hosts) -> None:
     host = fresh_hosts("debian12")[0]
-    code, report, out = cli(host, "--version", "19.03")
+    code, _report, out = cli(host, "--version", "19.03")
     assert code == 1
     assert "version 19.03 is not in the repository" in out
     assert upstream_version(mirror.build.versions["bookworm"][0]) in out
@@ -112,7 +112,7 @@ def test_preinstalled_docker_io_is_removed_first(sandbox, mirror, cli, fresh_hos
 def test_wrong_key_fingerprint_stops_before_any_package(sandbox, cli, fresh_hosts) -> None:
     host = fresh_hosts("debian12")[0]
     official = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
-    code, report, out = cli(host, fingerprint=official)
+    code, report, _out = cli(host, fingerprint=official)
     assert code == 1
     steps = {s["name"]: s for s in only_host(report)["steps"]}
     assert steps["key"]["status"] == "failed"

@@ -11,14 +11,7 @@ from paramiko.ssh_exception import SSHException
 
 from hostsetup.connection import connect
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
-
-
-def open_as(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup"):
-    conn = connect(host.target(user), Config(),
-                   known_hosts=[sandbox.known_hosts_path],
-                   connect_kwargs={"key_filename": [str(sandbox.key_path)]})
-    conn.client.set_missing_host_key_policy(__import__("paramiko").RejectPolicy())
-    return conn
+from tests.e2e.conftest import ssh
 
 
 def test_two_hosts_install_docker_ce_from_the_mirror_and_run_a_container(
@@ -27,7 +20,7 @@ def test_two_hosts_install_docker_ce_from_the_mirror_and_run_a_container(
     hosts = fresh_hosts("debian12", "debian13")
     codenames = {"debian12": "bookworm", "debian13": "trixie"}
     for host in hosts:
-        with open_as(sandbox, host) as c:
+        with ssh(sandbox, host) as c:
             assert c.run("id -un", hide=True).stdout.strip() == "hostsetup"
             state = c.sudo("systemctl is-system-running", hide=True, warn=True).stdout.strip()
             assert state in ("running", "degraded")
@@ -42,7 +35,7 @@ def test_two_hosts_install_docker_ce_from_the_mirror_and_run_a_container(
             c.sudo("env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                    "docker-ce docker-ce-cli containerd.io", hide=True)
             c.sudo(f"curl -fsS {mirror.url}/{mirror.build.tiny_image} -o /tmp/tiny.tar", hide=True)
-        with open_as(sandbox, host, user="root") as root:
+        with ssh(sandbox, host, user="root") as root:
             root.run("docker load -i /tmp/tiny.tar", hide=True, timeout=120)
             out = root.run(f"docker run --rm {mirror.build.tiny_image_ref}", hide=True,
                            timeout=120).stdout
@@ -56,7 +49,7 @@ def test_two_hosts_install_docker_ce_from_the_mirror_and_run_a_container(
 def test_unknown_host_key_is_refused(sandbox: Sandbox,
                                      fresh_hosts: Callable[..., list[SandboxHost]]) -> None:
     host = fresh_hosts("debian12")[0]
-    conn = connect(host.target(), Config(),
+    conn = connect(host.target(), Config(overrides={"run": {"in_stream": False}}),
                    connect_kwargs={"key_filename": [str(sandbox.key_path)]})
     conn.client.set_missing_host_key_policy(__import__("paramiko").RejectPolicy())
     with pytest.raises(SSHException):
