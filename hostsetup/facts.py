@@ -26,6 +26,7 @@ FACT_PACKAGES = tuple(dict.fromkeys((
     "docker-latest", "docker-latest-logrotate", "docker-logrotate", "docker-engine",
     "docker-selinux", "docker-engine-selinux", "podman", "buildah",
     "ca-certificates", "curl", "dnf-plugins-core", "python3-dnf-plugin-versionlock",
+    "yum-plugin-versionlock",
 )))
 DAEMON_JSON = "/etc/docker/daemon.json"
 FACT_FILES = tuple(dict.fromkeys((

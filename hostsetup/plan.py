@@ -115,13 +115,17 @@ def _noninteractive(platform: Platform) -> str:
     return "DEBIAN_FRONTEND=noninteractive " if platform.family is APT else ""
 
 
-def _prerequisites(platform: Platform, facts: HostFacts) -> Step:
+def _prerequisites(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
     if platform.family is APT:
         missing = [p for p in platform.family.prerequisites if p not in facts.packages]
         command = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
                    f"apt-get install -y -q {' '.join(missing)}")
     else:
         missing = [] if "curl" in facts.commands else ["curl"]
+        lock_plugin = "yum-plugin-versionlock" if platform.package_manager == "yum" \
+            else "python3-dnf-plugin-versionlock"
+        if settings.hold and lock_plugin not in facts.packages:
+            missing.append(lock_plugin)
         command = f"{platform.package_manager} install -y {' '.join(missing)}"
     if not missing:
         return Step("prerequisites", "prerequisites present")
@@ -206,9 +210,11 @@ def _hold_command(platform: Platform) -> str:
     return f"{platform.package_manager} versionlock add " + " ".join(PINNED_PACKAGES)
 
 
-def _service(facts: HostFacts) -> Step:
+def _service(facts: HostFacts, packages_change: bool) -> Step:
     units = ("containerd.service", "docker.service")
     todo = [u for u in units if not (facts.unit(u).enabled and facts.unit(u).running)]
+    if packages_change:  # the units come from the packages about to change: always start them
+        todo = list(units)
     if not todo:
         return Step("service", "containerd and docker are enabled and running")
     return Step("service", f"enable and start {', '.join(todo)}",
@@ -239,13 +245,16 @@ def plan_install(facts: HostFacts, settings: InstallSettings) -> Plan:
         raise PlanError(str(exc)) from None
     key = _key(platform, facts, settings)
     repository = _repository(platform, facts, settings)
+    conflicts = _conflicts(platform, facts)
+    packages = _packages(platform, facts, settings, repository.changes or key.changes)
     steps = (
-        _conflicts(platform, facts),
-        _prerequisites(platform, facts),
+        conflicts,
+        _prerequisites(platform, facts, settings),
         key,
         repository,
-        _packages(platform, facts, settings, repository.changes or key.changes),
-        _service(facts),
+        packages,
+        _service(facts, conflicts.changes or any(isinstance(op, InstallPackages)
+                                                 for op in packages.operations)),
         _group(facts, settings),
     )
     return Plan(platform, steps)

@@ -34,8 +34,12 @@ def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
     box = Sandbox(name)
     if action == "up":
         started = box.up(hosts, tuple(f.strip() for f in flavor.split(",") if f.strip()))
+        mirror = box.start_mirror()
         for host in started:
             print(describe(box, host))
+        print(f"docker-ce mirror for the hosts: {mirror.url} (plain http; signing key "
+              f"{mirror.build.key_fingerprint})\n  hostsetup ... install --mirror {mirror.url} "
+              f"--insecure-mirror --key-fingerprint {mirror.build.key_fingerprint}")
     elif action == "status":
         found = box.hosts()
         if not found:
