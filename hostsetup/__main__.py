@@ -1,3 +1,3 @@
-from hostsetup.cli import program
+from hostsetup.cli import main
 
-program.run()
+main()

@@ -4,6 +4,7 @@ hostsetup's own task collection."""
 from __future__ import annotations
 
 import os
+import sys
 
 from fabric.main import Fab
 from invoke import Executor, Exit
@@ -53,3 +54,13 @@ program = Hostsetup(
     executor_class=Executor,
     config_class=HostsetupConfig,
 )
+
+
+def main() -> None:
+    """Console entry point; a closed pipe (``hostsetup --help | head``) is not an error."""
+    try:
+        program.run()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)

@@ -37,6 +37,8 @@ UNITS = ("docker.service", "docker.socket", "containerd.service")
 
 _SCRIPT = r"""
 sec() { printf '\n@@%s\n' "$1"; }
+# dockerd --version is the slowest probe (a Go binary starting): run it alongside.
+dv=$(mktemp); dockerd --version > "$dv" 2>/dev/null & dpid=$!
 sec os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
 sec arch; uname -m; dpkg --print-architecture 2>/dev/null || echo
 sec identity; id -u; id -un
@@ -64,7 +66,7 @@ sec group; getent group docker
 sec users
 for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
 sec units; systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState UNITS 2>/dev/null
-sec dockerd; dockerd --version 2>/dev/null
+sec dockerd; wait "$dpid" 2>/dev/null; cat "$dv"; rm -f "$dv"
 sec available
 if command -v apt-cache >/dev/null 2>&1; then
   apt-cache madison docker-ce 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'

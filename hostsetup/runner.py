@@ -104,10 +104,8 @@ def install_host(target: str, config: Config, settings: InstallSettings, dry_run
             report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
         elif plan.changes:
             report.status = "changed"
-            if "group" in report.changed:
-                # A new session is needed for the login user to see its new group.
-                remote.conn.close()
-                remote.conn = connect(target, config)
+            # The re-plan reads the group database, so no new login session is needed here;
+            # whatever must run with the user's new groups opens its own connection.
             again = plan_install(gather_facts(remote, settings.users), settings)
             if again.changes:
                 report.status = "failed"

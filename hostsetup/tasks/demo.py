@@ -16,10 +16,11 @@ DEMO_SANDBOX = "demo"
 @task(help={
     "down": "remove the demo host and mirror instead",
     "flavor": f"host system ({', '.join(RECIPES)})",
+    "name": f"sandbox name (default {DEMO_SANDBOX})",
 })
-def demo(c: Context, down: bool = False, flavor: str = "debian12") -> None:
+def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = DEMO_SANDBOX) -> None:
     """Start a sandbox host and local docker-ce mirror, install Docker on it, show the result."""
-    box = Sandbox(DEMO_SANDBOX)
+    box = Sandbox(name)
     if down:
         removed = box.down()
         print(f"removed {', '.join(removed)}" if removed else "the demo was not running")
@@ -40,6 +41,6 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12") -> None:
     print("\nLook around:\n" + describe(box, host))
     print(f"  on the host: curl -fsS {mirror.url}/{mirror.build.tiny_image} | docker load && "
           f"docker run --rm {mirror.build.tiny_image_ref}")
-    print("Remove it all with: hostsetup demo --down")
+    print("Remove it all with: hostsetup demo --down" + (f" --name {name}" if name != DEMO_SANDBOX else ""))
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hostsetup.facts import facts_script, parse_facts
@@ -121,3 +123,25 @@ def test_wrong_key_fingerprint_stops_before_any_package(sandbox, cli, fresh_host
     with ssh(sandbox, host, "root") as c:
         assert c.run("dpkg-query -W docker-ce", hide=True, warn=True).failed
         assert c.run("test -e /etc/apt/keyrings/docker.asc", warn=True, hide=True).failed
+
+
+def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch) -> None:
+    host = fresh_hosts("debian12")[0]
+    secret = "s3cret-Pa55"
+    with ssh(sandbox, host, "root") as c:
+        c.run(f"useradd -m -s /bin/bash ops && echo 'ops:{secret}' | chpasswd && "
+              "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops && "
+              "install -d -o ops -m 700 /home/ops/.ssh && "
+              "install -o ops -m 600 /root/.ssh/authorized_keys /home/ops/.ssh/", hide=True)
+    target = dataclasses.replace(host, hostname=f"ops@{host.hostname}")
+    code, report, out = cli(target)
+    assert code == 1 and "sudo asks ops for a password" in out and "--prompt-for-sudo-password" in out
+    assert steps_with(report, "changed") == []
+    monkeypatch.setenv("HOSTSETUP_SUDO_PASSWORD", secret)
+    code, report, out = cli(target)
+    assert code == 0, out
+    assert only_host(report)["status"] == "changed"
+    assert secret not in out
+    with ssh(sandbox, host, "root") as c:
+        assert secret not in c.run("cat /var/log/auth.log 2>/dev/null; journalctl -q --no-pager 2>/dev/null",
+                                   hide=True, warn=True).stdout

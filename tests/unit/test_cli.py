@@ -51,3 +51,17 @@ def test_env_layer_reaches_install_settings(tmp_path) -> None:
     env = {**os.environ, "HOSTSETUP_INSTALL_MIRROR": "not-a-mirror"}
     result = hostsetup("-H", "h", "install", env=env)
     assert "mirror 'not-a-mirror'" in result.stderr
+
+
+def test_project_config_file_is_read_from_the_working_directory(tmp_path) -> None:
+    (tmp_path / "hostsetup.yaml").write_text("install:\n  mirror: from-project-file\n")
+    result = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "h", "install"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert "mirror 'from-project-file'" in result.stderr
+
+
+def test_flag_overrides_project_file(tmp_path) -> None:
+    (tmp_path / "hostsetup.yaml").write_text("install:\n  mirror: from-project-file\n")
+    result = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "h", "install", "--mirror", "flagged"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "mirror 'flagged'" in result.stderr

@@ -19,7 +19,7 @@ import pytest
 
 from hostsetup.facts import HostFacts, parse_facts
 from hostsetup.openpgp import primary_fingerprints
-from hostsetup.operations import FetchKey, InstallPackages, WriteFile
+from hostsetup.operations import FetchKey, InstallPackages, RemoveFiles, WriteFile
 from hostsetup.plan import PlanError, plan_install, resolve_version, upstream_version
 from hostsetup.runner import describe_plan
 from hostsetup.settings import install_settings
@@ -171,3 +171,14 @@ def test_resolve_version(pin: str, expected: str | None) -> None:
 def test_upstream_version() -> None:
     assert upstream_version("5:20.10.24-1~debian.12~bookworm") == "20.10.24"
     assert upstream_version("3:24.0.7-1.el9") == "24.0.7"
+
+
+def test_legacy_source_and_key_files_are_removed_with_the_repository_step() -> None:
+    facts = recorded("debian12-converged")
+    legacy = {"/etc/apt/sources.list.d/docker.list": "deb [signed-by=/etc/apt/keyrings/docker.gpg] x bookworm stable\n",
+              "/etc/apt/keyrings/docker.gpg": "binary"}
+    facts = dataclasses.replace(facts, files={**facts.files, **legacy})
+    plan = plan_install(facts, sandbox_settings(facts))
+    assert [s.name for s in plan.changes] == ["repository"]
+    (remove,) = plan.changes[0].operations
+    assert isinstance(remove, RemoveFiles) and set(remove.paths) == set(legacy)
