@@ -6,14 +6,15 @@ the previous version is kept under ``/var/backups/hostsetup`` (the last few).
 
 from __future__ import annotations
 
-import base64
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hostsetup.daemon.apply import apply_configure
 from hostsetup.openpgp import KeyFormatError, primary_fingerprints
 from hostsetup.operations import (
+    ConfigureDaemon,
     FetchKey,
     InstallPackages,
     Operation,
@@ -22,8 +23,10 @@ from hostsetup.operations import (
     WriteFile,
 )
 from hostsetup.pkgcommands import install_command, list_versions_command, refresh_command
-from hostsetup.plan import Plan, PlanError, Step, resolve_version
+from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
+from hostsetup.scripts import remove_files_script, write_file_script
+from hostsetup.steps import Plan, Step
 
 BACKUP_DIR = "/var/backups/hostsetup"
 MARK = "@@hostsetup-step"
@@ -37,33 +40,6 @@ class StepResult:
     summary: str
     seconds: float = 0.0
     error: str = ""
-
-
-def backup_script(path: str) -> str:
-    """Copy ``path`` (if present) to the backup directory; keep the newest few."""
-    name = path.strip("/").replace("/", "_")
-    q = shlex.quote
-    return (f"if [ -e {q(path)} ]; then install -d -m 0700 {BACKUP_DIR}; "
-            f"cp -p {q(path)} {BACKUP_DIR}/{q(name)}.$(date +%Y%m%dT%H%M%S%N); "
-            f"ls -1t {BACKUP_DIR}/{q(name)}.* | tail -n +{BACKUPS_KEPT + 1} | "
-            "xargs -r rm -f; fi")
-
-
-def write_file_script(op: WriteFile) -> str:
-    q = shlex.quote
-    payload = base64.b64encode(op.content.encode()).decode()
-    return "\n".join((
-        f'd=$(dirname {q(op.path)}); install -d -m 0755 "$d"',
-        'tmp=$(mktemp "$d/.hostsetup.XXXXXX")',
-        f'echo {payload} | base64 -d > "$tmp"',
-        f'chmod {op.mode} "$tmp"',
-        backup_script(op.path),
-        f'mv -f "$tmp" {q(op.path)}',
-    ))
-
-
-def remove_files_script(op: RemoveFiles) -> str:
-    return "\n".join(f"{backup_script(p)}\nrm -f {shlex.quote(p)}" for p in op.paths)
 
 
 def _run_packages(remote: Remote, op: InstallPackages) -> None:
@@ -121,6 +97,8 @@ def apply_step(remote: Remote, step: Step) -> None:
     for op in step.operations:
         if isinstance(op, FetchKey):
             remote.root_ok(_fetch_key(remote, op), f"writing {op.path}")
+        elif isinstance(op, ConfigureDaemon):
+            apply_configure(remote, op)
         elif isinstance(op, InstallPackages) and op.pin and not op.version:
             _run_packages(remote, op)
         else:

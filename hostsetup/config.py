@@ -12,6 +12,7 @@ from typing import Any
 from fabric import Config
 from invoke.config import merge_dicts
 
+from hostsetup.daemon.settings import DAEMON_DEFAULTS
 from hostsetup.settings import INSTALL_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
@@ -23,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "parallel": 10,
     # Install settings (see hostsetup.settings); env: HOSTSETUP_INSTALL_MIRROR etc.
     "install": INSTALL_DEFAULTS,
+    # daemon.json settings (see hostsetup.daemon.settings).
+    "daemon": DAEMON_DEFAULTS,
 }
 
 

@@ -32,6 +32,8 @@ DAEMON_JSON = "/etc/docker/daemon.json"
 FACT_FILES = tuple(dict.fromkeys((
     APT.repo_file, APT.key_file, *APT.legacy_files, RPM.repo_file, RPM.key_file,
     *RPM.legacy_files, DAEMON_JSON, "/etc/dnf/plugins/versionlock.list",
+    "/etc/systemd/system/docker.service.d/hostsetup-execstart.conf",
+    "/etc/systemd/system/docker.service.d/http-proxy.conf",
 )))
 UNITS = ("docker.service", "docker.socket", "containerd.service")
 
@@ -66,6 +68,7 @@ sec group; getent group docker
 sec users
 for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
 sec units; systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState UNITS 2>/dev/null
+sec docker-unit; systemctl cat docker.service 2>/dev/null
 sec dockerd; wait "$dpid" 2>/dev/null; cat "$dv"; rm -f "$dv"
 sec available
 if command -v apt-cache >/dev/null 2>&1; then
@@ -120,6 +123,7 @@ class HostFacts:
     user_groups: dict[str, frozenset[str] | None]  # None: no such user
     units: dict[str, UnitState] = field(default_factory=dict)
     dockerd_version: str = ""
+    docker_unit: str = ""          # `systemctl cat docker.service`: unit and drop-ins
     available_versions: tuple[str, ...] = ()
 
     def unit(self, name: str) -> UnitState:
@@ -205,5 +209,6 @@ def parse_facts(output: str) -> HostFacts:
         user_groups=user_groups,
         units=parse_units(s.get("units", [])),
         dockerd_version=(s.get("dockerd") or [""])[0].strip(),
+        docker_unit="\n".join(s.get("docker-unit", [])),
         available_versions=tuple(line.strip() for line in s.get("available", [])),
     )

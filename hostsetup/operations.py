@@ -84,4 +84,38 @@ class InstallPackages:
         return [*lines, f"$ {install_command(self, shown)}"]
 
 
-Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages
+@dataclass(frozen=True)
+class ConfigureDaemon:
+    """Put a new daemon.json in place safely and make dockerd use it.
+
+    Validate on the host where the engine can (``dockerd --validate``), back up,
+    rename into place, reload (SIGHUP) or restart, wait for ``docker info`` to
+    show ``expect``; on failure restore the backup and restart. ``content`` None
+    keeps the file and only restarts (a changed drop-in).
+    """
+
+    path: str
+    content: str | None
+    old: str | None
+    restart: bool
+    validate: bool
+    reload_units: bool
+    expect: dict[str, object]
+
+    def describe(self) -> list[str]:
+        from hostsetup.daemon.plan import mask_credentials
+
+        lines = []
+        if self.content is not None:
+            lines += [mask_credentials(line) for line in WriteFile(self.path, self.content, self.old).describe()]
+            if self.validate:
+                lines.append(f"$ dockerd --validate --config-file <new {self.path}> (if the engine has it)")
+        if self.reload_units:
+            lines.append("$ systemctl daemon-reload")
+        lines.append("$ systemctl restart docker" if self.restart else "$ systemctl reload docker  (SIGHUP)")
+        lines.append("wait for docker info" + (f" to show {', '.join(self.expect)}" if self.expect else "")
+                     + "; on failure restore the previous file and restart")
+        return lines
+
+
+Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages | ConfigureDaemon

@@ -6,8 +6,8 @@ A converged host yields a plan whose steps have no operations.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.distros import (
     APT,
     ENGINE_PACKAGES,
@@ -30,37 +30,11 @@ from hostsetup.operations import (
 from hostsetup.pkgcommands import PINNED_PACKAGES
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
+from hostsetup.steps import Plan, Step
 
 
 class PlanError(Exception):
     """The host cannot be converged as asked; nothing should change on it."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One idempotent step: operations to run, or why it is already done."""
-
-    name: str
-    summary: str
-    operations: tuple[Operation, ...] = ()
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.operations)
-
-
-@dataclass(frozen=True)
-class Plan:
-    platform: Platform
-    steps: tuple[Step, ...] = field(default_factory=tuple)
-
-    @property
-    def changes(self) -> tuple[Step, ...]:
-        return tuple(step for step in self.steps if step.changes)
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
 
 
 def upstream_version(package_version: str) -> str:
@@ -237,8 +211,8 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
     return Step("group", summary, tuple(Run(c) for c in commands))
 
 
-def plan_install(facts: HostFacts, settings: InstallSettings) -> Plan:
-    """The steps that install Docker Engine on this host as ``settings`` say."""
+def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSettings | None = None) -> Plan:
+    """The steps that install Docker Engine on this host as ``settings`` say (and set daemon.json)."""
     try:
         platform = resolve_platform(facts.os_release)
     except UnsupportedSystem as exc:
@@ -247,7 +221,7 @@ def plan_install(facts: HostFacts, settings: InstallSettings) -> Plan:
     repository = _repository(platform, facts, settings)
     conflicts = _conflicts(platform, facts)
     packages = _packages(platform, facts, settings, repository.changes or key.changes)
-    steps = (
+    steps: tuple[Step, ...] = (
         conflicts,
         _prerequisites(platform, facts, settings),
         key,
@@ -257,4 +231,27 @@ def plan_install(facts: HostFacts, settings: InstallSettings) -> Plan:
                                                  for op in packages.operations)),
         _group(facts, settings),
     )
+    if daemon is not None and daemon.configured:
+        pinned = next((op.version for op in packages.operations if isinstance(op, InstallPackages)), None)
+        steps += (_daemon(facts, daemon, pinned),)
     return Plan(platform, steps)
+
+
+def _daemon(facts: HostFacts, daemon: DaemonSettings, engine: str | None = None) -> Step:
+    from hostsetup.daemon.plan import DaemonPlanError, plan_daemon
+
+    try:
+        return plan_daemon(facts, daemon, engine)
+    except DaemonPlanError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def plan_configure(facts: HostFacts, daemon: DaemonSettings) -> Plan:
+    """Only the daemon.json step, on a host where Docker Engine is installed."""
+    try:
+        platform = resolve_platform(facts.os_release)
+    except UnsupportedSystem as exc:
+        raise PlanError(str(exc)) from None
+    if not facts.dockerd_version:
+        raise PlanError("Docker Engine is not installed here (no dockerd): run `hostsetup install` first")
+    return Plan(platform, (_daemon(facts, daemon),))

@@ -26,6 +26,7 @@ def host_block(report: HostReport, verbose: bool = False, live: bool = False) ->
                 lines += [f"           {line}" for line in step.error.splitlines()]
     if report.error and report.status == "failed" and not any(s.error for s in report.steps):
         lines += [f"  error: {line}" for line in report.error.splitlines()]
+    lines += [f"  WARNING: {w}" for w in report.warnings]
     changed = len(report.changed)
     ok = sum(1 for s in report.steps if s.status == "ok")
     lines.append(f"  -> {report.status}: {changed} changed, {ok} already done, "

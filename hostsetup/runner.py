@@ -13,15 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fabric import Config
+from jinja2 import TemplateError
 from paramiko.ssh_exception import SSHException
 
 from hostsetup.apply import StepResult, apply_plan
 from hostsetup.connection import connect
+from hostsetup.daemon.plan import mask_credentials
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts
-from hostsetup.plan import Plan, PlanError, plan_install
+from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.settings import InstallSettings
+from hostsetup.steps import Plan
 
 
 @dataclass
@@ -36,6 +38,7 @@ class HostReport:
     seconds: float = 0.0
     sessions: int = 0
     plan_text: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> list[str]:
@@ -44,7 +47,7 @@ class HostReport:
     def as_dict(self) -> dict[str, object]:
         return {"host": self.host, "system": self.system, "status": self.status,
                 "error": self.error, "seconds": round(self.seconds, 3),
-                "ssh_sessions": self.sessions,
+                "ssh_sessions": self.sessions, "warnings": self.warnings,
                 "steps": [{"name": s.name, "status": s.status, "summary": s.summary,
                            "seconds": round(s.seconds, 3), "error": s.error}
                           for s in self.steps]}
@@ -59,12 +62,13 @@ def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
 
 
 def describe_plan(plan: Plan) -> list[str]:
+    """Every step, command and file diff of a plan; credentials in URLs masked."""
     lines = []
     for step in plan.steps:
         lines.append(f"  {'change' if step.changes else 'ok':8} {step.name:14} {step.summary}")
         for op in step.operations:
             lines += [f"      {line}" for line in op.describe()]
-    return lines
+    return [mask_credentials(line) for line in lines]
 
 
 def _check_privileges(facts: HostFacts, config: Config) -> None:
@@ -78,17 +82,22 @@ def _check_privileges(facts: HostFacts, config: Config) -> None:
     raise HostsetupError(f"{facts.user} is not root and cannot use sudo")
 
 
-def install_host(target: str, config: Config, settings: InstallSettings, dry_run: bool = False,
-                 on_step: Callable[[str, StepResult], None] = lambda h, r: None) -> HostReport:
-    """Converge one host; every failure ends up in the report, never raised."""
+Planner = Callable[[HostFacts], Plan]
+
+
+def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
+                  dry_run: bool = False,
+                  on_step: Callable[[str, StepResult], None] = lambda h, r: None) -> HostReport:
+    """Facts, plan, apply, re-plan on one host; every failure ends up in the report, never raised."""
     report = HostReport(target)
     start = time.monotonic()
     remote: Remote | None = None
     try:
         remote = Remote(connect(target, config))
-        facts = gather_facts(remote, settings.users)
+        facts = gather_facts(remote, users)
         remote.as_root = facts.uid == 0
-        plan = plan_install(facts, settings)
+        plan = make_plan(facts)
+        report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name
         if dry_run:
             report.status = "planned" if plan.changes else "ok"
@@ -106,15 +115,19 @@ def install_host(target: str, config: Config, settings: InstallSettings, dry_run
             report.status = "changed"
             # The re-plan reads the group database, so no new login session is needed here;
             # whatever must run with the user's new groups opens its own connection.
-            again = plan_install(gather_facts(remote, settings.users), settings)
+            again = make_plan(gather_facts(remote, users))
             if again.changes:
                 report.status = "failed"
                 report.error = ("not converged after applying; still to do: "
                                 + ", ".join(f"{s.name} ({s.summary})" for s in again.changes))
     except (HostsetupError, PlanError) as exc:
         report.status, report.error = "failed", str(exc)
+    except TemplateError as exc:  # a packaging fault, not the network's
+        report.status, report.error = "failed", f"internal error: template {exc}"
     except (TimeoutError, SSHException, OSError, EOFError) as exc:
         report.status, report.error = "failed", f"cannot connect: {exc or type(exc).__name__}"
+    except Exception as exc:  # one host's surprise must not take the others down
+        report.status, report.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
     finally:
         if remote is not None:
             report.sessions = remote.sessions

@@ -2,8 +2,9 @@
 
 from invoke import Collection
 
+from hostsetup.tasks.configure import configure
 from hostsetup.tasks.demo import demo
 from hostsetup.tasks.install import install
 from hostsetup.tasks.sandbox import sandbox
 
-namespace = Collection(demo, install, sandbox)
+namespace = Collection(configure, demo, install, sandbox)

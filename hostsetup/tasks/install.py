@@ -1,4 +1,4 @@
-"""``hostsetup -H HOSTS install``: Docker Engine, the official way."""
+"""``hostsetup -H HOSTS install``: Docker Engine, the official way (and daemon.json when configured)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
+from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
+from hostsetup.plan import plan_install
 from hostsetup.report import host_block, summary_line, write_json
-from hostsetup.runner import HostReport, StepPrinter, install_host, run_hosts
+from hostsetup.runner import HostReport, Planner, StepPrinter, converge_host, run_hosts
 from hostsetup.settings import InstallSettings, install_settings
 
 
@@ -26,10 +28,27 @@ def settings_from(c: Context, **flags: Any) -> InstallSettings:
     return install_settings(raw)
 
 
-def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path: str | None,
-                hosts: list[str]) -> list[HostReport]:
+def daemon_from(c: Context, **flags: Any) -> DaemonSettings:
+    """The ``daemon`` config section with flags on top, rendered and validated here, before any host."""
+    from hostsetup.daemon.plan import DaemonPlanError, check_settings
+
+    raw = {k: (dict(v) if hasattr(v, "keys") else v) for k, v in dict(c.config.daemon).items()}
+    overrides = {k: v for k, v in flags.items() if v not in (None, "", (), [], {})}
+    if "settings" in overrides:
+        overrides["settings"] = {**raw.get("settings", {}), **overrides["settings"]}
+    settings = daemon_settings({**raw, **overrides})
+    try:
+        check_settings(settings)
+    except DaemonPlanError as exc:
+        raise HostsetupError(str(exc)) from None
+    return settings
+
+
+def run_converge(c: Context, make_plan: Planner, users: tuple[str, ...], dry_run: bool,
+                 json_path: str | None, hosts: list[str]) -> list[HostReport]:
+    """Converge every host in parallel, print the per-host report, write JSON if asked."""
     printer = StepPrinter(many=len(hosts) > 1)
-    reports = run_hosts(hosts, lambda h: install_host(h, c.config, settings, dry_run, printer),
+    reports = run_hosts(hosts, lambda h: converge_host(h, c.config, make_plan, users, dry_run, printer),
                         parallel=int(c.config.parallel))
     for report in reports:
         print("\n".join(host_block(report, live=len(hosts) == 1 and not dry_run)))
@@ -37,6 +56,12 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     if json_path:
         write_json(reports, json_path)
     return reports
+
+
+def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path: str | None,
+                hosts: list[str], daemon: DaemonSettings | None = None) -> list[HostReport]:
+    return run_converge(c, lambda facts: plan_install(facts, settings, daemon), settings.users, dry_run,
+                        json_path, hosts)
 
 
 @task(help={
@@ -54,11 +79,12 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
             json: str | None = None) -> None:
-    """Install Docker Engine from the docker-ce repository (idempotent; --dry-run to preview)."""
+    """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     settings = settings_from(c, mirror=mirror, insecure_mirror=insecure_mirror or None,
                              key_fingerprint=key_fingerprint, version=version,
                              hold=hold or None, plugins=False if no_plugins else None,
                              users=users)
-    reports = run_install(c, settings, dry_run, json, target_hosts(c))
+    daemon = daemon_from(c)
+    reports = run_install(c, settings, dry_run, json, target_hosts(c), daemon)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

@@ -38,9 +38,10 @@ def cli(sandbox: Sandbox, mirror: SandboxMirror, tmp_path: Path) -> Callable[...
     def run(host: SandboxHost, *args: str, task: str = "install", mirror_url: str | None = None,
             fingerprint: str | None = None) -> tuple[int, dict[str, Any], str]:
         report = tmp_path / f"report-{next(counter)}.json"
+        repo = (["--mirror", mirror_url or mirror.url, "--insecure-mirror",
+                 "--key-fingerprint", fingerprint or mirror.build.key_fingerprint] if task == "install" else [])
         cmd = [sys.executable, "-m", "hostsetup", "-S", str(sandbox.ssh_config_path), "-H", host.hostname,
-               task, "--mirror", mirror_url or mirror.url, "--insecure-mirror",
-               "--key-fingerprint", fingerprint or mirror.build.key_fingerprint, "--json", str(report), *args]
+               task, *repo, "--json", str(report), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert "Traceback" not in proc.stderr, proc.stderr
         data = json.loads(report.read_text()) if report.exists() else {}

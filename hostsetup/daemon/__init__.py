@@ -1,0 +1,1 @@
+"""daemon.json: settings, schema, planning and safe application."""

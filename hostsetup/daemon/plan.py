@@ -1,0 +1,155 @@
+"""Planning the daemon.json step: merge, validate for the host's engine, resolve flag
+conflicts and proxies, decide reload or restart. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
+from hostsetup.daemon.settings import DaemonSettings, canonical_json
+from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
+from hostsetup.facts import HostFacts
+from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
+from hostsetup.render import render
+from hostsetup.steps import Step
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+DROPIN_DIR = "/etc/systemd/system/docker.service.d"
+EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
+PROXY_DROPIN = f"{DROPIN_DIR}/http-proxy.conf"
+PROXIES_SINCE = (23, 0)
+VALIDATE_SINCE = (23, 0)
+DEFAULT_EXECSTART = "/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
+BOTH_WAYS = {"runtimes"}  # the one key dockerd accepts as a flag and in the file at once
+PROXY_ENV = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy": "NO_PROXY"}
+
+
+class DaemonPlanError(Exception):
+    """This host's daemon.json cannot be set as asked; nothing changes on it."""
+
+
+def mask_credentials(text: str) -> str:
+    """``http://user:secret@proxy:3128`` -> ``http://user:***@proxy:3128``."""
+    return re.sub(r"(://[^:/@\s\"]+):[^@\s\"]+@", r"\1:***@", text)
+
+
+def _current(facts: HostFacts, replace: bool) -> tuple[dict[str, Any], str | None]:
+    text = facts.files.get(DAEMON_JSON)
+    if text is None or not text.strip():
+        return {}, text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if replace:
+            return {}, text
+        raise DaemonPlanError(f"{DAEMON_JSON} on the host is not valid JSON ({exc}); fix it or use --replace "
+                              "(hostsetup doctor --fix can move it aside)") from None
+    if not isinstance(value, dict):
+        if replace:
+            return {}, text
+        raise DaemonPlanError(f"{DAEMON_JSON} on the host is not a JSON object; use --replace")
+    return value, text
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    return {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+
+
+def _proxy_dropin(proxies: dict[str, Any]) -> str:
+    env = [(PROXY_ENV[k], str(v)) for k, v in sorted(proxies.items()) if k in PROXY_ENV]
+    return render("daemon/http-proxy.conf.j2", environment=env)
+
+
+def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None = None) -> Step:
+    """The daemon step: no operations when nothing changes."""
+    engine_text = engine or facts.dockerd_version
+    version = parse_engine_version(engine_text) if engine_text else None
+    current, current_text = _current(facts, settings.replace)
+    merged = dict(settings.config) if settings.replace else {**current, **settings.config}
+    kept = sorted(set(current) - set(settings.config)) if not settings.replace else []
+
+    dropins: list[WriteFile] = []
+    proxies = merged.get("proxies")
+    if isinstance(proxies, dict) and version is not None and version < PROXIES_SINCE:
+        del merged["proxies"]
+        dropins.append(WriteFile(PROXY_DROPIN, _proxy_dropin(proxies), facts.files.get(PROXY_DROPIN)))
+
+    issues = validate(merged, ".".join(map(str, version)) if version else None)
+
+    def source(path: str) -> str:
+        return settings.sources.get(path.split(".")[0].split("[")[0], "daemon.json on the host")
+
+    errors = [i.render(source(i.path)) for i in issues if i.severity == "error"]
+    if errors:
+        raise DaemonPlanError("; ".join(errors))
+    warnings = [i.render(source(i.path)) for i in issues if i.severity != "error"]
+
+    tcp = [h for h in merged.get("hosts", []) if isinstance(h, str) and h.startswith("tcp://")]
+    if tcp and not merged.get("tlsverify"):
+        if not settings.allow_insecure_tcp:
+            raise DaemonPlanError(f"hosts {', '.join(tcp)} without tlsverify gives anyone who can reach it root "
+                                  "on this host; set tlsverify with certificates, or pass --allow-insecure-tcp")
+        warnings.append(f"{', '.join(tcp)} without TLS verification hands out root on this host to anyone "
+                        "who can reach it (allowed by --allow-insecure-tcp)")
+
+    command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
+    moved = []
+    for key in sorted(merged):
+        if key in BOTH_WAYS:
+            continue
+        spec = KEYS.get(key)
+        command, removed = drop_flags(command, flag_names(flag_for(key)), spec is None or spec.kind != "bool")
+        if removed:
+            moved.append(key)
+    if moved:
+        content = render("daemon/execstart.conf.j2", command=command, moved=moved)
+        dropins.append(WriteFile(EXECSTART_DROPIN, content, facts.files.get(EXECSTART_DROPIN)))
+    dropins = [d for d in dropins if d.content != d.old]
+
+    ops: list[Operation] = list(dropins)
+    new_text = canonical_json(merged)
+    changed = _changed_keys(current, merged) if current_text is not None else set(merged)
+    if (merged != current or current_text is None) and (merged or current_text is not None):
+        restart = bool(dropins) or needs_restart(changed - set(current.keys() - merged.keys()),
+                                                 removed_keys=current.keys() - merged.keys())
+        ops.append(ConfigureDaemon(
+            path=DAEMON_JSON, content=new_text, old=current_text, restart=restart,
+            validate=version is None or version >= VALIDATE_SINCE, reload_units=bool(dropins),
+            expect=expectations(merged)))
+    elif dropins:
+        ops.append(ConfigureDaemon(path=DAEMON_JSON, content=None, old=current_text, restart=True,
+                                   validate=False, reload_units=True, expect=expectations(merged)))
+    if not ops:
+        keep = f"; keeps {', '.join(kept)} (not in settings)" if kept else ""
+        return Step("daemon", f"{DAEMON_JSON} is up to date{keep}", warnings=tuple(warnings))
+    parts = [f"set {', '.join(sorted(changed))}" if changed else "rewrite"]
+    if kept:
+        parts.append(f"keep {', '.join(kept)} (on the host, not in settings)")
+    parts += [f"write {d.path}" for d in dropins]
+    last = ops[-1]
+    if isinstance(last, ConfigureDaemon):
+        parts.append("restart docker" if last.restart else "reload docker (SIGHUP)")
+    return Step("daemon", "; ".join(parts), tuple(ops), tuple(warnings))
+
+
+def expectations(config: dict[str, Any]) -> dict[str, Any]:
+    """What ``docker info`` must show once the daemon runs with ``config``."""
+    expect: dict[str, Any] = {}
+    if "registry-mirrors" in config:
+        expect["RegistryConfig.Mirrors"] = [m.rstrip("/") + "/" for m in config["registry-mirrors"]]
+    for key, field in (("log-driver", "LoggingDriver"), ("data-root", "DockerRootDir"),
+                       ("live-restore", "LiveRestoreEnabled"), ("debug", "Debug"),
+                       ("storage-driver", "Driver")):
+        if key in config:
+            expect[field] = config[key]
+    return expect
+
+
+def check_settings(settings: DaemonSettings) -> None:
+    """Validate the keys we own before any host is touched (engine-independent checks)."""
+    errors = [i.render(settings.sources.get(i.path.split(".")[0].split("[")[0], "settings"))
+              for i in validate(settings.config, None) if i.severity == "error"]
+    if errors:
+        raise DaemonPlanError("; ".join(errors))

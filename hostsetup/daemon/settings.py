@@ -1,0 +1,113 @@
+"""daemon.json settings: profiles, template, plain keys; rendered and checked on this machine
+before any host is touched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+
+from hostsetup.errors import HostsetupError
+from hostsetup.render import environment, to_json
+
+PROFILES = ("log-rotation", "registry-mirrors", "production")
+
+DAEMON_DEFAULTS: dict[str, Any] = {
+    "profiles": [],        # names from PROFILES, merged in order
+    "template": "",        # a user's own Jinja2 template file rendering a JSON object
+    "vars": {},            # variables for the profiles and the template
+    "settings": {},        # plain daemon.json keys, applied last
+    "replace": False,      # own the whole file instead of merging into the host's
+    "allow_insecure_tcp": False,
+}
+
+
+class DaemonSettingsError(HostsetupError):
+    """The daemon settings cannot be rendered into a valid daemon.json."""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """The daemon.json keys hostsetup manages, and how."""
+
+    config: dict[str, Any]          # rendered and merged: the keys we own
+    sources: dict[str, str]         # key -> where it came from (profile, template, settings)
+    replace: bool = False
+    allow_insecure_tcp: bool = False
+    origin: str = "settings"        # for messages: a file name or "settings"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.config) or self.replace
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """The one text form of a daemon.json: sorted keys, 2-space indent, final newline."""
+    return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _render_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DaemonSettingsError(f"{what} did not render to JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DaemonSettingsError(f"{what} must render a JSON object, got {type(value).__name__}")
+    return value
+
+
+def render_profile(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    if name not in PROFILES:
+        raise DaemonSettingsError(f"unknown daemon profile {name!r}; choose from {', '.join(PROFILES)}")
+    try:
+        text = environment().get_template(f"daemon/{name}.json.j2").render(**variables)
+    except TemplateError as exc:
+        raise DaemonSettingsError(f"profile {name}: {exc} (set it under daemon.vars)") from None
+    return _render_object(text, f"profile {name}")
+
+
+def render_template_file(path: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DaemonSettingsError(f"daemon template {path} does not exist")
+    env = Environment(loader=FileSystemLoader(str(file.parent)), undefined=StrictUndefined,
+                      keep_trailing_newline=True, autoescape=False)
+    env.filters["json"] = to_json
+    try:
+        text = env.get_template(file.name).render(**variables)
+    except TemplateError as exc:
+        raise DaemonSettingsError(f"{path}: {exc}") from None
+    return _render_object(text, str(path))
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value or []]
+
+
+def daemon_settings(raw: Mapping[str, Any]) -> DaemonSettings:
+    """Render profiles, template and plain settings (later ones win, key by key)."""
+    values = {**DAEMON_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+    unknown = set(values) - set(DAEMON_DEFAULTS)
+    if unknown:
+        raise DaemonSettingsError(f"unknown daemon setting(s): {', '.join(sorted(unknown))}")
+    variables = dict(values["vars"] or {})
+    config: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers = [(f"profile {p}", render_profile(p, variables)) for p in _as_list(values["profiles"])]
+    if values["template"]:
+        layers.append((str(values["template"]), render_template_file(str(values["template"]), variables)))
+    if not isinstance(values["settings"], Mapping):
+        raise DaemonSettingsError("daemon.settings must be a mapping of daemon.json keys")
+    layers.append(("daemon.settings", dict(values["settings"])))
+    for origin, layer in layers:
+        for key, value in layer.items():
+            config[key] = value
+            sources[key] = origin
+    return DaemonSettings(config, sources, bool(values["replace"]), bool(values["allow_insecure_tcp"]))
