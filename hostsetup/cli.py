@@ -8,6 +8,7 @@ import sys
 
 from fabric.main import Fab
 from invoke import Executor, Exit
+from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
 
 from hostsetup import __version__
 from hostsetup.config import HostsetupConfig
@@ -41,7 +42,10 @@ class Hostsetup(Fab):
         try:
             super().execute()
         except HostsetupError as exc:
-            raise Exit(f"hostsetup: {exc}", code=1) from None
+            raise Exit(f"hostsetup: {exc}", code=2) from None
+        except (UncastableEnvVar, AmbiguousEnvVar) as exc:
+            raise Exit(f"hostsetup: a HOSTSETUP_* environment variable does not fit its setting: {exc}",
+                       code=2) from None
         except KeyboardInterrupt:
             raise Exit("hostsetup: interrupted", code=130) from None
 

@@ -64,12 +64,12 @@ def key_fingerprints(platform: Platform, settings: InstallSettings) -> tuple[str
     return (settings.key_fingerprint or OFFICIAL_FINGERPRINTS[platform.family.name],)
 
 
-def repo_file_content(platform: Platform, facts: HostFacts, settings: InstallSettings) -> str:
-    """The repository file rendered from our template."""
+def repo_file_content(platform: Platform, arch: str, settings: InstallSettings) -> str:
+    """The repository file rendered from our template (``arch``: the dpkg architecture on apt)."""
     repo_url = platform.repo_url(settings.mirror_url)
     if platform.family is APT:
         return render("docker.sources.j2", mirror_name=settings.mirror_name, repo_url=repo_url,
-                      codename=platform.codename, arch=facts.dpkg_arch or "amd64",
+                      codename=platform.codename, arch=arch or "amd64",
                       key_file=platform.family.key_file)
     return render("docker-ce.repo.j2", mirror_name=settings.mirror_name, repo_url=repo_url,
                   releasever=platform.version, key_file=platform.family.key_file)
@@ -125,7 +125,7 @@ def _key(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Ste
 
 def _repository(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
     family = platform.family
-    content = repo_file_content(platform, facts, settings)
+    content = repo_file_content(platform, facts.dpkg_arch, settings)
     legacy = tuple(p for p in family.legacy_files if p in facts.files)
     ops: list[Operation] = []
     current = facts.files.get(family.repo_file)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fabric import Config
 from jinja2 import TemplateError
@@ -83,6 +84,7 @@ def _check_privileges(facts: HostFacts, config: Config) -> None:
 
 
 Planner = Callable[[HostFacts], Plan]
+R = TypeVar("R")
 
 
 def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
@@ -136,8 +138,7 @@ def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[
     return report
 
 
-def run_hosts(targets: Sequence[str], work: Callable[[str], HostReport],
-              parallel: int = 10) -> list[HostReport]:
+def run_hosts(targets: Sequence[str], work: Callable[[str], R], parallel: int = 10) -> list[R]:
     """Run ``work`` for each host with a bounded pool; reports in the given host order."""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
         return list(pool.map(work, targets))

@@ -18,7 +18,7 @@ INSTALL_DEFAULTS: dict[str, Any] = {
     "version": "",
     "hold": False,
     "plugins": True,
-    "users": [],
+    "users": "",           # comma-separated (a string, so HOSTSETUP_INSTALL_USERS=a,b works)
 }
 
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$|^\d+:[\w.~+-]+$")
@@ -69,3 +69,10 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
             raise SettingsError(f"{user!r} is not a valid user name")
     return InstallSettings(name, url, fingerprint, version, bool(values["hold"]),
                            bool(values["plugins"]), users)
+
+
+def settings_as_raw(settings: InstallSettings) -> dict[str, Any]:
+    """The settings back as config values (what ``install_settings`` takes)."""
+    return {"mirror": settings.mirror_url, "insecure_mirror": settings.mirror_url.startswith("http://"),
+            "key_fingerprint": settings.key_fingerprint or "", "version": settings.version or "",
+            "hold": settings.hold, "plugins": settings.plugins, "users": list(settings.users)}

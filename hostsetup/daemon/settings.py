@@ -17,7 +17,7 @@ from hostsetup.render import environment, to_json
 PROFILES = ("log-rotation", "registry-mirrors", "production")
 
 DAEMON_DEFAULTS: dict[str, Any] = {
-    "profiles": [],        # names from PROFILES, merged in order
+    "profiles": "",        # names from PROFILES (list or comma-separated), merged in order
     "template": "",        # a user's own Jinja2 template file rendering a JSON object
     "vars": {},            # variables for the profiles and the template
     "settings": {},        # plain daemon.json keys, applied last

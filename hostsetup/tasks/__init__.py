@@ -6,5 +6,6 @@ from hostsetup.tasks.configure import configure
 from hostsetup.tasks.demo import demo
 from hostsetup.tasks.install import install
 from hostsetup.tasks.sandbox import sandbox
+from hostsetup.tasks.verify import verify
 
-namespace = Collection(configure, demo, install, sandbox)
+namespace = Collection(configure, demo, install, sandbox, verify)

@@ -74,11 +74,12 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     "users": "comma-separated users to add to the docker group",
     "dry-run": "print every command and file diff; change nothing",
     "json": "write a machine-readable report to this file",
+    "no-verify": "skip the testinfra checks that run after a run that changed a host",
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
-            json: str | None = None) -> None:
+            json: str | None = None, no_verify: bool = False) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     settings = settings_from(c, mirror=mirror, insecure_mirror=insecure_mirror or None,
                              key_fingerprint=key_fingerprint, version=version,
@@ -86,5 +87,14 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
                              users=users)
     daemon = daemon_from(c)
     reports = run_install(c, settings, dry_run, json, target_hosts(c), daemon)
-    if any(r.status == "failed" for r in reports):
+    changed = [r.host for r in reports if r.status == "changed"]
+    verified_ok = True
+    if changed and not dry_run and not no_verify:
+        # A converged, unchanged host was just proven by its empty plan; changed ones get the checks.
+        from hostsetup.tasks.verify import expected_state, run_verify
+
+        print(f"verifying {len(changed)} changed host(s) with the shipped testinfra checks")
+        verified = run_verify(c, changed, expected_state(settings, daemon, smoke=False))
+        verified_ok = all(v.status == "passed" for v in verified)
+    if any(r.status == "failed" for r in reports) or not verified_ok:
         raise Exit(code=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -36,13 +37,24 @@ def cli(sandbox: Sandbox, mirror: SandboxMirror, tmp_path: Path) -> Callable[...
     counter = iter(range(1000))
 
     def run(host: SandboxHost, *args: str, task: str = "install", mirror_url: str | None = None,
-            fingerprint: str | None = None) -> tuple[int, dict[str, Any], str]:
+            fingerprint: str | None = None, extra_env: dict[str, str] | None = None,
+            config: dict[str, Any] | None = None, verify: bool = False) -> tuple[int, dict[str, Any], str]:
         report = tmp_path / f"report-{next(counter)}.json"
         repo = (["--mirror", mirror_url or mirror.url, "--insecure-mirror",
                  "--key-fingerprint", fingerprint or mirror.build.key_fingerprint] if task == "install" else [])
-        cmd = [sys.executable, "-m", "hostsetup", "-S", str(sandbox.ssh_config_path), "-H", host.hostname,
+        if task == "install" and not verify and "--dry-run" not in args:
+            repo.append("--no-verify")  # the checks have tests of their own; most tests need not pay for them
+        runtime = []
+        if config is not None:
+            config_file = tmp_path / f"config-{next(counter)}.yaml"
+            config_file.write_text(json.dumps(config))  # JSON is YAML
+            runtime = ["-f", str(config_file)]
+        cmd = [sys.executable, "-m", "hostsetup", *runtime, "-S", str(sandbox.ssh_config_path), "-H", host.hostname,
                task, *repo, "--json", str(report), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        env = {**os.environ, "HOSTSETUP_INSTALL_MIRROR": mirror_url or mirror.url,
+               "HOSTSETUP_INSTALL_INSECURE_MIRROR": "1",
+               "HOSTSETUP_INSTALL_KEY_FINGERPRINT": fingerprint or mirror.build.key_fingerprint, **(extra_env or {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert "Traceback" not in proc.stderr, proc.stderr
         data = json.loads(report.read_text()) if report.exists() else {}
         return proc.returncode, data, proc.stdout + proc.stderr

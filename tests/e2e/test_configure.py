@@ -116,7 +116,7 @@ def test_refusals_change_nothing(sandbox, cli, docker_host) -> None:
                        task="configure")
     assert code == 1 and "--allow-insecure-tcp" in out and "root" in out
     code, _, out = cli(host, "--set", 'registry-mirror=["https://m.example"]', task="configure")
-    assert code == 1 and "did you mean 'registry-mirrors'" in out
+    assert code == 2 and "did you mean 'registry-mirrors'" in out  # bad input: before any host
     # dockerd 20.10 does not know `proxies` in daemon.json (23.0+): it goes to a drop-in.
     code, _report, out = cli(host, "--set", 'proxies={"http-proxy": "http://user:s3cret@proxy.example:3128"}',
                             task="configure")
@@ -147,5 +147,5 @@ def test_invalid_settings_fail_before_any_host_is_contacted() -> None:
     import sys
     result = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "root@127.0.0.1:1", "configure", "--set",
                              "log-level=loud"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "log-level" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "log-level" in result.stderr and "Traceback" not in result.stderr
     assert "cannot connect" not in result.stdout

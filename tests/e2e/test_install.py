@@ -28,10 +28,11 @@ def test_fresh_install_then_noop(sandbox, mirror, cli, fresh_hosts, flavor) -> N
     assert "+Types: deb" in out and "$ systemctl enable --now" in out  # commands and diffs shown
     assert facts_of(sandbox, host) == before  # dry run changed nothing
 
-    code, report, out = cli(host, "--users", "hostsetup")
+    code, report, out = cli(host, "--users", "hostsetup", verify=True)
     assert code == 0, out
     assert only_host(report)["status"] == "changed"
     assert steps_with(report, "changed") == ["key", "repository", "packages", "service", "group"]
+    assert "verifying 1 changed host(s)" in out and f"{host.hostname}  passed" in out
 
     # The user, in a new session and without sudo, uses docker.
     with ssh(sandbox, host) as c:

@@ -1,0 +1,146 @@
+"""The shipped checks. Each failure says what was expected and what was found."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from typing import Any
+
+import pytest
+
+from hostsetup.daemon.apply import mismatches
+from hostsetup.daemon.plan import DAEMON_JSON, expectations
+from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
+from hostsetup.openpgp import KeyFormatError, primary_fingerprints
+from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
+from hostsetup.settings import install_settings
+from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_REF, smoke_image
+
+
+def settings(expected: dict[str, Any]):
+    return install_settings(expected.get("install", {}))
+
+
+def docker_json(host: Any, command: str) -> Any:
+    return json.loads(host.check_output(f"timeout 20 {command} --format '{{{{json .}}}}'"))
+
+
+def require_running_daemon(host: Any) -> None:
+    """Checks that need the daemon skip when it is down: the service check names that cause."""
+    if not host.service("docker").is_running:
+        pytest.skip("docker is not running (reported by test_service_running_and_enabled)")
+
+
+def daemon_file(host: Any) -> dict[str, Any]:
+    file = host.file(DAEMON_JSON)
+    return dict(json.loads(file.content_string)) if file.exists else {}
+
+
+def test_engine_packages_installed(host: Any, expected: dict[str, Any]) -> None:
+    wanted = settings(expected)
+    names = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if wanted.plugins else ()))
+    missing = [name for name in names if not host.package(name).is_installed]
+    assert not missing, f"expected {', '.join(names)} installed; missing: {', '.join(missing)}"
+    if wanted.version:
+        for name in ("docker-ce", "docker-ce-cli"):
+            found = host.package(name).version
+            assert wanted.version in (found, upstream_version(found)) or \
+                upstream_version(found).startswith(wanted.version + "."), \
+                f"expected {name} at version {wanted.version}, found {found}"
+
+
+def test_repository_file(host: Any, expected: dict[str, Any], platform: Platform) -> None:
+    arch = host.check_output("dpkg --print-architecture") if platform.family is APT else ""
+    want = repo_file_content(platform, arch, settings(expected))
+    found = host.file(platform.family.repo_file)
+    assert found.exists, f"expected {platform.family.repo_file}, found no such file"
+    assert found.content_string == want, (
+        f"expected {platform.family.repo_file} to be hostsetup's rendering for {settings(expected).mirror_url}, "
+        f"found:\n{found.content_string}")
+
+
+def test_repository_key_fingerprint(host: Any, expected: dict[str, Any], platform: Platform) -> None:
+    path = platform.family.key_file
+    wanted = key_fingerprints(platform, settings(expected))
+    key = host.file(path)
+    assert key.exists, f"expected the repository key at {path}, found no such file"
+    try:
+        found = primary_fingerprints(key.content)
+    except KeyFormatError as exc:
+        found = [f"not a key ({exc})"]
+    assert set(found) & set(wanted), f"expected key {wanted[0]} in {path}, found {', '.join(found)}"
+
+
+@pytest.mark.parametrize("unit", ["containerd", "docker"])
+def test_service_running_and_enabled(host: Any, unit: str) -> None:
+    service = host.service(unit)
+    active = host.run(f"systemctl is-active {unit}").stdout.strip()
+    assert service.is_running, f"expected {unit} running, found {active}"
+    enabled = host.run(f"systemctl is-enabled {unit}").stdout.strip()
+    assert service.is_enabled, f"expected {unit} enabled, found {enabled}"
+
+
+def test_socket_belongs_to_docker_group(host: Any) -> None:
+    sock = host.file("/var/run/docker.sock")
+    assert sock.is_socket, "expected the socket /var/run/docker.sock, found none"
+    assert sock.group == "docker", f"expected /var/run/docker.sock owned by group docker, found group {sock.group}"
+
+
+def test_users_in_docker_group(host: Any, expected: dict[str, Any]) -> None:
+    for user in settings(expected).users:
+        groups = host.user(user).groups
+        assert "docker" in groups, f"expected {user} in group docker, found groups {', '.join(groups)}"
+
+
+def test_daemon_json(host: Any, expected: dict[str, Any]) -> None:
+    daemon = expected.get("daemon")
+    if not daemon:
+        pytest.skip("no daemon.json settings configured")
+    found = daemon_file(host)
+    want = daemon["config"]
+    if daemon.get("replace"):
+        assert found == want, f"expected {DAEMON_JSON} to be exactly {want}, found {found}"
+    wrong = {k: found.get(k, "<missing>") for k, v in want.items() if found.get(k) != v}
+    assert not wrong, f"expected {DAEMON_JSON} to set {({k: want[k] for k in wrong})}, found {wrong}"
+
+
+def test_docker_info_shows_settings(host: Any, expected: dict[str, Any]) -> None:
+    require_running_daemon(host)
+    desired = (expected.get("daemon") or {}).get("config", {})
+    on_disk = daemon_file(host) if desired else {}
+    # Keys whose file value is already wrong are test_daemon_json's finding; here: is the file live?
+    want = expectations({k: v for k, v in desired.items() if on_disk.get(k) == v})
+    info = docker_json(host, "docker info")
+    assert info.get("ServerVersion"), f"expected docker info from a running daemon, found {info.get('ServerErrors')}"
+    wrong = mismatches(info, want)
+    assert not wrong, f"expected docker info to show the configured settings; found {'; '.join(wrong)}"
+
+
+def test_users_run_docker_without_sudo(host: Any, expected: dict[str, Any]) -> None:
+    require_running_daemon(host)
+    users = [u for u in settings(expected).users if "docker" in host.user(u).groups]
+    if not users:
+        pytest.skip("no configured user is in the docker group (reported by test_users_in_docker_group)")
+    for user in users:
+        # A new login session, so the group database is read afresh.
+        result = host.run(f"runuser -l {shlex.quote(user)} -c "
+                          "\"timeout 20 docker version --format '{{.Server.Version}}'\"")
+        assert result.rc == 0, (f"expected {user} to run `docker version` without sudo in a new login session, "
+                                f"found exit {result.rc}: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def test_smoke_container_runs(host: Any, expected: dict[str, Any]) -> None:
+    if not expected.get("smoke"):
+        pytest.skip("--smoke not asked for")
+    require_running_daemon(host)
+    arch = host.system_info.arch
+    if arch not in SMOKE_ARCHES:
+        pytest.skip(f"the bundled smoke image is x86-64 only; this host is {arch}")
+    payload = base64.b64encode(smoke_image()).decode()
+    load = host.run(f"echo {payload} | base64 -d | timeout 60 docker load")
+    assert load.rc == 0, f"expected docker load of the smoke image to work, found: {load.stderr.strip()}"
+    run = host.run(f"timeout 60 docker run --rm --network none {SMOKE_REF}")
+    host.run(f"docker rmi {SMOKE_REF}")
+    assert run.stdout.strip() == SMOKE_OUTPUT, (
+        f"expected the smoke container to print {SMOKE_OUTPUT!r}, found {run.stdout.strip() or run.stderr.strip()!r}")

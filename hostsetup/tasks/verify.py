@@ -1,0 +1,65 @@
+"""``hostsetup -H HOSTS verify``: prove with testinfra that each host is what hostsetup set up."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit, task
+
+from hostsetup.daemon.settings import DaemonSettings
+from hostsetup.runner import run_hosts
+from hostsetup.settings import InstallSettings, settings_as_raw
+from hostsetup.verify import SshOptions, VerifyReport, failures, table, verify_host
+
+
+def ssh_options(c: Context) -> SshOptions:
+    keys = c.config.connect_kwargs.get("key_filename") or []
+    return SshOptions(ssh_config=getattr(c.config, "_runtime_ssh_path", None) or None,
+                      identity=str(keys[0]) if keys else None,
+                      known_hosts=tuple(str(k) for k in c.config.known_hosts),
+                      connect_timeout=int(c.config.timeouts.connect or 10))
+
+
+def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool) -> dict[str, Any]:
+    return {"install": settings_as_raw(settings),
+            "daemon": {"config": daemon.config, "replace": daemon.replace} if daemon and daemon.configured else None,
+            "smoke": smoke}
+
+
+def run_verify(c: Context, hosts: list[str], expected: dict[str, Any], checks: list[str] | None = None,
+               junit_xml: str | None = None, json_path: str | None = None) -> list[VerifyReport]:
+    """Verify hosts in parallel; print the per-host table and each failure in plain words."""
+    ssh = ssh_options(c)
+    extra = [str(Path(p).expanduser()) for p in checks or []]
+
+    def one(host: str) -> VerifyReport:
+        copy = Path(f"{junit_xml}.{host.replace('/', '_')}.xml") if junit_xml and len(hosts) > 1 else \
+            (Path(junit_xml) if junit_xml else None)
+        return verify_host(host, expected, ssh, extra, copy)
+
+    reports = run_hosts(hosts, one, parallel=int(c.config.parallel))
+    print("\n".join(table(reports)))
+    for line in failures(reports):
+        print(f"FAILED {line}")
+    if json_path:
+        Path(json_path).write_text(jsonlib.dumps({"hosts": [r.as_dict() for r in reports]}, indent=2) + "\n")
+    return reports
+
+
+@task(iterable=["checks"], help={
+    "smoke": "also load and run the bundled tiny image (offline) on each host",
+    "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
+    "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
+    "json": "write a machine-readable report to this file",
+})
+def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
+           json: str | None = None) -> None:
+    """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
+    from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
+
+    expected = expected_state(settings_from(c), daemon_from(c), smoke)
+    reports = run_verify(c, target_hosts(c), expected, checks, junit_xml, json)
+    if any(r.status == "failed" for r in reports):
+        raise Exit(code=1)
