@@ -21,6 +21,7 @@ EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
 PROXY_DROPIN = f"{DROPIN_DIR}/http-proxy.conf"
 PROXIES_SINCE = (23, 0)
 VALIDATE_SINCE = (23, 0)
+OLDEST_ENGINE = "20.10"  # the oldest engine the sandbox and hostsetup's tests cover
 DEFAULT_EXECSTART = "/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
 BOTH_WAYS = {"runtimes"}  # the one key dockerd accepts as a flag and in the file at once
 PROXY_ENV = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy": "NO_PROXY"}
@@ -148,8 +149,17 @@ def expectations(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_settings(settings: DaemonSettings) -> None:
-    """Validate the keys we own before any host is touched (engine-independent checks)."""
-    errors = [i.render(settings.sources.get(i.path.split(".")[0].split("[")[0], "settings"))
-              for i in validate(settings.config, None) if i.severity == "error"]
-    if errors:
-        raise DaemonPlanError("; ".join(errors))
+    """Validate the keys we own before any host is touched.
+
+    Only what is wrong for every engine fails here (checked against the oldest engine
+    hostsetup installs and the newest rules); what depends on the engine is decided per
+    host, with that host's dockerd version.
+    """
+    def errors(version: str | None) -> dict[str, str]:
+        return {i.path: i.render(settings.sources.get(i.path.split(".")[0].split("[")[0], "settings"))
+                for i in validate(settings.config, version) if i.severity == "error"}
+
+    oldest, newest = errors(OLDEST_ENGINE), errors(None)
+    always = [message for path, message in newest.items() if path in oldest]
+    if always:
+        raise DaemonPlanError("; ".join(always))

@@ -100,3 +100,14 @@ def test_boolean_flag_takes_no_value() -> None:
 def test_flag_names() -> None:
     assert flag_names("-H, --host") == {"-H", "--host"}
     assert flag_names("(none)") == set() and flag_names(None) == set()
+
+
+def test_pre_host_check_refuses_only_what_no_engine_accepts() -> None:
+    from hostsetup.daemon.plan import DaemonPlanError, check_settings
+
+    check_settings(daemon_settings({"settings": {"graph": "/srv/docker"}}))  # fine on 20.10: decided per host
+    check_settings(daemon_settings({"settings": {"proxies": {"http-proxy": "http://p:3128"}}}))  # 23.0+: per host
+    with pytest.raises(DaemonPlanError, match="log-level"):
+        check_settings(daemon_settings({"settings": {"log-level": "loud"}}))
+    with pytest.raises(DaemonPlanError, match="did you mean 'registry-mirrors'"):
+        check_settings(daemon_settings({"settings": {"registry-mirror": ["https://m.example"]}}))
