@@ -7,7 +7,7 @@ import os
 import sys
 
 from fabric.main import Fab
-from invoke import Executor, Exit
+from invoke import Argument, Executor, Exit
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
 
 from hostsetup import __version__
@@ -25,6 +25,16 @@ class Hostsetup(Fab):
     """Fabric's program, except that a task runs once and receives every ``-H``
     host in ``c.config.hosts`` so that it can work on them in parallel."""
 
+    def core_args(self) -> list[Argument]:
+        return [*super().core_args(),
+                Argument(names=("inventory",), help="Inventory file: hostsetup YAML/TOML or Ansible INI/YAML."),
+                Argument(names=("limit",), help="Select inventory hosts: groups, names, globs; !x excludes."),
+                Argument(names=("parallel",), kind=int, help="How many hosts at once (default 10)."),
+                Argument(names=("serial",), kind=bool, help="One host at a time (--parallel 1)."),
+                Argument(names=("batch",), help="Rolling batches: N hosts or N% of them at a time."),
+                Argument(names=("max-fail-percent",), kind=int,
+                         help="Start no new batch once more than this % of hosts failed.")]
+
     def create_config(self) -> None:
         super().create_config()
         # ./hostsetup.yaml is the project configuration file.
@@ -36,6 +46,10 @@ class Hostsetup(Fab):
         hosts = split_hosts(self.args["hosts"].value)
         if hosts:
             self.config._overrides["hosts"] = hosts
+        fleet = {"inventory": self.args["inventory"].value, "limit": self.args["limit"].value,
+                 "parallel": 1 if self.args["serial"].value else self.args["parallel"].value,
+                 "batch": self.args["batch"].value, "max_fail_percent": self.args["max-fail-percent"].value}
+        self.config._overrides.update({k: v for k, v in fleet.items() if v not in (None, "")})
         self.config.merge()
 
     def execute(self) -> None:

@@ -20,8 +20,15 @@ DEFAULTS: dict[str, Any] = {
     "hosts": [],
     # Extra known_hosts files to trust (e.g. the sandbox's).
     "known_hosts": [],
-    # How many hosts are worked on at once.
+    # Fleets: an inventory file, a --limit pattern, how many hosts at once, rolling batches
+    # ("5" or "25%"), and the failure share (percent) after which no new batch starts.
+    "inventory": "",
+    "limit": "",
     "parallel": 10,
+    "batch": "",
+    "max_fail_percent": 100,
+    # SSH connection attempts per host (retried with backoff on connection errors only).
+    "connect_attempts": 3,
     # Install settings (see hostsetup.settings); env: HOSTSETUP_INSTALL_MIRROR etc.
     "install": INSTALL_DEFAULTS,
     # daemon.json settings (see hostsetup.daemon.settings).

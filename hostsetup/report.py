@@ -42,3 +42,16 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 def write_json(reports: Sequence[HostReport], path: str | Path) -> None:
     Path(path).write_text(json.dumps({"hosts": [r.as_dict() for r in reports]}, indent=2) + "\n")
+
+
+def fleet_table(reports: Sequence[HostReport]) -> list[str]:
+    """One line per host: host, system, status, changed steps, duration, error in one line."""
+    rows = [(r.host, r.system or "?", r.status, ",".join(r.changed) or "-", f"{r.seconds:.1f}s",
+             (r.error.splitlines() or [""])[0]) for r in reports]
+    heads = ("host", "system", "status", "changed", "time", "error")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads[:-1])]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + "  " + cells[-1]
+
+    return [line(heads), *(line(row) for row in rows)]

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from fabric import Config
 from jinja2 import TemplateError
-from paramiko.ssh_exception import SSHException
+from paramiko.ssh_exception import NoValidConnectionsError, SSHException
 
 from hostsetup.apply import StepResult, apply_plan
 from hostsetup.connection import connect
@@ -25,6 +25,7 @@ from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.steps import Plan
+from hostsetup.targets import Target
 
 
 @dataclass
@@ -85,17 +86,35 @@ def _check_privileges(facts: HostFacts, config: Config) -> None:
 
 Planner = Callable[[HostFacts], Plan]
 R = TypeVar("R")
+T = TypeVar("T")
 
 
-def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
+def open_connection(target: Target, config: Config) -> Remote:
+    """Connect, retrying with backoff on connection errors only (never on a refused key or host key)."""
+    attempts = max(1, int(config.get("connect_attempts", 3)))
+    for attempt in range(1, attempts + 1):
+        conn = connect(target.address, config,
+                       connect_kwargs={"key_filename": [target.key]} if target.key else {})
+        try:
+            conn.open()
+            return Remote(conn)
+        except (NoValidConnectionsError, TimeoutError, ConnectionError, EOFError):
+            conn.close()
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def converge_host(target: Target, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
                   dry_run: bool = False,
                   on_step: Callable[[str, StepResult], None] = lambda h, r: None) -> HostReport:
     """Facts, plan, apply, re-plan on one host; every failure ends up in the report, never raised."""
-    report = HostReport(target)
+    report = HostReport(target.name)
     start = time.monotonic()
     remote: Remote | None = None
     try:
-        remote = Remote(connect(target, config))
+        remote = open_connection(target, config)
         facts = gather_facts(remote, users)
         remote.as_root = facts.uid == 0
         plan = make_plan(facts)
@@ -109,7 +128,7 @@ def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[
             return report
         if plan.changes:
             _check_privileges(facts, config)
-        report.steps = apply_plan(remote, plan, lambda r: on_step(target, r))
+        report.steps = apply_plan(remote, plan, lambda r: on_step(target.name, r))
         failed = [s for s in report.steps if s.status == "failed"]
         if failed:
             report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
@@ -138,10 +157,48 @@ def converge_host(target: str, config: Config, make_plan: Planner, users: tuple[
     return report
 
 
-def run_hosts(targets: Sequence[str], work: Callable[[str], R], parallel: int = 10) -> list[R]:
+def run_hosts(targets: Sequence[T], work: Callable[[T], R], parallel: int = 10) -> list[R]:
     """Run ``work`` for each host with a bounded pool; reports in the given host order."""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
         return list(pool.map(work, targets))
+
+
+def batch_size(batch: str | int | None, total: int) -> int:
+    """``"25%"`` of 20 hosts -> 5; ``"3"`` -> 3; nothing -> all at once."""
+    text = str(batch or "").strip()
+    if not text:
+        return max(1, total)
+    try:
+        size = -(-total * int(text[:-1]) // 100) if text.endswith("%") else int(text)
+    except ValueError:
+        raise HostsetupError(f"--batch {text!r} is neither a number of hosts nor a percentage") from None
+    if size < 1:
+        raise HostsetupError(f"--batch {text!r} selects no host")
+    return size
+
+
+def run_fleet(targets: Sequence[Target], work: Callable[[Target], HostReport], parallel: int = 10,
+              batch: str | int | None = None, max_fail_percent: int = 100,
+              on_done: Callable[[HostReport], None] = lambda r: None) -> list[HostReport]:
+    """Work on hosts in rolling batches, each host independently (no lock-step inside a batch);
+    once more than ``max_fail_percent`` of the hosts failed, later batches are not started."""
+    size = batch_size(batch, len(targets))
+    reports: list[HostReport] = []
+
+    def tracked(target: Target) -> HostReport:
+        report = work(target)
+        on_done(report)
+        return report
+
+    for start in range(0, len(targets), size):
+        failed = sum(1 for r in reports if r.status == "failed")
+        if reports and failed * 100 > max_fail_percent * len(targets):
+            reports += [HostReport(t.name, status="skipped",
+                                   error=f"not started: {failed} of {len(targets)} hosts failed, more than "
+                                         f"--max-fail-percent {max_fail_percent}") for t in targets[start:]]
+            break
+        reports += run_hosts(targets[start:start + size], tracked, parallel)
+    return reports
 
 
 class StepPrinter:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json as jsonlib
+from functools import partial
 from typing import Any
 
-from invoke import Context, Exit, task
+from invoke import Context, task
 
 from hostsetup.errors import HostsetupError
 from hostsetup.plan import plan_configure
-from hostsetup.tasks.install import daemon_from, run_converge, target_hosts
+from hostsetup.runner import Planner
+from hostsetup.tasks.install import daemon_from, exit_code, run_converge, target_hosts
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
@@ -46,11 +48,12 @@ def configure(c: Context, profile: str | None = None, template: str | None = Non
     settings = parse_assignments(list(set or []))
     if registry_mirrors:
         settings["registry-mirrors"] = [m.strip() for m in registry_mirrors.split(",") if m.strip()]
-    daemon = daemon_from(c, profiles=profile, template=template, settings=settings,
-                         replace=replace or None, allow_insecure_tcp=allow_insecure_tcp or None)
-    if not daemon.configured:
+    flags = {"profiles": profile, "template": template, "settings": settings, "replace": replace or None,
+             "allow_insecure_tcp": allow_insecure_tcp or None}
+    targets = target_hosts(c)
+    daemons = {t.name: daemon_from(c, t, **flags) for t in targets}
+    if not any(d.configured for d in daemons.values()):
         raise HostsetupError("nothing to configure: give --profile, --template, --set or daemon settings "
-                             "in hostsetup.yaml")
-    reports = run_converge(c, lambda facts: plan_configure(facts, daemon), (), dry_run, json, target_hosts(c))
-    if any(r.status == "failed" for r in reports):
-        raise Exit(code=1)
+                             "in hostsetup.yaml or the inventory")
+    planners: dict[str, Planner] = {t.name: partial(plan_configure, daemon=daemons[t.name]) for t in targets}
+    exit_code(run_converge(c, planners, {t.name: () for t in targets}, dry_run, json, targets))

@@ -7,6 +7,7 @@ from invoke import Context, Exit, task
 from hostsetup.sandbox.hosts import Sandbox
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
 from hostsetup.settings import install_settings
+from hostsetup.targets import Target
 from hostsetup.tasks.install import run_install
 from hostsetup.tasks.sandbox import describe
 
@@ -37,7 +38,7 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
     c.config.set_runtime_ssh_path(str(box.ssh_config_path))
     c.config.load_ssh_config()
     print(f"installing Docker Engine on {host.hostname} from the sandbox mirror {mirror.url}")
-    reports = run_install(c, settings, dry_run=False, json_path=None, hosts=[host.hostname])
+    reports = run_install(c, settings, dry_run=False, json_path=None, targets=[Target(host.hostname, host.hostname)])
     print("\nLook around:\n" + describe(box, host))
     print(f"  on the host: curl -fsS {mirror.url}/{mirror.build.tiny_image} | docker load && "
           f"docker run --rm {mirror.build.tiny_image_ref}")

@@ -2,56 +2,96 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from functools import partial
 from typing import Any
 
 from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
+from hostsetup.inventory import deep_merge
 from hostsetup.plan import plan_install
-from hostsetup.report import host_block, summary_line, write_json
-from hostsetup.runner import HostReport, Planner, StepPrinter, converge_host, run_hosts
+from hostsetup.report import fleet_table, host_block, summary_line, write_json
+from hostsetup.runner import HostReport, Planner, StepPrinter, converge_host, run_fleet
 from hostsetup.settings import InstallSettings, install_settings
+from hostsetup.targets import Target, targets_from
 
 
-def target_hosts(c: Context) -> list[str]:
-    hosts = list(c.config.hosts)
-    if not hosts:
-        raise HostsetupError("no hosts given: use -H user@host[:port][,user@host...]")
-    return hosts
+def target_hosts(c: Context) -> list[Target]:
+    return targets_from(c.config)
 
 
-def settings_from(c: Context, **flags: Any) -> InstallSettings:
-    """Config layers (files, HOSTSETUP_INSTALL_* env) overridden by the flags given."""
-    raw = dict(c.config.install)
-    raw.update({k: v for k, v in flags.items() if v not in (None, "", ())})
-    return install_settings(raw)
+def _flags(flags: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flags.items() if v not in (None, "", (), [], {})}
 
 
-def daemon_from(c: Context, **flags: Any) -> DaemonSettings:
-    """The ``daemon`` config section with flags on top, rendered and validated here, before any host."""
+def settings_from(c: Context, target: Target | None = None, **flags: Any) -> InstallSettings:
+    """Config layers (files, HOSTSETUP_INSTALL_* env), then the host's inventory settings, then flags."""
+    raw = deep_merge(dict(c.config.install), target.install if target else {})
+    try:
+        return install_settings({**raw, **_flags(flags)})
+    except HostsetupError as exc:
+        raise HostsetupError(f"{target.name}: {exc}" if target and target.install else str(exc)) from None
+
+
+def daemon_from(c: Context, target: Target | None = None, **flags: Any) -> DaemonSettings:
+    """The ``daemon`` settings (config, the host's inventory entry, flags), rendered and validated
+    here, before any host is touched."""
     from hostsetup.daemon.plan import DaemonPlanError, check_settings
 
-    raw = {k: (dict(v) if hasattr(v, "keys") else v) for k, v in dict(c.config.daemon).items()}
-    overrides = {k: v for k, v in flags.items() if v not in (None, "", (), [], {})}
+    raw = deep_merge({k: (dict(v) if hasattr(v, "keys") else v) for k, v in dict(c.config.daemon).items()},
+                     target.daemon if target else {})
+    overrides = _flags(flags)
     if "settings" in overrides:
         overrides["settings"] = {**raw.get("settings", {}), **overrides["settings"]}
-    settings = daemon_settings({**raw, **overrides})
+    where = f"{target.name}: " if target and target.daemon else ""
     try:
+        settings = daemon_settings({**raw, **overrides})
         check_settings(settings)
-    except DaemonPlanError as exc:
-        raise HostsetupError(str(exc)) from None
+    except (DaemonPlanError, HostsetupError) as exc:
+        raise HostsetupError(f"{where}{exc}") from None
     return settings
 
 
-def run_converge(c: Context, make_plan: Planner, users: tuple[str, ...], dry_run: bool,
-                 json_path: str | None, hosts: list[str]) -> list[HostReport]:
-    """Converge every host in parallel, print the per-host report, write JSON if asked."""
-    printer = StepPrinter(many=len(hosts) > 1)
-    reports = run_hosts(hosts, lambda h: converge_host(h, c.config, make_plan, users, dry_run, printer),
-                        parallel=int(c.config.parallel))
-    for report in reports:
-        print("\n".join(host_block(report, live=len(hosts) == 1 and not dry_run)))
+class Progress:
+    """On a terminal, one live line (hosts done, changed, failed); otherwise a plain line per host."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.changed, self.failed = total, 0, 0, 0
+        self.tty = sys.stdout.isatty()
+        self.lock = threading.Lock()
+
+    def __call__(self, report: HostReport) -> None:
+        with self.lock:
+            self.done += 1
+            self.changed += report.status == "changed"
+            self.failed += report.status == "failed"
+            if self.total == 1:
+                return
+            if self.tty:
+                end = "\n" if self.done == self.total else ""
+                print(f"\r{self.done}/{self.total} hosts done, {self.changed} changed, {self.failed} failed",
+                      end=end, flush=True)
+            else:
+                print(f"[{report.host}] {report.status} ({self.done}/{self.total})", flush=True)
+
+
+def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tuple[str, ...]], dry_run: bool,
+                 json_path: str | None, targets: list[Target]) -> list[HostReport]:
+    """Converge every host (bounded pool, rolling batches), print the report, write JSON if asked."""
+    many = len(targets) > 1
+    printer = StepPrinter(many=many and not sys.stdout.isatty())
+    reports = run_fleet(
+        targets, lambda t: converge_host(t, c.config, planners[t.name], users[t.name], dry_run, printer),
+        parallel=int(c.config.parallel), batch=c.config.batch, max_fail_percent=int(c.config.max_fail_percent),
+        on_done=Progress(len(targets)))
+    if many and not dry_run:
+        print("\n".join(fleet_table(reports)))
+    else:
+        for report in reports:
+            print("\n".join(host_block(report, live=not many and not dry_run)))
     print(summary_line(reports))
     if json_path:
         write_json(reports, json_path)
@@ -59,9 +99,16 @@ def run_converge(c: Context, make_plan: Planner, users: tuple[str, ...], dry_run
 
 
 def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path: str | None,
-                hosts: list[str], daemon: DaemonSettings | None = None) -> list[HostReport]:
-    return run_converge(c, lambda facts: plan_install(facts, settings, daemon), settings.users, dry_run,
-                        json_path, hosts)
+                targets: list[Target], daemon: DaemonSettings | None = None) -> list[HostReport]:
+    """Install with the same settings on every target (the demo's case)."""
+    planners: dict[str, Planner] = {t.name: partial(plan_install, settings=settings, daemon=daemon) for t in targets}
+    return run_converge(c, planners, {t.name: settings.users for t in targets}, dry_run, json_path, targets)
+
+
+def exit_code(reports: list[HostReport]) -> None:
+    """0: every host ok or changed; 1: a host failed or was not started."""
+    if any(r.status in ("failed", "skipped") for r in reports):
+        raise Exit(code=1)
 
 
 @task(help={
@@ -81,20 +128,25 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
             no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
             json: str | None = None, no_verify: bool = False) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
-    settings = settings_from(c, mirror=mirror, insecure_mirror=insecure_mirror or None,
-                             key_fingerprint=key_fingerprint, version=version,
-                             hold=hold or None, plugins=False if no_plugins else None,
-                             users=users)
-    daemon = daemon_from(c)
-    reports = run_install(c, settings, dry_run, json, target_hosts(c), daemon)
-    changed = [r.host for r in reports if r.status == "changed"]
+    flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
+             "version": version, "hold": hold or None, "plugins": False if no_plugins else None, "users": users}
+    targets = target_hosts(c)
+    settings = {t.name: settings_from(c, t, **flags) for t in targets}
+    daemons = {t.name: daemon_from(c, t) for t in targets}
+    planners: dict[str, Planner] = {
+        t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name]) for t in targets}
+    reports = run_converge(c, planners, {n: s.users for n, s in settings.items()}, dry_run, json, targets)
+    changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
     verified_ok = True
     if changed and not dry_run and not no_verify:
         # A converged, unchanged host was just proven by its empty plan; changed ones get the checks.
         from hostsetup.tasks.verify import expected_state, run_verify
 
         print(f"verifying {len(changed)} changed host(s) with the shipped testinfra checks")
-        verified = run_verify(c, changed, expected_state(settings, daemon, smoke=False))
+        verified = run_verify(c, changed, {t.name: expected_state(settings[t.name], daemons[t.name], smoke=False)
+                                            for t in changed})
         verified_ok = all(v.status == "passed" for v in verified)
-    if any(r.status == "failed" for r in reports) or not verified_ok:
+    exit_code(reports)
+    if not verified_ok:
         raise Exit(code=1)
+

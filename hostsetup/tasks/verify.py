@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from invoke import Context, Exit, task
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.runner import run_hosts
 from hostsetup.settings import InstallSettings, settings_as_raw
+from hostsetup.targets import Target
 from hostsetup.verify import SshOptions, VerifyReport, failures, table, verify_host
 
 
@@ -28,18 +30,22 @@ def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smo
             "smoke": smoke}
 
 
-def run_verify(c: Context, hosts: list[str], expected: dict[str, Any], checks: list[str] | None = None,
-               junit_xml: str | None = None, json_path: str | None = None) -> list[VerifyReport]:
+def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, Any]],
+               checks: list[str] | None = None, junit_xml: str | None = None,
+               json_path: str | None = None) -> list[VerifyReport]:
     """Verify hosts in parallel; print the per-host table and each failure in plain words."""
-    ssh = ssh_options(c)
+    base = ssh_options(c)
     extra = [str(Path(p).expanduser()) for p in checks or []]
 
-    def one(host: str) -> VerifyReport:
-        copy = Path(f"{junit_xml}.{host.replace('/', '_')}.xml") if junit_xml and len(hosts) > 1 else \
+    def one(target: Target) -> VerifyReport:
+        copy = Path(f"{junit_xml}.{target.name.replace('/', '_')}.xml") if junit_xml and len(targets) > 1 else \
             (Path(junit_xml) if junit_xml else None)
-        return verify_host(host, expected, ssh, extra, copy)
+        ssh = replace(base, identity=target.key) if target.key else base
+        report = verify_host(target.address, expected[target.name], ssh, extra, copy)
+        report.host = target.name
+        return report
 
-    reports = run_hosts(hosts, one, parallel=int(c.config.parallel))
+    reports = run_hosts(targets, one, parallel=int(c.config.parallel))
     print("\n".join(table(reports)))
     for line in failures(reports):
         print(f"FAILED {line}")
@@ -59,7 +65,8 @@ def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, jun
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
-    expected = expected_state(settings_from(c), daemon_from(c), smoke)
-    reports = run_verify(c, target_hosts(c), expected, checks, junit_xml, json)
+    targets = target_hosts(c)
+    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke) for t in targets}
+    reports = run_verify(c, targets, expected, checks, junit_xml, json)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)
