@@ -27,6 +27,12 @@ def test(c: Context, unit: bool = False, k: str = "") -> None:
     c.run(f"python3 -m pytest {target}{select}", pty=False)
 
 
-ns = Collection(lint, test)
+@task
+def bench(c: Context) -> None:
+    """Fleet benchmark on sandbox hosts (1, 5, 10, 20): appends to benchmarks/RESULTS.md."""
+    c.run("python3 -m benchmarks.fleet", pty=False)
+
+
+ns = Collection(bench, lint, test)
 for name, user_task in user_tasks.tasks.items():
     ns.add_task(user_task, name=name)

@@ -1,0 +1,82 @@
+"""Fleet benchmark: wall time and SSH sessions of a fresh install and a no-op run on 1, 5, 10
+and 20 sandbox hosts, plus the control process's peak memory. Writes benchmarks/RESULTS.md.
+
+Run: ``inv bench`` (or ``python3 -m benchmarks.fleet``). Needs the sandbox (a Docker engine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
+
+SIZES = (1, 5, 10, 20)
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+
+def run(box: Sandbox, mirror: SandboxMirror, hosts: list[SandboxHost], work: Path) -> dict[str, float]:
+    """One ``hostsetup install`` over ``hosts`` in a child process: wall time, sessions, peak RSS."""
+    inventory = work / "inventory.yaml"
+    inventory.write_text(json.dumps({
+        "vars": {"user": "hostsetup", "key": str(box.key_path),
+                 "install": {"mirror": mirror.url, "insecure_mirror": True, "users": "hostsetup",
+                             "key_fingerprint": mirror.build.key_fingerprint}},
+        "hosts": {h.hostname: {"host": "127.0.0.1", "port": h.port} for h in hosts}}))
+    config = work / "config.yaml"
+    config.write_text(json.dumps({"known_hosts": [str(box.known_hosts_path)], "parallel": 20}))
+    report = work / "report.json"
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "hostsetup", "-f", str(config), "--inventory",
+           str(inventory), "install", "--no-verify", "--json", str(report)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"install failed:\n{proc.stdout}\n{proc.stderr}")
+    data = json.loads(report.read_text())["hosts"]
+    return {"wall": wall, "sessions": sum(h["ssh_sessions"] for h in data) / len(data),
+            "peak_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
+
+
+def main() -> None:
+    box = Sandbox("bench-fleet", progress=lambda m: None)
+    rows: list[tuple[int, str, dict[str, float]]] = []
+    try:
+        mirror = box.start_mirror()
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            for size in SIZES:
+                hosts = box.start_hosts(["debian12"] * size)
+                rows.append((size, "fresh install", run(box, mirror, hosts, work)))
+                rows.append((size, "no-op", run(box, mirror, hosts, work)))
+                box.remove_hosts(hosts)
+                print(rows[-2], rows[-1], flush=True)
+    finally:
+        box.down()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.machine())
+    lines = [f"## Fleet benchmark, {date.today()}", "",
+             f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
+             f"Python {platform.python_version()}; sandbox hosts are Debian 12 systemd containers on this "
+             "machine, installing from the local mirror; `hostsetup install --no-verify`, --parallel 20.", "",
+             "| hosts | run | wall time (s) | SSH sessions per host | control peak memory (MB) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {n} | {kind} | {r['wall']:.2f} | {r['sessions']:.1f} | {r['peak_mb']:.0f} |" for n, kind, r in rows]
+    noop = {n: r["wall"] for n, kind, r in rows if kind == "no-op"}
+    peak = max(r["peak_mb"] for _, _, r in rows)
+    lines += ["", f"No-op on 20 hosts / no-op on 1 host: {noop[20] / noop[1]:.2f}x (target: within 2x). "
+              f"Peak memory at 20 hosts: {peak:.0f} MB (target: under 150 MB).", ""]
+    previous = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
+    RESULTS.write_text(previous.rstrip() + "\n\n" + "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
