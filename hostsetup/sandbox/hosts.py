@@ -160,11 +160,11 @@ class Sandbox:
         # Right after start the bus is not up yet and systemctl fails at once.
         while state not in ("running", "degraded"):
             if time.monotonic() > deadline:
-                raise SandboxError(f"host {name} did not boot within {timeout:.0f}s: "
-                                   f"systemd says {state!r}")
-            time.sleep(0.2)
-            state = docker("exec", name, "systemctl", "is-system-running", "--wait",
-                           check=False, timeout=timeout).stdout.strip()
+                jobs = docker("exec", name, "systemctl", "list-jobs", "--no-pager", check=False, timeout=30).stdout
+                raise SandboxError(f"host {name} did not boot within {timeout:.0f}s: systemd says {state!r}; "
+                                   f"pending jobs:\n{jobs.strip()}")
+            time.sleep(0.3)
+            state = docker("exec", name, "systemctl", "is-system-running", check=False, timeout=30).stdout.strip()
         public_key = self.key_path.with_suffix(".pub").read_bytes()
         install = (f"set -e; for h in /root /home/{SANDBOX_USER}; do "
                    "install -d -m 700 $h/.ssh; cat /tmp/key > $h/.ssh/authorized_keys; "
