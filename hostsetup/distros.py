@@ -62,6 +62,9 @@ APT = PackageFamily(
     prerequisites=("ca-certificates", "curl"),
 )
 
+# Where the versionlock plugin keeps its list: dnf (EL 8+, Fedora) and yum 3's yum-plugin-versionlock.
+VERSIONLOCK_LISTS = {"dnf": "/etc/dnf/plugins/versionlock.list", "yum": "/etc/yum/pluginconf.d/versionlock.list"}
+
 RPM = PackageFamily(
     name="rpm",
     repo_file="/etc/yum.repos.d/docker-ce.repo",

@@ -16,6 +16,7 @@ from hostsetup.distros import (
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
     RPM,
+    VERSIONLOCK_LISTS,
     parse_os_release,
 )
 
@@ -31,7 +32,7 @@ FACT_PACKAGES = tuple(dict.fromkeys((
 DAEMON_JSON = "/etc/docker/daemon.json"
 FACT_FILES = tuple(dict.fromkeys((
     APT.repo_file, APT.key_file, *APT.legacy_files, RPM.repo_file, RPM.key_file,
-    *RPM.legacy_files, DAEMON_JSON, "/etc/dnf/plugins/versionlock.list",
+    *RPM.legacy_files, DAEMON_JSON, *VERSIONLOCK_LISTS.values(),
     "/etc/systemd/system/docker.service.d/hostsetup-execstart.conf",
     "/etc/systemd/system/docker.service.d/http-proxy.conf",
 )))

@@ -12,6 +12,7 @@ from hostsetup.distros import (
     APT,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
+    VERSIONLOCK_LISTS,
     Platform,
     UnsupportedSystem,
     resolve_platform,
@@ -27,7 +28,7 @@ from hostsetup.operations import (
     Run,
     WriteFile,
 )
-from hostsetup.pkgcommands import PINNED_PACKAGES
+from hostsetup.pkgcommands import PINNED_PACKAGES, versionlocked
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
@@ -174,8 +175,8 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
 def _held(platform: Platform, facts: HostFacts) -> bool:
     if platform.family is APT:
         return set(PINNED_PACKAGES) <= facts.holds
-    locks = facts.files.get("/etc/dnf/plugins/versionlock.list") or ""
-    return all(f"{p}-" in locks for p in PINNED_PACKAGES)
+    locks = facts.files.get(VERSIONLOCK_LISTS[platform.package_manager]) or ""
+    return set(PINNED_PACKAGES) <= versionlocked(locks)
 
 
 def _hold_command(platform: Platform) -> str:

@@ -70,7 +70,9 @@ def _run_quiet(cmd: Sequence[str], what: str, timeout: float = 900) -> None:
 
 # Commands the sandbox needs on this machine, and the Debian packages that have them.
 BUILD_TOOLS = {"debootstrap": "debootstrap", "apt-ftparchive": "apt-utils", "gpg": "gnupg",
-               "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client"}
+               "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client",
+               # the EL rehearsal's RPM repository
+               "rpmbuild": "rpm", "rpmsign": "rpm", "createrepo_c": "createrepo-c"}
 
 
 def ensure_tools(progress: Progress = print) -> None:

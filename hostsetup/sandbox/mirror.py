@@ -27,6 +27,9 @@ bookworm ``docker.io``, ``containerd``, ``runc`` and ``tini``, so tests can
 pre-install the package that conflicts with docker-ce. ``images/tiny.tar`` is
 a tiny image in ``docker save`` format made from ``busybox-static`` without
 Docker. Both repositories are signed with a throwaway key made for the build.
+``hostsetup.sandbox.rpmrepo`` adds Docker's yum layout (``linux/centos``,
+``linux/rhel``) and ``el-fixtures/`` for the EL rehearsal hosts, from the same
+bookworm packages and signed with the same key (``Mirror.rpm``).
 
 A mirror is built once per recipe hash into ``cache_dir/mirror-<hash12>/``
 (``root/`` is what to serve over HTTP; ``gnupg/`` holds the key and is not
@@ -49,12 +52,16 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostsetup.errors import HostsetupError
 from hostsetup.sandbox import debarchive
 from hostsetup.sandbox.debarchive import SuiteIndex
+
+if TYPE_CHECKING:
+    from hostsetup.sandbox.rpmrepo import RpmRepo
 
 Progress = Callable[[str], None]
 
@@ -356,6 +363,7 @@ class Mirror:
     key_path: str = KEY_PATH
     fixtures_path: str = FIXTURES_PATH
     fixtures_suite: str = FIXTURES_SUITE
+    rpm: RpmRepo | None = None   # the EL rehearsal RPM repositories (hostsetup.sandbox.rpmrepo)
 
 
 # --- Debian versions (pure) ----------------------------------------------------
@@ -1066,10 +1074,24 @@ def build_mirror(cache_dir: Path, archive: str | None = None,
     """
     cache_dir = Path(cache_dir).resolve()
     try:
-        return _build_mirror(cache_dir, archive, progress, refresh=False)
+        built = _build_mirror(cache_dir, archive, progress, refresh=False)
     except debarchive.PoolFileMissing as exc:
         progress(f"cached Debian index is stale ({exc}); refreshing it")
-        return _build_mirror(cache_dir, archive, progress, refresh=True)
+        built = _build_mirror(cache_dir, archive, progress, refresh=True)
+    return _with_rpm_repo(built, cache_dir / "debian", archive, progress)
+
+
+def _with_rpm_repo(built: Mirror, debian_cache: Path, archive: str | None, progress: Progress) -> Mirror:
+    """Add the EL rehearsal RPM repositories, unless the tools to build them cannot be had."""
+    from hostsetup.sandbox import rpmrepo
+
+    if rpmrepo.ENGINE_SUITE not in built.packages:  # nothing to repack (e.g. a test's stand-in mirror)
+        return built
+    try:
+        return replace(built, rpm=rpmrepo.ensure_rpm_repo(built, debian_cache, archive, progress))
+    except rpmrepo.RpmToolsMissing as exc:
+        progress(f"the mirror has no EL rehearsal RPM repositories: {exc}")
+        return built
 
 
 def _build_mirror(cache_dir: Path, archive: str | None, progress: Progress,
