@@ -14,8 +14,8 @@ from hostsetup.tasks import namespace as user_tasks
 @task
 def lint(c: Context) -> None:
     """ruff and mypy over the package, tests and this file."""
-    c.run("ruff check hostsetup tests tasks.py", pty=False)
-    c.run("mypy", pty=False)
+    c.run("python3 -m ruff check hostsetup tests tasks.py benchmarks", pty=False)
+    c.run("python3 -m mypy", pty=False)
 
 
 @task(help={"unit": "unit tests only (no sandbox hosts)", "k": "pytest -k expression"})
