@@ -1,0 +1,348 @@
+"""Pure rules: ``Probes`` in, findings out, root cause first.
+
+Journal lines are evidence only for the last start attempt and only when the
+current state still shows the cause (a fixed daemon.json does not stay
+"invalid" because an old line says so). ``HEALTHY`` needs the daemon to answer
+the user's own client and no error finding; a failing client that no rule
+explains is ``UNKNOWN`` with the evidence, never an all-clear.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hostsetup.doctor.findings import ERROR, INFO, OK, WARNING, Finding, ordered
+from hostsetup.doctor.journal import Line, first_error, first_match, last_attempt
+from hostsetup.doctor.probes import CLIENT_TIMEOUT, DAEMON_JSON, PIDFILE, Disk, Probes, Unit
+
+LOCAL_ENDPOINTS = ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock")
+CONFIG_LINE = r"unable to configure the Docker daemon with file"
+SYNTAX = r"invalid character|unexpected end of JSON|EOF|looking for beginning"
+CONFLICT = r"specified both as a flag and in the configuration file"
+UNKNOWN_KEYS = r"don't match any configuration option: (.*)"
+RESTART = ("sudo systemctl reset-failed docker.service docker.socket && "
+           "sudo systemctl start docker.socket docker.service")
+
+
+def parse_config(text: str, engine: tuple[int, int]) -> tuple[dict[str, Any] | None, str]:
+    """daemon.json as dockerd of that version reads it: (object, None) or (None, why not)."""
+    if text.startswith("\ufeff") and engine < (23, 0):
+        return None, "the file starts with a UTF-8 byte order mark"
+    if not text.strip():
+        return ({}, "") if engine >= (23, 0) else (None, "the file is empty (dockerd before 23.0 fails with EOF)")
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(text.lstrip("\ufeff"), parse_constant=refuse)
+    except ValueError as exc:
+        return None, str(exc)
+    if not isinstance(value, dict):
+        return None, "the top level is not a JSON object"
+    return value, ""
+
+
+def unit_state(unit: Unit) -> str:
+    text = f"{unit.name} LoadState={unit.load} ActiveState={unit.active} SubState={unit.sub}"
+    text += f" UnitFileState={unit.file_state or '-'}"
+    return text + (f" Result={unit.result}" if unit.result else "")
+
+
+def _host_flag(argv: tuple[str, ...]) -> bool:
+    return any(a in ("-H", "--host") or a.startswith("--host=") or (a.startswith("-H") and len(a) > 2)
+               for a in argv[1:])
+
+
+class _Rules:
+    """The rules over one host's probes; ``findings()`` runs them all."""
+
+    def __init__(self, p: Probes) -> None:
+        self.p = p
+        self.svc, self.sock, self.ctd = p.unit("docker.service"), p.unit("docker.socket"), p.unit("containerd.service")
+        self.systemd = self.svc.installed
+        self.up = self.svc.running if self.systemd else p.client.answers
+        # dockerd's errors from the last attempt matter only while the daemon is not up.
+        self.attempt = [] if self.up else last_attempt(p.journal_errors or [Line(text) for text in p.journal])
+        self.config, self.config_error = (parse_config(p.daemon_json, p.engine_version)
+                                          if p.daemon_json is not None else ({}, ""))
+        self.out: list[Finding] = []
+
+    def add(self, code: str, severity: str, evidence: list[str | None], fix: str, command: str = "") -> None:
+        self.out.append(Finding(code, severity, tuple(e for e in evidence if e), fix, command))
+
+    def daemon_severity(self) -> str:
+        return WARNING if self.up else ERROR
+
+    def journal(self, pattern: str) -> str | None:
+        line = first_match(self.attempt, pattern)
+        return line.text if line else None
+
+    # -- the client's endpoint ---------------------------------------------------------
+    def endpoint(self) -> None:
+        p = self.p
+        evidence: list[str | None] = []
+        commands: list[str] = []
+        host = p.env.get("DOCKER_HOST")
+        for line in p.env_files:
+            path, _, rest = line.partition(":")
+            value = re.search(r"DOCKER_HOST=[\"']?([^\"'\s]*)", rest)
+            named = re.search(r"DOCKER_CONTEXT=[\"']?([^\"'\s]*)", rest)
+            if (value and value[1] not in LOCAL_ENDPOINTS) or (named and named[1] not in ("", "default")):
+                evidence.append(line)
+                sudo = "" if path.startswith(p.home + "/") else "sudo "
+                commands.append(f"{sudo}sed -i.bak '/^[^#]*DOCKER_\\(HOST\\|CONTEXT\\)=/d' {path}")
+        if host is not None and host not in LOCAL_ENDPOINTS:
+            evidence.insert(0, f"DOCKER_HOST={host} (in the login environment)")
+            if not commands:
+                commands.append("unset DOCKER_HOST")
+        context = p.env.get("DOCKER_CONTEXT") or ("" if host else p.current_context)
+        if context and context != "default" and p.contexts.get(context, "") not in LOCAL_ENDPOINTS:
+            evidence.insert(0, f"docker context {context}: {p.contexts.get(context) or 'endpoint unknown'}")
+            commands.append("docker context use default")
+        if evidence:
+            client = self.client_line(r"at (?!unix:///(var/)?run/docker\.sock)\S+://")
+            self.add("DOCKER_HOST_ELSEWHERE", ERROR, [*evidence, client],
+                     "Point the client back at this host's daemon: remove DOCKER_HOST/DOCKER_CONTEXT where it is "
+                     "set and log in again.", " && ".join(dict.fromkeys(commands)))
+
+    # -- units ---------------------------------------------------------------------------
+    def units(self) -> None:
+        svc, sock = self.svc, self.sock
+        if not self.systemd:
+            return
+        if svc.masked:
+            self.add("DAEMON_MASKED", ERROR, [unit_state(svc), self.journal(r"docker\.service is masked")],
+                     "Unmask docker.service and start it.", "sudo systemctl unmask docker.service && " + RESTART)
+        if sock.masked:
+            self.add("SOCKET_MASKED", ERROR, [unit_state(sock), self.journal(r"docker\.socket is masked")],
+                     "Unmask docker.socket and start it.", "sudo systemctl unmask docker.socket && " + RESTART)
+        disabled = svc.file_state == "disabled" and sock.file_state != "enabled"
+        if disabled:
+            self.add("DAEMON_DISABLED", WARNING if svc.running else ERROR, [unit_state(svc), unit_state(sock)],
+                     "Enable docker.socket and docker.service so the daemon comes back after a reboot.",
+                     "sudo systemctl enable --now docker.socket docker.service")
+        limit = (sock.result == "service-start-limit-hit" or svc.result == "start-limit-hit"
+                 or (not svc.running and self.journal(r"Start request repeated too quickly") is not None))
+        if limit and not svc.running:
+            self.add("START_LIMIT_HIT", ERROR,
+                     [unit_state(sock) if sock.result == "service-start-limit-hit" else unit_state(svc),
+                      self.journal(r"Start request repeated too quickly")],
+                     "After fixing the cause, clear systemd's failed state and start docker again.", RESTART)
+        elif (not svc.running and svc.active == "inactive" and not sock.running and not disabled
+              and not svc.masked and not sock.masked and not self.p.client.answers):
+            self.add("DAEMON_STOPPED", ERROR, [unit_state(svc), unit_state(sock), self.client_line()],
+                     "Start docker.socket and docker.service.", RESTART)
+
+    def containerd(self) -> None:
+        ctd = self.ctd
+        dial = self.journal(r"failed to dial .*containerd|containerd did not exit successfully")
+        if ctd.installed and not ctd.running:
+            last = self.p.journal_containerd[-1] if self.p.journal_containerd else None
+            self.add("CONTAINERD_DOWN", ERROR, [unit_state(ctd), dial, last],
+                     ("Unmask and start" if ctd.masked else "Start") + " containerd.service.",
+                     ("sudo systemctl unmask containerd.service && " if ctd.masked else "")
+                     + "sudo systemctl start containerd.service")
+        elif self.p.client.answers and self.p.client.components and "containerd" not in self.p.client.components:
+            components = " ".join(self.p.client.components)
+            self.add("CONTAINERD_DOWN", ERROR, [f"docker version: server components {components} (no containerd)",
+                                                unit_state(ctd) if ctd.installed else None],
+                     "Restart containerd.service; dockerd reconnects to it by itself.",
+                     "sudo systemctl restart containerd.service")
+        elif not ctd.installed and dial:
+            self.add("CONTAINERD_DOWN", ERROR, [dial], "Install or start containerd (the containerd.io package).",
+                     "sudo apt-get install --reinstall containerd.io")
+
+    # -- daemon.json -----------------------------------------------------------------------
+    def config_line(self) -> str | None:
+        """What dockerd says about daemon.json now: ``--validate`` where it exists, else the journal
+        (only a line logged after the file last changed)."""
+        p = self.p
+        if p.validation and p.validation.supported:
+            if p.validation.ok:
+                return None
+            said = [line for line in p.validation.output if CONFIG_LINE in line] or list(p.validation.output)
+            return said[0] if said else "dockerd --validate failed"
+        line = first_match(self.attempt, CONFIG_LINE)
+        return line.text if line and (line.time == 0 or line.time >= self.p.daemon_json_mtime) else None
+
+    def configuration(self) -> None:
+        p = self.p
+        if p.daemon_json is None:
+            return
+        severity = self.daemon_severity()
+        line = self.config_line()
+        validated = p.validation is not None and p.validation.supported and p.validation.ok
+        if self.config is None and not validated:
+            self.add("CONFIG_INVALID_JSON", severity, [line if line and re.search(SYNTAX, line) else None,
+                                                       f"{DAEMON_JSON}: {self.config_error}"],
+                     "Restore the last good daemon.json from hostsetup's backups, or move the broken file aside.")
+            return
+        config = self.config or {}
+        keys = re.search(UNKNOWN_KEYS, line or "")
+        if keys:
+            self.add("CONFIG_UNKNOWN_KEY", severity, [line],
+                     f"Remove or rename {keys[1].strip()} (or restore the last good daemon.json).")
+        conflict = line if line and re.search(CONFLICT, line) else None
+        if "hosts" in config and _host_flag(self.svc.argv):
+            self.add("CONFIG_FLAG_CONFLICT", severity,
+                     [conflict, f'{DAEMON_JSON}: "hosts": {json.dumps(config["hosts"])}',
+                      "ExecStart: " + " ".join(self.svc.argv)],
+                     "Keep hosts in one place: move them from daemon.json into an ExecStart drop-in.")
+        elif conflict:
+            name = re.search(r"configuration file: (\S+):", conflict)
+            self.add("CONFIG_FLAG_CONFLICT", severity, [conflict, "ExecStart: " + " ".join(self.svc.argv)],
+                     f"Set {name[1] if name else 'the option'} either in daemon.json or in ExecStart, not both.",
+                     "sudo systemctl edit docker.service")
+        if line and not keys and not conflict:
+            self.add("CONFIG_INVALID_VALUE", severity, [line],
+                     "Correct the rejected value (dockerd --validate names it) or restore the last good daemon.json.")
+
+    # -- storage, pid file, network ----------------------------------------------------------------
+    def storage(self) -> None:
+        p = self.p
+        for disk, code in ((p.disks[0] if p.disks else None, "DATA_ROOT_FULL"), (p.disk("/run"), "RUN_FULL")):
+            if disk is None or not _full(disk):
+                continue
+            enospc = self.journal(r"no space left on device")
+            self.add(code, self.daemon_severity(),
+                     [f"{disk.path}: {disk.avail_kb} KiB free of {disk.size_kb} KiB, {disk.inodes_free} inodes free "
+                      f"(filesystem {disk.mount})", enospc],
+                     f"Free space on {disk.mount} (old container logs, unused images once the daemon runs; "
+                     "hostsetup never deletes data), then run doctor --fix again.",
+                     f"sudo du -xh --max-depth=2 {disk.existing} | sort -h | tail -n 15")
+        root = p.disks[0] if p.disks else None
+        if root and root.writable is False:
+            self.add("DATA_ROOT_UNWRITABLE", self.daemon_severity(),
+                     [f"{root.path}: {root.existing} is not writable by root (filesystem {root.mount})",
+                      self.journal(r"read-only file system|permission denied")],
+                     f"Make {root.mount} writable (remount read-write) or set data-root to a writable filesystem.",
+                     f"sudo mount -o remount,rw {root.mount} && {RESTART}")
+
+    def pidfile(self) -> None:
+        p = self.p
+        if p.pid is None or p.pid_comm is None or not self.systemd or self.up:
+            return
+        line = self.journal(r"pid file found|is still running")
+        if p.pid_comm != "dockerd":
+            self.add("STALE_PIDFILE", ERROR, [f"{PIDFILE}: {p.pid} (a running {p.pid_comm}, not dockerd)", line],
+                     f"Move the stale {PIDFILE} aside (its PID now belongs to {p.pid_comm}) and start docker.")
+        elif line and p.pid != self.svc.main_pid:
+            # Only with dockerd's own refusal: a client may just have socket-activated the real one.
+            self.add("OTHER_DOCKERD", ERROR, [f"{PIDFILE}: {p.pid} (a dockerd that systemd did not start)", line],
+                     "Stop the other dockerd (snap, manual or a second package) before starting docker.service.",
+                     f"ps -o pid,args -p {p.pid}")
+
+    def network(self) -> None:
+        line = self.journal(r"Error initializing network controller|failed to create NAT chain|iptables failed")
+        if line:
+            self.add("IPTABLES_FAILED", ERROR, [line, f"iptables: {self.p.system.get('iptables', '?')}"],
+                     "Load the netfilter modules or switch the iptables alternative to match the kernel.",
+                     "sudo modprobe ip_tables iptable_nat; sudo update-alternatives --config iptables")
+
+    # -- the user --------------------------------------------------------------------------------
+    def user(self) -> None:
+        p = self.p
+        if p.docker_group is None and self.systemd:
+            self.add("DOCKER_GROUP_MISSING", ERROR, ["getent group docker: no such group",
+                                                     self.journal(r"Failed to resolve group|Failed to chown"),
+                                                     *self.sockets()],
+                     "Create the docker group (docker.socket needs it) and add the user.",
+                     f"sudo groupadd --system docker && sudo usermod -aG docker {p.target}")
+        if p.database_groups is None:
+            self.add("UNKNOWN", ERROR, [f"id -Gn {p.target}: no such user"], f"Check the user name {p.target}.")
+        if p.target == "root" or p.client.answers or p.database_groups is None:
+            return
+        denied = self.client_line(r"permission denied")
+        if "docker" not in p.database_groups:
+            self.add("USER_NOT_IN_GROUP", ERROR, [f"id -Gn {p.target}: {' '.join(sorted(p.database_groups))}",
+                                                  denied],
+                     f"Add {p.target} to the docker group, then log in again (or run `newgrp docker`).",
+                     f"sudo usermod -aG docker {p.target}")
+        elif p.target == p.user and "docker" not in p.session_groups:
+            fresh = p.client_fresh
+            self.add("USER_SESSION_STALE", ERROR,
+                     [f"id -Gn (this session): {' '.join(sorted(p.session_groups))}",
+                      f"id -Gn {p.target} (group database): {' '.join(sorted(p.database_groups))}", denied,
+                      f"a fresh login answers (sudo -u {p.target} docker version: {fresh.version})"
+                      if fresh and fresh.answers else None],
+                     "Log out and back in (or run `newgrp docker`; restart long-running agents) to pick up "
+                     "the docker group.", "newgrp docker")
+        elif denied:
+            sockets = self.sockets()
+            self.add("SOCKET_PERMISSIONS", ERROR, [denied, *sockets],
+                     "Give the socket back its root:docker 0660 (never chmod 666: that hands root to everyone).",
+                     "sudo chown root:docker /run/docker.sock && sudo chmod 0660 /run/docker.sock")
+
+    def sockets(self) -> list[str]:
+        """``stat`` of the socket paths; /var/run/docker.sock only when it differs from /run's."""
+        seen: dict[tuple[str, str, str, str], str] = {}
+        for path, info in self.p.socket.items():
+            if info:
+                seen.setdefault(info, path)
+        return [f"{path}: {' '.join(info)}" for info, path in seen.items()]
+
+    def client_line(self, pattern: str = r".") -> str | None:
+        """The user's client error line matching ``pattern`` (a timeout says so)."""
+        regex = re.compile(pattern)
+        line = next((line for line in self.p.client.err.splitlines() if regex.search(line)), None)
+        if line is None and self.p.client.rc == 124 and pattern == ".":
+            return f"docker version (as {self.p.target}) did not answer within {CLIENT_TIMEOUT}s"
+        return line
+
+    # -- the verdict --------------------------------------------------------------------------------
+    def verdict(self) -> None:
+        p = self.p
+        if not p.has_root:
+            self.add("LIMITED_PROBES", INFO, [f"sudo -n: {p.privilege}"],
+                     "Journal, daemon.json validation, backups and writability were not checked: give the user "
+                     "passwordless sudo or run as root.")
+        errors = [f for f in self.out if f.severity == ERROR]
+        if p.client.answers and not errors:
+            self.add("HEALTHY", OK, [f"docker version (as {p.target}): server {p.client.version}"],
+                     "Nothing to fix.")
+            return
+        if p.client.answers:
+            return
+        user_side = {"USER_NOT_IN_GROUP", "USER_SESSION_STALE", "SOCKET_PERMISSIONS"}
+        if self.client_line(r"permission denied"):
+            explained = any(f.code in user_side for f in errors)
+        else:
+            explained = any(f.code not in user_side for f in errors)
+        if not explained:
+            last = first_error(self.attempt)
+            self.add("UNKNOWN", ERROR,
+                     [self.client_line(), unit_state(self.svc) if self.systemd else None, last.text if last else None],
+                     "No rule matched: read `journalctl -u docker -b` and `systemctl status docker` on the host.",
+                     "sudo journalctl -u docker.service -u docker.socket -b --no-pager | tail -n 50")
+
+    def findings(self) -> list[Finding]:
+        p = self.p
+        if not p.engine and not self.systemd and not p.client.answers:
+            self.add("NOT_INSTALLED", ERROR, [f"dockerd: not found; docker.service: {self.svc.load}",
+                                              self.client_line()],
+                     "Install Docker Engine.", f"hostsetup -H <this host> install --users {p.target}")
+            return ordered(self.out)
+        for rule in (self.endpoint, self.units, self.containerd, self.configuration, self.storage, self.pidfile,
+                     self.network, self.user, self.verdict):
+            rule()
+        return ordered(self.out)
+
+
+def _full(disk: Disk) -> bool:
+    if disk.size_kb <= 0:
+        return False
+    space = disk.avail_kb < min(100 * 1024, disk.size_kb // 20)
+    inodes = disk.inodes > 0 and disk.inodes_free < min(1000, disk.inodes // 20)
+    return space or inodes
+
+
+def classify(p: Probes) -> list[Finding]:
+    """Findings for one host's probes, root cause first."""
+    return _Rules(p).findings()
+
+
+def codes(findings: list[Finding]) -> list[str]:
+    return [f.code for f in findings]

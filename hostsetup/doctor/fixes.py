@@ -1,0 +1,250 @@
+"""Planning ``--fix``: only safe, reversible repairs, as exact root shell scripts (pure).
+
+Files are moved aside or backed up, never deleted; units are unmasked, enabled,
+reset and started; the user is added to the docker group. Anything that could
+lose data (freeing disk, removing images) or that hostsetup cannot know the
+right answer for (DOCKER_HOST, iptables) stays a printed command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hostsetup.doctor.classify import LOCAL_ENDPOINTS, UNKNOWN_KEYS, parse_config
+from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
+from hostsetup.doctor.probes import CLIENT_FORMAT, DAEMON_JSON, PIDFILE, Probes
+from hostsetup.scripts import backup_script
+
+DROPIN_DIR = "/etc/systemd/system/docker.service.d"
+EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
+DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
+EOF_MARK = "HOSTSETUP_EOF"
+CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")
+# Not the daemon's problem: left unfixed, these do not stop it from starting.
+USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "USER_NOT_IN_GROUP", "USER_SESSION_STALE", "SOCKET_PERMISSIONS",
+             "START_LIMIT_HIT", "DAEMON_STOPPED")
+RELOGIN = "log out and back in (or run `newgrp docker`) so existing sessions get the docker group"
+
+
+@dataclass(frozen=True)
+class FixStep:
+    """One repair: a root shell script and the finding codes it addresses."""
+
+    name: str
+    codes: tuple[str, ...]
+    script: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    """The repairs for one host, in order, and what is left for a person to do."""
+
+    steps: tuple[FixStep, ...]
+    manual: tuple[Finding, ...]
+    notes: tuple[str, ...] = ()
+    regroup: bool = False      # the user's groups change: probe again from a new login
+
+    def describe(self) -> list[str]:
+        lines = []
+        for step in self.steps:
+            lines.append(f"fix {step.name}" + (f" ({', '.join(step.codes)})" if step.codes else "") + ":")
+            lines += [f"    {line}" for line in step.script.splitlines()]
+        for finding in self.manual:
+            lines.append(f"by hand ({finding.code}): {finding.command or finding.fix}")
+        lines += [f"note: {note}" for note in self.notes]
+        return lines
+
+
+def heredoc(path: str, content: str) -> str:
+    """Write ``content`` to ``path`` atomically (temporary file, then rename)."""
+    if any(line == EOF_MARK for line in content.splitlines()):
+        raise ValueError(f"content holds the heredoc marker {EOF_MARK}")
+    q = shlex.quote
+    tmp = f"{path}.hostsetup-new"
+    return (f"cat > {q(tmp)} <<'{EOF_MARK}'\n{content.rstrip(chr(10))}\n{EOF_MARK}\n"
+            f"mv -f {q(tmp)} {q(path)}")
+
+
+def _bad_keys(findings: Sequence[Finding]) -> set[str]:
+    for finding in findings:
+        for line in finding.evidence:
+            match = re.search(UNKNOWN_KEYS, line)
+            if match:
+                return {k.strip() for k in match[1].split(",")}
+    return set()
+
+
+def _host_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split dockerd's argv into its -H/--host values and the other words."""
+    hosts, rest = [], []
+    words = iter(argv)
+    for word in words:
+        if word in ("-H", "--host"):
+            hosts.append(next(words, ""))
+        elif word.startswith("--host="):
+            hosts.append(word.split("=", 1)[1])
+        elif word.startswith("-H") and len(word) > 2:
+            hosts.append(word[2:].removeprefix("="))
+        else:
+            rest.append(word)
+    return hosts, rest
+
+
+def hosts_execstart(argv: Sequence[str], hosts: Sequence[str]) -> str:
+    """dockerd's command line with daemon.json's ``hosts`` as -H flags; the local socket stays
+    socket-activated (``fd://``), so clients on /var/run/docker.sock keep working."""
+    flag_hosts, rest = _host_flags(argv or DEFAULT_ARGV)
+    wanted = ["fd://", *[h for h in (*flag_hosts, *hosts) if h not in ("fd://", *LOCAL_ENDPOINTS)]]
+    words = [rest[0]] + [w for h in dict.fromkeys(wanted) for w in ("-H", h)] + rest[1:]
+    return " ".join(words)
+
+
+class _Planner:
+    def __init__(self, findings: Sequence[Finding], p: Probes, stamp: str) -> None:
+        self.findings, self.p, self.stamp = findings, p, stamp
+        # A warning means the daemon runs: only enabling it for the next boot is worth doing then.
+        self.codes = {f.code for f in findings if f.severity == ERROR or f.code == "DAEMON_DISABLED"}
+        self.steps: list[FixStep] = []
+        self.fixed: set[str] = set()
+        self.notes: list[str] = []
+        self.regroup = False
+
+    def step(self, name: str, codes: Sequence[str], lines: Sequence[str], note: str = "") -> None:
+        self.steps.append(FixStep(name, tuple(codes), "\n".join(lines), note))
+        self.fixed.update(codes)
+
+    def has(self, *codes: str) -> list[str]:
+        return [c for c in codes if c in self.codes]
+
+    def units(self) -> None:
+        if self.has("DAEMON_MASKED", "SOCKET_MASKED"):
+            names = [u for c, u in (("DAEMON_MASKED", "docker.service"), ("SOCKET_MASKED", "docker.socket"))
+                     if c in self.codes]
+            self.step("unmask", self.has("DAEMON_MASKED", "SOCKET_MASKED"), [f"systemctl unmask {' '.join(names)}"])
+        if self.has("DAEMON_DISABLED"):
+            self.step("enable", ["DAEMON_DISABLED"], ["systemctl enable docker.socket docker.service"])
+
+    def config(self) -> bool:
+        """Replace a daemon.json dockerd refuses: by the newest backup when usable, else just move it aside."""
+        codes = self.has(*CONFIG_CODES)
+        if not codes or self.p.daemon_json is None:
+            return False
+        aside = f"{DAEMON_JSON}.invalid.{self.stamp}"
+        lines = [f"mv {DAEMON_JSON} {aside}"]
+        backup = self._usable_backup()
+        if backup:
+            lines.append(f"cp -p {shlex.quote(backup)} {DAEMON_JSON}")
+            name = "restore daemon.json"
+            note = f"restored {backup}; the refused file is kept as {aside}"
+        else:
+            name = "move daemon.json aside"
+            note = f"no usable backup: dockerd starts with its defaults; the refused file is kept as {aside}"
+        self.step(name, codes, lines, note)
+        self.fixed.add("CONFIG_FLAG_CONFLICT")  # the file that had hosts is gone too
+        return True
+
+    def _usable_backup(self) -> str | None:
+        p = self.p
+        if p.backup is None or p.backup == p.daemon_json:
+            return None
+        config, _ = parse_config(p.backup, p.engine_version)
+        if config is None or _bad_keys(self.findings) & config.keys():
+            return None
+        if "hosts" in config and _host_flags(p.unit("docker.service").argv)[0]:
+            return None
+        return p.backup_path
+
+    def hosts(self) -> None:
+        p = self.p
+        config: dict[str, Any] | None = parse_config(p.daemon_json or "", p.engine_version)[0]
+        if "CONFIG_FLAG_CONFLICT" not in self.codes or "CONFIG_FLAG_CONFLICT" in self.fixed:
+            return
+        if not config or "hosts" not in config:
+            return
+        hosts = config["hosts"] if isinstance(config["hosts"], list) else [config["hosts"]]
+        rest = {k: v for k, v in config.items() if k != "hosts"}
+        command = hosts_execstart(p.unit("docker.service").argv, [str(h) for h in hosts])
+        dropin = ("# Written by hostsetup doctor: \"hosts\" moved here from /etc/docker/daemon.json, where it\n"
+                  "# conflicted with this command line's -H (dockerd refuses a key set both ways).\n"
+                  f"[Service]\nExecStart=\nExecStart={command}\n")
+        self.step("move hosts to a drop-in", ["CONFIG_FLAG_CONFLICT"], [
+            backup_script(DAEMON_JSON),
+            heredoc(DAEMON_JSON, json.dumps(rest, indent=2) + "\n"),
+            f"install -d -m 0755 {DROPIN_DIR}",
+            backup_script(EXECSTART_DROPIN),
+            heredoc(EXECSTART_DROPIN, dropin),
+            "systemctl daemon-reload",
+        ])
+
+    def containerd(self) -> None:
+        ctd = self.p.unit("containerd.service")
+        if "CONTAINERD_DOWN" not in self.codes or not ctd.installed:
+            return
+        lines = ["systemctl unmask containerd.service"] if ctd.masked else []
+        if ctd.active == "failed":
+            lines.append("systemctl reset-failed containerd.service")
+        lines.append("timeout 90 systemctl " + ("restart" if ctd.running else "start") + " containerd.service")
+        if self.p.unit("docker.service").running:
+            # A running dockerd reconnects on its own, after a gRPC back-off: wait for it (at most 60 s).
+            lines.append(f"for i in $(seq 60); do timeout 5 docker version --format '{CLIENT_FORMAT}' 2>/dev/null "
+                         "| grep -qw containerd && break; sleep 1; done")
+        self.step("start containerd", ["CONTAINERD_DOWN"], lines)
+
+    def pidfile(self) -> None:
+        pid = self.p.pid
+        if "STALE_PIDFILE" not in self.codes or pid is None:
+            return
+        self.step("move the stale pid file aside", ["STALE_PIDFILE"], [
+            f'if [ "$(cat {PIDFILE} 2>/dev/null)" = {pid} ] && '
+            f'[ "$(cat /proc/{pid}/comm 2>/dev/null)" != dockerd ]; then '
+            f"mv {PIDFILE} {PIDFILE}.stale.{self.stamp}; fi"])
+
+    def group(self) -> None:
+        user = shlex.quote(self.p.target)
+        lines = ["groupadd --system docker"] if "DOCKER_GROUP_MISSING" in self.codes else []
+        if self.has("USER_NOT_IN_GROUP", "DOCKER_GROUP_MISSING"):
+            if self.p.target != "root":
+                lines.append(f"usermod -aG docker {user}")
+                self.regroup = True
+            self.step("docker group", self.has("DOCKER_GROUP_MISSING", "USER_NOT_IN_GROUP"), lines,
+                      f"new logins of {self.p.target} get the docker group; {RELOGIN}")
+        if "USER_SESSION_STALE" in self.codes:
+            self.fixed.add("USER_SESSION_STALE")
+            self.notes.append(f"{self.p.target} is in the docker group already: {RELOGIN}")
+
+    def start(self) -> None:
+        svc, sock = self.p.unit("docker.service"), self.p.unit("docker.socket")
+        if not svc.installed or (svc.running and sock.running):
+            self.fixed.update(self.has("START_LIMIT_HIT", "DAEMON_STOPPED"))
+            return
+        blocking = [c for c in self.codes if c not in USER_SIDE and c not in self.fixed]
+        if blocking:
+            self.notes.append(f"docker not started: fix {', '.join(sorted(blocking))} first")
+            return
+        self.step("start docker", self.has("START_LIMIT_HIT", "DAEMON_STOPPED"), [
+            "systemctl reset-failed docker.service docker.socket",
+            "timeout 120 systemctl start docker.socket docker.service",
+        ])
+
+    def plan(self) -> FixPlan:
+        if not self.config():
+            self.hosts()
+        self.units()
+        self.containerd()
+        self.pidfile()
+        self.group()
+        if self.steps or self.has("START_LIMIT_HIT", "DAEMON_STOPPED"):
+            self.start()
+        manual = tuple(f for f in self.findings if f.code not in self.fixed and f.severity not in (OK, INFO))
+        return FixPlan(tuple(self.steps), manual, tuple(self.notes), self.regroup)
+
+
+def plan_fixes(findings: Sequence[Finding], probes: Probes, stamp: str) -> FixPlan:
+    """The safe repairs for ``findings``; ``stamp`` names the files moved aside (e.g. 20250101T120000)."""
+    return _Planner(findings, probes, stamp).plan()

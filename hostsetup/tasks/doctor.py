@@ -1,0 +1,82 @@
+"""``hostsetup -H HOSTS doctor``: why docker cannot reach the daemon, and the safe fixes."""
+
+from __future__ import annotations
+
+import re
+
+from invoke import Context, Exit, task
+
+from hostsetup.doctor.report import host_details, host_line
+from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
+from hostsetup.errors import HostsetupError
+from hostsetup.report import summary_line, write_json
+from hostsetup.runner import run_hosts
+from hostsetup.targets import Target
+from hostsetup.tasks.install import target_hosts
+
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
+# 2 is hostsetup's exit status for bad input (HostsetupError).
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 3
+
+
+def exit_code(reports: list[DoctorReport]) -> int:
+    """3 when a host could not be diagnosed, else 1 when one is not healthy, else 0."""
+    if any(r.status == "failed" for r in reports):
+        return EXIT_UNREACHABLE
+    if any(r.status not in ("healthy", "fixed") for r in reports):
+        return EXIT_UNHEALTHY
+    return EXIT_HEALTHY
+
+
+def _targets(c: Context, local: bool) -> list[Target]:
+    if local:
+        if c.config.hosts or c.config.get("inventory"):
+            raise HostsetupError("--local diagnoses this machine: give either hosts or --local, not both")
+        return [Target(LOCAL, LOCAL)]
+    return target_hosts(c)
+
+
+@task(help={
+    "fix": "apply the safe, reversible fixes, then diagnose again",
+    "dry-run": "print the exact commands --fix would run; change nothing",
+    "local": "diagnose this machine (no SSH)",
+    "verbose": "show every finding's evidence and fix, and the timings",
+    "json": "write a machine-readable report to this file",
+    "user": "whose docker access to check (default: the login user)",
+})
+def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = False, verbose: bool = False,
+           json: str | None = None, user: str | None = None) -> None:
+    """Diagnose "Cannot connect to the Docker daemon" and "permission denied ... docker.sock".
+
+    One read-only probe per host (one SSH session) -> one line per host with its finding codes,
+    root cause first. --fix only unmasks, enables, resets and starts units, moves a refused
+    daemon.json aside (or restores hostsetup's newest backup), moves a conflicting "hosts" into
+    an ExecStart drop-in, starts containerd, moves a stale pid file aside and adds the user to
+    the docker group; anything that could lose data is printed as a command, never run.
+
+    Codes: HEALTHY, UNKNOWN, NOT_INSTALLED, DOCKER_HOST_ELSEWHERE, DAEMON_MASKED, SOCKET_MASKED,
+    CONFIG_INVALID_JSON, CONFIG_UNKNOWN_KEY, CONFIG_FLAG_CONFLICT, CONFIG_INVALID_VALUE,
+    CONTAINERD_DOWN, DATA_ROOT_FULL, RUN_FULL, DATA_ROOT_UNWRITABLE, STALE_PIDFILE, OTHER_DOCKERD,
+    IPTABLES_FAILED, DOCKER_GROUP_MISSING, DAEMON_DISABLED, DAEMON_STOPPED, START_LIMIT_HIT,
+    USER_NOT_IN_GROUP, USER_SESSION_STALE, SOCKET_PERMISSIONS, LIMITED_PROBES.
+
+    Exit status: 0 every host healthy (after --fix: fixed), 1 a host is not healthy, 2 bad
+    input, 3 a host could not be diagnosed (unreachable, probe failed).
+    """
+    if user is not None and not USER_NAME.match(user):
+        raise HostsetupError(f"--user {user!r} is not a user name")
+    hosts = _targets(c, local)
+    options = DoctorOptions(fix=fix, dry_run=dry_run, local=local, user=user or "")
+    reports = run_hosts(hosts, lambda h: doctor_host(h, c.config, options), parallel=int(c.config.parallel))
+    width = max(len(r.host) for r in reports)
+    for report in reports:
+        print(host_line(report, width))
+        for line in host_details(report, verbose, dry_run):
+            print(line)
+    if len(reports) > 1:
+        print(summary_line(reports))
+    if json:
+        write_json(reports, json)
+    code = exit_code(reports)
+    if code:
+        raise Exit(code=code)

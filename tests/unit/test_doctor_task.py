@@ -1,0 +1,155 @@
+"""The doctor task and its per-host run: recorded probe output through a fake shell, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from invoke import Context
+from invoke.runners import Result
+
+from hostsetup.config import HostsetupConfig
+from hostsetup.doctor import run
+from hostsetup.doctor.findings import CODES
+from hostsetup.doctor.report import host_details, host_line
+from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
+from hostsetup.errors import HostsetupError
+from hostsetup.targets import Target
+from hostsetup.tasks.doctor import doctor, exit_code
+
+DATA = Path(__file__).parent / "data" / "doctor"
+
+
+def recorded(name: str) -> str:
+    return (DATA / f"{name}.txt").read_text()
+
+
+class FakeShell:
+    """Stands in for LocalShell: probes answer with recorded output, root scripts are recorded."""
+
+    outputs: ClassVar[list[str]] = []
+    scripts: ClassVar[list[str]] = []
+    shells: ClassVar[int] = 0
+    root_ok: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        type(self).shells += 1
+        self.sessions = 0
+
+    def run(self, command: str, timeout: float | None = None) -> Result:
+        self.sessions += 1
+        return Result(stdout=type(self).outputs.pop(0), stderr="", exited=0, command=command)
+
+    def root(self, script: str, timeout: float | None = None) -> Result:
+        self.sessions += 1
+        type(self).scripts.append(script)
+        return Result(stdout="", stderr="" if self.root_ok else "boom", exited=0 if self.root_ok else 1,
+                      command=script)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeShell]:
+    monkeypatch.setattr(run, "LocalShell", FakeShell)
+    FakeShell.outputs, FakeShell.scripts, FakeShell.shells, FakeShell.root_ok = [], [], 0, True
+    return FakeShell
+
+
+def doctor_local(fix: bool = False, dry_run: bool = False) -> DoctorReport:
+    return doctor_host(Target(LOCAL, LOCAL), HostsetupConfig(), DoctorOptions(fix=fix, dry_run=dry_run, local=True))
+
+
+def test_healthy_takes_one_session(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-healthy")]
+    report = doctor_local(fix=True)
+    assert (report.status, report.codes, report.sessions, report.plan) == ("healthy", ["HEALTHY"], 1, None)
+    assert report.system.startswith("Debian GNU/Linux 13") and report.engine.startswith("Docker version 26.1")
+
+
+def test_fix_then_probe_again_from_a_new_login(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine20.10-not-in-group"), recorded("engine20.10-healthy")]
+    report = doctor_local(fix=True)
+    assert fake.scripts == ["set -e\nusermod -aG docker hostsetup"]
+    assert fake.shells == 2  # the group change reaches only a new login
+    assert (report.status, [f.code for f in report.findings], report.codes) == (
+        "fixed", ["USER_NOT_IN_GROUP"], ["HEALTHY"])
+    assert report.sessions == 3 and [s.status for s in report.steps] == ["changed"]
+    data = json.loads(json.dumps(report.as_dict()))
+    assert data["fixes"]["steps"][0]["script"] == "usermod -aG docker hostsetup"
+    assert data["after"][0]["code"] == "HEALTHY"
+    assert host_line(report) == "localhost (--local)  fixed      USER_NOT_IN_GROUP -> HEALTHY"
+
+
+def test_dry_run_changes_nothing_and_prints_the_commands(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-socket-masked")]
+    report = doctor_local(fix=True, dry_run=True)
+    assert fake.scripts == [] and report.status == "unhealthy" and report.after is None
+    lines = host_details(report, verbose=False, dry_run=True)
+    assert lines[:3] == ["  would run as root:", "    fix unmask (SOCKET_MASKED):",
+                         "        systemctl unmask docker.socket"]
+
+
+def test_a_failed_fix_skips_the_rest_and_still_looks_again(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-invalid-json"), recorded("engine26.1-invalid-json")]
+    fake.root_ok = False
+    report = doctor_local(fix=True)
+    assert [(s.name, s.status) for s in report.steps] == [("move daemon.json aside", "failed"),
+                                                         ("start docker", "skipped")]
+    assert report.steps[0].error == "boom"
+    assert report.status == "unhealthy" and report.codes == ["CONFIG_INVALID_JSON", "START_LIMIT_HIT"]
+
+
+def test_no_sudo_means_no_fix(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-stopped").replace("priv=sudo", "priv=password")]
+    report = doctor_local(fix=True)
+    assert fake.scripts == [] and report.status == "unhealthy"
+    assert report.error == "cannot fix: sudo asks hostsetup for a password: run as root or with passwordless sudo"
+
+
+def test_garbage_is_a_failed_host(fake: type[FakeShell]) -> None:
+    fake.outputs = ["sh: 1: syntax error\n"]
+    report = doctor_local()
+    assert report.status == "failed" and report.error.startswith("probing failed")
+    assert host_line(report).startswith("localhost (--local)  failed     -  (probing failed")
+
+
+@pytest.mark.parametrize(("statuses", "code"), [
+    (["healthy", "fixed"], 0), (["healthy", "unhealthy"], 1), (["unhealthy", "failed"], 3), ([], 0)])
+def test_exit_codes(statuses: list[str], code: int) -> None:
+    assert exit_code([DoctorReport(f"h{i}", status=s) for i, s in enumerate(statuses)]) == code
+
+
+def context(hosts: list[str]) -> Context:
+    config = HostsetupConfig()
+    config["hosts"] = hosts
+    return Context(config=config)
+
+
+@pytest.mark.parametrize(("hosts", "options", "message"), [
+    ([], {}, "no hosts given"),
+    (["web1"], {"local": True}, "either hosts or --local"),
+    (["web1"], {"user": "bad name"}, "is not a user name"),
+])
+def test_bad_input_is_a_clear_error(hosts: list[str], options: dict[str, object], message: str) -> None:
+    with pytest.raises(HostsetupError, match=message):
+        doctor(context(hosts), **options)
+
+
+def test_help_lists_every_code_and_exit_status() -> None:
+    doc = doctor.__doc__ or ""
+    assert all(code in doc for code in CODES)
+    assert "Exit status: 0" in doc
+
+
+def test_local_run_through_the_program(tmp_path: Path) -> None:
+    report = tmp_path / "doctor.json"
+    proc = subprocess.run([sys.executable, "-m", "hostsetup", "doctor", "--local", "--json", str(report)],
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    (host,) = json.loads(report.read_text())["hosts"]
+    assert host["host"] == "localhost (--local)" and host["codes"] and host["ssh_sessions"] == 1
+    assert proc.returncode == (0 if host["codes"][-1] == "HEALTHY" else 1)
+    assert proc.stdout.startswith("localhost (--local)  ")
