@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from hostsetup.errors import HostsetupError
@@ -75,14 +75,15 @@ BUILD_TOOLS = {"debootstrap": "debootstrap", "apt-ftparchive": "apt-utils", "gpg
                "rpmbuild": "rpm", "rpmsign": "rpm", "createrepo_c": "createrepo-c"}
 
 
-def ensure_tools(progress: Progress = print) -> None:
-    """Install the Debian packages that provide missing build tools (root on Debian only)."""
-    missing = sorted({pkg for tool, pkg in BUILD_TOOLS.items() if shutil.which(tool) is None})
+def ensure_tools(progress: Progress = print, tools: Mapping[str, str] = BUILD_TOOLS,
+                 purpose: str = "the sandbox") -> None:
+    """Install the Debian packages that provide missing ``tools`` (root on Debian only)."""
+    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
     if not missing:
         return
     if os.geteuid() != 0 or not _is_debian_like():
-        raise SandboxError(f"the sandbox needs these packages installed: {' '.join(missing)}")
-    progress(f"installing {' '.join(missing)}")
+        raise SandboxError(f"{purpose} needs these packages installed: {' '.join(missing)}")
+    progress(f"installing {' '.join(missing)} for {purpose}")
     _run_quiet(["apt-get", "update", "-qq"], "apt-get update")
     _run_quiet(["apt-get", "install", "-y", "-qq", *missing], f"apt-get install {' '.join(missing)}")
 

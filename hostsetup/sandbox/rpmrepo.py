@@ -372,16 +372,12 @@ def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None,
 
 def ensure_rpm_tools(progress: Progress = print) -> None:
     """Install Debian's rpm and createrepo-c when missing (as root on Debian), or refuse."""
-    from hostsetup.sandbox.engine import _is_debian_like, _run_quiet
+    from hostsetup.sandbox.engine import SandboxError, ensure_tools
 
-    missing = sorted({pkg for tool, pkg in RPM_TOOLS.items() if shutil.which(tool) is None})
-    if not missing:
-        return
-    if os.geteuid() != 0 or not _is_debian_like():
-        raise RpmToolsMissing(f"the EL rehearsal repository needs these packages: {' '.join(missing)}")
-    progress(f"installing {' '.join(missing)} to build the EL rehearsal RPM repository")
-    _run_quiet(["apt-get", "update", "-qq"], "apt-get update")
-    _run_quiet(["apt-get", "install", "-y", "-qq", *missing], f"apt-get install {' '.join(missing)}")
+    try:
+        ensure_tools(progress, RPM_TOOLS, "the EL rehearsal RPM repository")
+    except SandboxError as exc:
+        raise RpmToolsMissing(str(exc)) from None
 
 
 class _Keys:
