@@ -70,9 +70,8 @@ def _run_quiet(cmd: Sequence[str], what: str, timeout: float = 900) -> None:
 
 # Commands the sandbox needs on this machine, and the Debian packages that have them.
 BUILD_TOOLS = {"debootstrap": "debootstrap", "apt-ftparchive": "apt-utils", "gpg": "gnupg",
-               "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client",
-               # the EL rehearsal's RPM repository
-               "rpmbuild": "rpm", "rpmsign": "rpm", "createrepo_c": "createrepo-c"}
+               "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client"}
+# (the EL rehearsal's rpm tools: rpmrepo.RPM_TOOLS, installed by rpmrepo.ensure_rpm_tools)
 
 
 def ensure_tools(progress: Progress = print, tools: Mapping[str, str] = BUILD_TOOLS,

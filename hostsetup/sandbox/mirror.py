@@ -698,8 +698,8 @@ def _elf_needs(path: Path) -> tuple[list[str], str]:
     with path.open("rb") as fh:
         if fh.read(4) != b"\x7fELF":
             return [], ""
-    dyn = _run(["readelf", "-dW", str(path)], "readelf").stdout
-    ver = _run(["readelf", "-VW", str(path)], "readelf").stdout
+    dyn = run_tool(["readelf", "-dW", str(path)], "readelf").stdout
+    ver = run_tool(["readelf", "-VW", str(path)], "readelf").stdout
     return parse_needed(dyn), max_glibc(ver)
 
 
@@ -787,10 +787,11 @@ def write_image(dest: Path, files: Mapping[str, bytes]) -> None:
 
 # --- helpers -----------------------------------------------------------------------
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(cmd: list[str], what: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+             timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """Run a build tool; MirrorError with its last output lines when it fails."""
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout,
                               env=None if env is None else {**os.environ, **env})
     except OSError as exc:
         raise MirrorError(f"{what}: cannot run {cmd[0]}: {exc}") from exc
@@ -834,7 +835,7 @@ class _Signer:
                                 if line.startswith("fpr:")).upper()
 
     def _gpg(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
+        return run_tool(["gpg", "--homedir", str(self.home), "--batch", "--yes",
                      "--pinentry-mode", "loopback", "--passphrase", "", *args], "gpg")
 
     def export(self, dest: Path) -> None:
@@ -869,7 +870,7 @@ def _index_repo(repo: Path, suite: str, component: str, arch: str, pool: str,
     dist = repo / "dists" / suite
     bindir = dist / component / f"binary-{arch}"
     bindir.mkdir(parents=True, exist_ok=True)
-    packages = _run(["apt-ftparchive", "packages", pool], "apt-ftparchive packages",
+    packages = run_tool(["apt-ftparchive", "packages", pool], "apt-ftparchive packages",
                     cwd=repo).stdout
     if not packages.strip():
         raise MirrorError(f"apt-ftparchive found no packages in {repo / pool}")
@@ -882,7 +883,7 @@ def _index_repo(repo: Path, suite: str, component: str, arch: str, pool: str,
     cmd = ["apt-ftparchive"]
     for key, value in opts.items():
         cmd += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
-    release = _run([*cmd, "release", "."], "apt-ftparchive release", cwd=dist).stdout
+    release = run_tool([*cmd, "release", "."], "apt-ftparchive release", cwd=dist).stdout
     (dist / "Release").write_text(release)
     signer.sign_release(dist)
 
@@ -892,7 +893,7 @@ def _extract_sources(debs: Mapping[str, Path], dest: Path) -> dict[str, Path]:
     for ref, deb in debs.items():
         tree = dest / ref
         tree.mkdir(parents=True)
-        _run(["dpkg-deb", "-x", str(deb), str(tree)], f"unpacking {deb.name}")
+        run_tool(["dpkg-deb", "-x", str(deb), str(tree)], f"unpacking {deb.name}")
         trees[ref] = tree
     return trees
 
@@ -925,7 +926,7 @@ def _stage(spec: DebSpec, trees: Mapping[str, Path], dest: Path, arch: str) -> P
 
 def _build_deb(tree: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    _run(["dpkg-deb", "--root-owner-group", *DEB_COMPRESSION, "--build", str(tree), str(out)],
+    run_tool(["dpkg-deb", "--root-owner-group", *DEB_COMPRESSION, "--build", str(tree), str(out)],
          f"dpkg-deb --build {out.name}", env={"SOURCE_DATE_EPOCH": "0"})
     return out
 

@@ -54,6 +54,7 @@ from hostsetup.sandbox.mirror import (
     MirrorError,
     _locked,
     recipe_hash,
+    run_tool,
     upstream_version,
 )
 
@@ -357,19 +358,6 @@ def spec_text(spec: RpmSpec, sources: Mapping[str, str], files: Iterable[RpmFile
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None,
-         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd,
-                              env=None if env is None else {**os.environ, **env}, timeout=1800)
-    except OSError as exc:
-        raise MirrorError(f"{what}: cannot run {cmd[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise MirrorError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{tail}")
-    return proc
-
-
 def ensure_rpm_tools(progress: Progress = print) -> None:
     """Install Debian's rpm and createrepo-c when missing (as root on Debian), or refuse."""
     from hostsetup.sandbox.engine import SandboxError, ensure_tools
@@ -395,7 +383,7 @@ class _Keys:
         self.fixtures_fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
     def gpg(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode", "loopback",
+        return run_tool(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode", "loopback",
                      "--passphrase", "", *args], "gpg")
 
     def export(self, fingerprint: str, dest: Path) -> None:
@@ -406,7 +394,7 @@ class _Keys:
         if not rpms:
             return
         gpg = shutil.which("gpg") or "gpg"
-        _run(["rpmsign", "--addsign", "--define", f"_gpg_name {fingerprint}", "--define", f"__gpg {gpg}",
+        run_tool(["rpmsign", "--addsign", "--define", f"_gpg_name {fingerprint}", "--define", f"__gpg {gpg}",
               "--define", "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback --passphrase ''",
               *map(str, rpms)], "rpmsign", env={"GNUPGHOME": str(self.home)})
 
@@ -423,7 +411,7 @@ def _extract(debs: Mapping[str, Path], dest: Path) -> dict[str, Path]:
     for key, deb in debs.items():
         trees[key] = dest / key
         trees[key].mkdir(parents=True)
-        _run(["dpkg-deb", "-x", str(deb), str(trees[key])], f"unpacking {deb.name}")
+        run_tool(["dpkg-deb", "-x", str(deb), str(trees[key])], f"unpacking {deb.name}")
     return trees
 
 
@@ -459,7 +447,7 @@ def _write_spec(spec: RpmSpec, trees: Mapping[str, Path], work: Path) -> Path:
 
 def _rpmbuild(spec_file: Path, arch: str) -> Path:
     top = spec_file.parent / "top"
-    _run(["rpmbuild", "-bb", "--quiet", "--target", arch, "--define", f"_topdir {top}",
+    run_tool(["rpmbuild", "-bb", "--quiet", "--target", arch, "--define", f"_topdir {top}",
           "--define", f"_buildhost {BUILDHOST}", "--define", "use_source_date_epoch_as_buildtime 1",
           "--define", "clamp_mtime_to_source_date_epoch 1", str(spec_file)],
          f"rpmbuild {spec_file.stem}", env={"SOURCE_DATE_EPOCH": "1700000000"})
@@ -526,7 +514,7 @@ def _build_tree(mirror: Mirror, specs: list[RpmSpec], debs: Mapping[str, Path], 
                       keys.fixtures_fpr if name == FIXTURES_PATH else keys.mirror_fpr)
         progress("writing the RPM repositories (createrepo_c)")
         for repo in sorted(_place(built, tmp, arch)):
-            _run(["createrepo_c", "--quiet", "--no-database", str(repo)], f"createrepo_c {repo}")
+            run_tool(["createrepo_c", "--quiet", "--no-database", str(repo)], f"createrepo_c {repo}")
         for distro in REPO_DISTROS:
             keys.export(keys.mirror_fpr, tmp / "linux" / distro / "gpg")
         keys.export(keys.fixtures_fpr, tmp / FIXTURES_KEY_PATH)
