@@ -74,10 +74,22 @@ program = Hostsetup(
 )
 
 
+def help_first(argv: list[str]) -> list[str]:
+    """``hostsetup TASK ... --help`` -> ``hostsetup ... --help TASK``: Invoke would otherwise take
+    ``--help`` as the value of a positional argument (``sandbox --help``)."""
+    names = set(namespace.task_names) | {a for aliases in namespace.task_names.values() for a in aliases}
+    for index, word in enumerate(argv[1:], start=1):
+        if word in names:
+            if any(w in ("--help", "-h") for w in argv[index + 1:]):
+                return [*argv[:index], "--help", word]
+            break
+    return argv
+
+
 def main() -> None:
     """Console entry point; a closed pipe (``hostsetup --help | head``) is not an error."""
     try:
-        program.run()
+        program.run(help_first(sys.argv))
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -1,12 +1,21 @@
-"""Rendering files from the Jinja2 templates shipped in ``hostsetup.templates``."""
+"""Rendering files from the Jinja2 templates.
+
+The templates live in ``templates/`` at the top of the repository. A wheel ships them as
+the package ``hostsetup.templates``; run from the source tree (``python3 -m hostsetup``
+in a clone imports the tree, not the wheel) they are read from ``templates/`` beside it.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined
+from jinja2 import BaseLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, Undefined
+
+SOURCE_TREE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def to_json(value: Any) -> str:
@@ -16,9 +25,19 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def template_loader() -> BaseLoader:
+    """The installed ``hostsetup.templates`` package, else the source tree's ``templates/``."""
+    if find_spec("hostsetup.templates") is not None:
+        return PackageLoader("hostsetup.templates", ".")
+    if (SOURCE_TREE_TEMPLATES / "docker.sources.j2").is_file():
+        return FileSystemLoader(str(SOURCE_TREE_TEMPLATES))
+    raise RuntimeError(f"hostsetup's templates are missing: no hostsetup.templates package and no "
+                       f"{SOURCE_TREE_TEMPLATES}; reinstall hostsetup")
+
+
 @cache
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("hostsetup.templates", "."),
+    env = Environment(loader=template_loader(),
                       undefined=StrictUndefined, keep_trailing_newline=True,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True)
     env.filters["json"] = to_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from hostsetup.errors import HostsetupError
@@ -71,8 +71,11 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
                            bool(values["plugins"]), users)
 
 
-def settings_as_raw(settings: InstallSettings) -> dict[str, Any]:
-    """The settings back as config values (what ``install_settings`` takes)."""
-    return {"mirror": settings.mirror_url, "insecure_mirror": settings.mirror_url.startswith("http://"),
-            "key_fingerprint": settings.key_fingerprint or "", "version": settings.version or "",
-            "hold": settings.hold, "plugins": settings.plugins, "users": list(settings.users)}
+def settings_as_dict(settings: InstallSettings) -> dict[str, Any]:
+    """The settings as plain JSON data, exactly (``settings_from_dict`` reads them back)."""
+    return {**asdict(settings), "users": list(settings.users)}
+
+
+def settings_from_dict(data: Mapping[str, Any]) -> InstallSettings:
+    """The ``InstallSettings`` that ``settings_as_dict`` wrote: no preset or URL resolved again."""
+    return InstallSettings(**{**data, "users": tuple(data["users"])})

@@ -4,6 +4,7 @@ parallel, over testinfra's SSH backend with hostsetup's connection settings."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,14 @@ from typing import Any
 import hostsetup.checks
 
 CHECKS_FILE = Path(hostsetup.checks.__file__).parent / "test_docker_host.py"
+# Where this hostsetup was imported from: the checks' pytest process imports the same one
+# (a source tree run with ``python3 -m hostsetup`` must not mix with an installed wheel).
+IMPORT_ROOT = Path(hostsetup.checks.__file__).resolve().parents[2]
+
+
+def checks_environment() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(IMPORT_ROOT), path) if p)}
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,8 @@ def verify_host(target: str, expected: dict[str, Any], ssh: SshOptions, extra_ch
         expect_file.write_text(json.dumps(expected))
         ini.write_text("[pytest]\n")
         proc = subprocess.run(pytest_command(target, expect_file, junit, ssh, extra_checks, ini),
-                              capture_output=True, text=True, timeout=600, cwd=work)
+                              capture_output=True, text=True, timeout=600, cwd=work,
+                              env=checks_environment())
         if junit.exists():
             report.checks = parse_junit(junit)
             if junit_copy is not None:

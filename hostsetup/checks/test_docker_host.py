@@ -14,12 +14,12 @@ from hostsetup.daemon.plan import DAEMON_JSON, expectations
 from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
 from hostsetup.openpgp import KeyFormatError, primary_fingerprints
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
-from hostsetup.settings import install_settings
+from hostsetup.settings import InstallSettings, settings_from_dict
 from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_REF, smoke_image
 
 
-def settings(expected: dict[str, Any]):
-    return install_settings(expected.get("install", {}))
+def settings(expected: dict[str, Any]) -> InstallSettings:
+    return settings_from_dict(expected["install"])
 
 
 def docker_json(host: Any, command: str) -> Any:

@@ -16,6 +16,8 @@ Progress = Callable[[str], None]
 # A docker client hangs on a socket-activated daemon whose containerd is gone,
 # so every call is bounded.
 DEFAULT_TIMEOUT = 120.0
+# The client's words when no daemon answers: never shown raw (see ``docker``).
+ENGINE_DOWN = "Cannot connect to the Docker daemon"
 
 
 class SandboxError(HostsetupError):
@@ -34,7 +36,11 @@ def docker(*args: str, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
     except FileNotFoundError as exc:
         raise SandboxError("the docker client is not installed") from exc
     if check and proc.returncode != 0:
-        raise SandboxError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        message = proc.stderr.strip() or proc.stdout.strip()
+        if ENGINE_DOWN in message:
+            raise SandboxError("the Docker engine that runs the sandbox stopped answering on this machine; "
+                               "`hostsetup sandbox up` starts one, `hostsetup doctor --local` says why it is down")
+        raise SandboxError(f"`{' '.join(cmd)}` failed: {message}")
     return proc
 
 
@@ -69,7 +75,7 @@ def _run_quiet(cmd: Sequence[str], what: str, timeout: float = 900) -> None:
 
 
 # Commands the sandbox needs on this machine, and the Debian packages that have them.
-BUILD_TOOLS = {"debootstrap": "debootstrap", "apt-ftparchive": "apt-utils", "gpg": "gnupg",
+BUILD_TOOLS = {"debootstrap": "debootstrap", "openssl": "openssl", "apt-ftparchive": "apt-utils", "gpg": "gnupg",
                "gpgv": "gpgv", "dpkg-deb": "dpkg", "ssh-keygen": "openssh-client"}
 # (the EL rehearsal's rpm tools: rpmrepo.RPM_TOOLS, installed by rpmrepo.ensure_rpm_tools)
 

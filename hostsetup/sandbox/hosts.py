@@ -1,30 +1,58 @@
-"""Sandbox hosts: systemd + sshd containers on a private docker network.
+"""Sandbox hosts: systemd + sshd containers on an internal docker network.
 
 Every object the sandbox creates carries the label ``hostsetup.sandbox=<name>``,
-so ``down`` removes exactly what ``up`` started. Hosts are reached only through
-SSH ports published on 127.0.0.1; host keys are pinned in a known_hosts file.
+so ``down`` removes exactly what ``up`` started.
+
+The hosts' network is ``--internal``: no route leaves it, and the engine publishes
+no ports on it. Each host is reached through its own SSH gateway, a relay on that
+network and on a publishing one (IP masquerading off) whose port 22 the engine
+publishes on 127.0.0.1 only; host keys are pinned in a known_hosts file.
+
+The mirror container answers on the network under its own name and under the
+host name of every repository preset (``download.docker.com``, the mirrors'),
+over HTTPS with a certificate from the sandbox's own CA, which every host trusts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from base64 import b64encode
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
-from hostsetup.sandbox.engine import Progress, SandboxError, docker, ensure_engine, ensure_tools
+from hostsetup.mirrors import PRESETS
+from hostsetup.sandbox import forward, serve
+from hostsetup.sandbox.engine import Progress, SandboxError, docker, engine_answers, ensure_engine, ensure_tools
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
+from hostsetup.sandbox.tls import SandboxTls, ensure_tls
 
 if TYPE_CHECKING:
+    from fabric import Connection
+
     from hostsetup.sandbox.mirror import Mirror
 
 LABEL = "hostsetup.sandbox"
+GATEWAY_LABEL = "hostsetup.gateway-for"
 MIRROR_ALIAS = "mirror.sandbox.internal"
+CA_ON_HOSTS = "/usr/local/share/ca-certificates/hostsetup-sandbox-ca.crt"
+
+
+def preset_vhosts() -> dict[str, str]:
+    """Host name -> path prefix of every repository preset, as the mirror serves them over HTTPS."""
+    vhosts = {MIRROR_ALIAS: ""}
+    for url in PRESETS.values():
+        parsed = urlparse(url)
+        if parsed.hostname:
+            vhosts[parsed.hostname] = parsed.path.rstrip("/")
+    return vhosts
 
 # `docker run --privileged` fails on these machines ("unable to apply caps");
 # this set boots systemd and lets a dockerd run inside.
@@ -67,8 +95,17 @@ class SandboxHost:
 class SandboxMirror:
     """The running docker-ce mirror: its base URL as the hosts see it, and its content."""
 
-    url: str
+    url: str          # the plain-http URL mirror (``--mirror URL --insecure-mirror``)
     build: Mirror
+    container: str    # its container, whose log has one line per request
+
+    def preset_url(self, preset: str) -> str:
+        """The preset's own base URL: inside the sandbox the mirror answers for it."""
+        return PRESETS[preset]
+
+    def requests(self) -> list[str]:
+        """Every request the mirror served so far: ``<scheme> <host> <method> <path> <status>``."""
+        return docker("logs", self.container).stderr.splitlines()
 
 
 class Sandbox:
@@ -82,7 +119,8 @@ class Sandbox:
         self.home = (home or default_home()) / name
         self.cache = cache or default_cache()
         self.progress = progress
-        self.network = f"hostsetup-{name}"
+        self.network = f"hostsetup-{name}"            # internal: hosts, mirror, gateways
+        self.publish_network = f"hostsetup-{name}-ssh"  # gateways only: publishing on 127.0.0.1
 
     # -- files the user needs ------------------------------------------------
     @property
@@ -101,6 +139,33 @@ class Sandbox:
     def label(self) -> str:
         return f"{LABEL}={self.name}"
 
+    @property
+    def tls(self) -> SandboxTls:
+        return SandboxTls(self.home / "tls")
+
+    @property
+    def ca_path(self) -> Path:
+        """The sandbox CA's certificate (what the hosts trust)."""
+        return self.tls.ca_cert
+
+    def connection(self, host: SandboxHost, user: str = SANDBOX_USER,
+                   overrides: dict[str, object] | None = None) -> Connection:
+        """A new SSH session to ``host`` as ``user``; only the pinned host key is accepted."""
+        from fabric import Config
+        from paramiko import RejectPolicy
+
+        from hostsetup.connection import connect
+
+        config = Config(overrides={"known_hosts": [str(self.known_hosts_path)], "run": {"in_stream": False},
+                                   **(overrides or {})})
+        conn = connect(host.target(user), config, connect_kwargs={"key_filename": [str(self.key_path)]})
+        conn.client.set_missing_host_key_policy(RejectPolicy())
+        return conn
+
+    def engine_running(self) -> bool:
+        """Whether a Docker engine answers here (none: no sandbox can be running)."""
+        return engine_answers()
+
     # -- lifecycle -------------------------------------------------------------
     def prepare(self) -> None:
         """Engine, key pair and network: everything a host needs before it starts."""
@@ -111,8 +176,12 @@ class Sandbox:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             f"hostsetup-sandbox-{self.name}", "-f", str(self.key_path)],
                            check=True, timeout=30)
+        ensure_tls(self.home / "tls", list(preset_vhosts()), self.name)
         if docker("network", "inspect", self.network, check=False).returncode != 0:
-            docker("network", "create", "--label", self.label, self.network)
+            docker("network", "create", "--internal", "--label", self.label, self.network)
+        if docker("network", "inspect", self.publish_network, check=False).returncode != 0:
+            docker("network", "create", "--label", self.label,
+                   "-o", "com.docker.network.bridge.enable_ip_masquerade=false", self.publish_network)
 
     def up(self, count: int = 1, flavors: tuple[str, ...] = ("debian12",)) -> list[SandboxHost]:
         """Start ``count`` hosts (flavors taken in turn) and return all hosts."""
@@ -146,12 +215,17 @@ class Sandbox:
     def _run_container(self, name: str, flavor: str, tag: str) -> None:
         volume = f"{name}-docker"
         docker("volume", "create", "--label", self.label, volume)
-        hostname = name.removeprefix(f"hs-{self.name}-")
-        docker("run", "-d", "--name", name, "--hostname", f"{flavor}-{hostname}",
+        hostname = f"{flavor}-{name.removeprefix(f'hs-{self.name}-')}"
+        docker("run", "-d", "--name", name, "--hostname", hostname,
                "--label", self.label, "--label", f"hostsetup.flavor={flavor}",
-               "--network", self.network, "--network-alias", f"{flavor}-{hostname}",
-               *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker",
-               "-p", "127.0.0.1::22", tag, "/sbin/init")
+               "--network", self.network, "--network-alias", hostname,
+               *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker", tag, "/sbin/init")
+        gateway = f"{name}-ssh"
+        docker("create", "--name", gateway, "--label", self.label, "--label", f"{GATEWAY_LABEL}={name}",
+               "--network", self.publish_network, "-p", "127.0.0.1::22", "--restart", "unless-stopped",
+               tag, "python3", "-c", Path(forward.__file__).read_text(), hostname, "22")
+        docker("network", "connect", self.network, gateway)
+        docker("start", gateway)
 
     def _await_boot(self, name: str, timeout: float = 120) -> None:
         """Wait for systemd, install our public key, and wait for sshd."""
@@ -166,10 +240,12 @@ class Sandbox:
             time.sleep(0.3)
             state = docker("exec", name, "systemctl", "is-system-running", check=False, timeout=30).stdout.strip()
         public_key = self.key_path.with_suffix(".pub").read_bytes()
+        ca = b64encode(self.ca_path.read_bytes()).decode()
         install = (f"set -e; for h in /root /home/{SANDBOX_USER}; do "
                    "install -d -m 700 $h/.ssh; cat /tmp/key > $h/.ssh/authorized_keys; "
                    "chmod 600 $h/.ssh/authorized_keys; done; "
-                   f"chown -R {SANDBOX_USER}: /home/{SANDBOX_USER}/.ssh; rm /tmp/key")
+                   f"chown -R {SANDBOX_USER}: /home/{SANDBOX_USER}/.ssh; rm /tmp/key; "
+                   f"echo {ca} | base64 -d > {CA_ON_HOSTS}; update-ca-certificates >/dev/null")
         docker("exec", "-i", name, "sh", "-c", f"cat > /tmp/key; {install}", input=public_key)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -201,28 +277,36 @@ class Sandbox:
         self.prepare()
         built = build_mirror(self.cache / "mirror", progress=self.progress)
         name = f"hs-{self.name}-mirror"
-        running = docker("inspect", "-f", "{{.State.Running}} {{range .Mounts}}{{.Source}}{{end}}",
+        vhosts = preset_vhosts()
+        script = Path(serve.__file__).read_text()
+        config = hashlib.sha256(json.dumps([str(built.root), script, vhosts, self.tls.fingerprint()])
+                                .encode()).hexdigest()[:16]
+        running = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "hostsetup.mirror"}}',
                          name, check=False).stdout.split()
-        if running != ["true", str(built.root)]:
+        if running != ["true", config]:
             docker("rm", "-f", name, check=False)
-            docker("run", "-d", "--name", name, "--label", self.label,
-                   "--network", self.network, "--network-alias", MIRROR_ALIAS,
-                   "-v", f"{built.root}:/srv/mirror:ro",
+            aliases = [arg for host in vhosts for arg in ("--network-alias", host)]
+            docker("run", "-d", "--name", name, "--label", self.label, "--label", f"hostsetup.mirror={config}",
+                   "--network", self.network, *aliases,
+                   "-v", f"{built.root}:/srv/mirror:ro", "-v", f"{self.tls.directory}:/srv/tls:ro",
                    ensure_image("debian12", self.cache / "build", self.progress),
-                   "python3", "-m", "http.server", "80", "--directory", "/srv/mirror")
+                   "python3", "-c", script, "/srv/mirror", "/srv/tls/server.crt", "/srv/tls/server.key",
+                   *(f"{host}={prefix}" for host, prefix in vhosts.items()))
         deadline = time.monotonic() + 30
-        while docker("exec", name, "curl", "-fsS", "-o", "/dev/null", "http://localhost/",
-                     check=False).returncode != 0:
+        probe = (f"curl -fsS -o /dev/null http://localhost/ && curl -fsS -o /dev/null --cacert /srv/tls/ca.crt "
+                 f"--resolve {MIRROR_ALIAS}:443:127.0.0.1 https://{MIRROR_ALIAS}/")
+        while docker("exec", name, "sh", "-c", probe, check=False).returncode != 0:
             if time.monotonic() > deadline:
-                raise SandboxError("the sandbox mirror did not start serving")
+                logs = docker("logs", "--tail", "5", name, check=False)
+                raise SandboxError(f"the sandbox mirror did not start serving: {logs.stderr.strip()}")
             time.sleep(0.3)
-        return SandboxMirror(url=f"http://{MIRROR_ALIAS}", build=built)
+        return SandboxMirror(url=f"http://{MIRROR_ALIAS}", build=built, container=name)
 
     def remove_hosts(self, hosts: list[SandboxHost]) -> None:
         """Remove the given hosts and their docker volumes."""
         if not hosts:
             return
-        docker("rm", "-f", "-v", *[h.name for h in hosts])
+        docker("rm", "-f", "-v", *[h.name for h in hosts], *[f"{h.name}-ssh" for h in hosts])
         docker("volume", "rm", "-f", *[f"{h.name}-docker" for h in hosts], check=False)
         self._write_ssh_files()
 
@@ -240,9 +324,10 @@ class Sandbox:
         volumes = docker("volume", "ls", "-q", "--filter", f"label={self.label}").stdout.split()
         if volumes:
             docker("volume", "rm", "-f", *volumes)
-        if docker("network", "inspect", self.network, check=False).returncode == 0:
-            docker("network", "rm", self.network)
-            removed.append(f"network {self.network}")
+        for network in (self.network, self.publish_network):
+            if docker("network", "inspect", network, check=False).returncode == 0:
+                docker("network", "rm", network)
+                removed.append(f"network {network}")
         shutil.rmtree(self.home, ignore_errors=True)
         return removed
 
@@ -256,15 +341,22 @@ class Sandbox:
         ids = docker(*args).stdout.split()
         if not ids:
             return []
+        gateways = docker("ps", "-aq", "--filter", f"label={self.label}", "--filter", f"label={GATEWAY_LABEL}"
+                          ).stdout.split()
+        ports: dict[str, int] = {}
+        for info in json.loads(docker("inspect", *gateways).stdout) if gateways else []:
+            published = (info["NetworkSettings"]["Ports"] or {}).get("22/tcp") or []
+            if published:
+                ports[info["Config"]["Labels"][GATEWAY_LABEL]] = int(published[0]["HostPort"])
         found = []
         for info in json.loads(docker("inspect", *ids).stdout):
-            ports = (info["NetworkSettings"]["Ports"] or {}).get("22/tcp") or []
+            name = info["Name"].lstrip("/")
             net = info["NetworkSettings"]["Networks"].get(self.network, {})
             found.append(SandboxHost(
-                name=info["Name"].lstrip("/"),
+                name=name,
                 hostname=info["Config"]["Hostname"],
                 flavor=info["Config"]["Labels"].get("hostsetup.flavor", ""),
-                port=int(ports[0]["HostPort"]) if ports else 0,
+                port=ports.get(name, 0),
                 address=net.get("IPAddress", ""),
             ))
         return sorted(found, key=lambda h: (len(h.name), h.name))

@@ -1,47 +1,113 @@
-"""``hostsetup demo``: the whole job against a sandbox host, no server needed."""
+"""``hostsetup demo``: the whole job against a sandbox host, no server needed.
+
+Install Docker Engine (from Docker's repository name by default, answered inside the
+sandbox by its mirror), write daemon.json with a registry mirror and log rotation,
+run the shipped checks, then as the host's user load and run the tiny image.
+"""
 
 from __future__ import annotations
 
+import shlex
+import time
+
 from invoke import Context, Exit, task
 
-from hostsetup.sandbox.hosts import Sandbox
+from hostsetup.daemon.plan import check_settings
+from hostsetup.daemon.settings import DaemonSettings, daemon_settings
+from hostsetup.mirrors import PRESETS, resolve_mirror
+from hostsetup.sandbox.hosts import MIRROR_ALIAS, Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
-from hostsetup.settings import install_settings
+from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.targets import Target
 from hostsetup.tasks.install import run_install
-from hostsetup.tasks.sandbox import describe
+from hostsetup.tasks.sandbox import describe, engine_missing
 
 DEMO_SANDBOX = "demo"
+# What the demo's daemon.json names as the Docker Hub mirror. The sandbox runs no
+# registry under this name: the demo's image comes from the package mirror instead.
+DEMO_REGISTRY_MIRROR = "https://registry-mirror.sandbox.internal"
+
+
+def demo_settings(mirror: str, sandbox_mirror: SandboxMirror) -> InstallSettings:
+    """Install settings for the demo: the preset (or URL) asked for, the sandbox's signing key."""
+    return install_settings({"mirror": mirror, "insecure_mirror": mirror.startswith("http://"),
+                             "key_fingerprint": sandbox_mirror.build.key_fingerprint, "users": [SANDBOX_USER]})
+
+
+def demo_daemon() -> DaemonSettings:
+    settings = daemon_settings({"profiles": ["log-rotation", "registry-mirrors"],
+                                "vars": {"registry_mirrors": [DEMO_REGISTRY_MIRROR]}})
+    check_settings(settings)
+    return settings
+
+
+def run_tiny_image(box: Sandbox, host: SandboxHost, sandbox_mirror: SandboxMirror) -> tuple[bool, str]:
+    """As the sandbox user, in a new SSH session: fetch the tiny image, ``docker load``, ``docker run``."""
+    build = sandbox_mirror.build
+    url = f"https://{MIRROR_ALIAS}/{build.tiny_image}"
+    command = (f"curl -fsS {shlex.quote(url)} | docker load -q >/dev/null && "
+               f"docker run --rm {shlex.quote(build.tiny_image_ref)}")
+    with box.connection(host) as conn:
+        result = conn.run(command, hide=True, warn=True, timeout=120, in_stream=False)
+    out = result.stdout.strip()
+    return result.ok and out == build.tiny_image_output, out or result.stderr.strip()
 
 
 @task(help={
     "down": "remove the demo host and mirror instead",
     "flavor": f"host system ({', '.join(RECIPES)})",
     "name": f"sandbox name (default {DEMO_SANDBOX})",
+    "mirror": f"repository to install from: a preset ({', '.join(PRESETS)}; default official) "
+              f"or a URL such as http://{MIRROR_ALIAS}",
 })
-def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = DEMO_SANDBOX) -> None:
-    """Start a sandbox host and local docker-ce mirror, install Docker on it, show the result."""
+def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = DEMO_SANDBOX,
+         mirror: str = "official") -> None:
+    """Start a sandbox host and mirror; install Docker, configure daemon.json, verify, run a container."""
+    if flavor not in RECIPES:
+        raise Exit(f"hostsetup: unknown flavor {flavor!r}; choose one of {', '.join(RECIPES)}", 2)
+    resolve_mirror(mirror, insecure=True)  # bad input is refused before anything starts
     box = Sandbox(name)
     if down:
+        if not box.engine_running():
+            print(engine_missing(name))
+            return
         removed = box.down()
         print(f"removed {', '.join(removed)}" if removed else "the demo was not running")
         return
+    started = time.monotonic()
+    box.prepare()  # a Docker engine first: on a fresh machine none runs yet
     host = next((h for h in box.hosts() if h.flavor == flavor), None)
     if host is None:
-        print(f"starting a {flavor} sandbox host (first run builds images: a few minutes)")
+        print(f"starting a {flavor} sandbox host (the first run builds its image: about a minute)")
         host = box.start_hosts([flavor])[0]
-    mirror = box.start_mirror()
-    settings = install_settings({
-        "mirror": mirror.url, "insecure_mirror": True,
-        "key_fingerprint": mirror.build.key_fingerprint, "users": [SANDBOX_USER],
-    })
+    sandbox_mirror = box.start_mirror()
+    settings = demo_settings(mirror, sandbox_mirror)
+    daemon = demo_daemon()
     c.config.set_runtime_ssh_path(str(box.ssh_config_path))
     c.config.load_ssh_config()
-    print(f"installing Docker Engine on {host.hostname} from the sandbox mirror {mirror.url}")
-    reports = run_install(c, settings, dry_run=False, json_path=None, targets=[Target(host.hostname, host.hostname)])
-    print("\nLook around:\n" + describe(box, host))
-    print(f"  on the host: curl -fsS {mirror.url}/{mirror.build.tiny_image} | docker load && "
-          f"docker run --rm {mirror.build.tiny_image_ref}")
+    where = (f"{settings.mirror_url} ({settings.mirror_name}; inside the sandbox its mirror answers for that name)"
+             if settings.mirror_name != "custom" else f"the URL mirror {settings.mirror_url}")
+    print(f"1. install Docker Engine on {host.hostname} from {where}, and daemon.json "
+          f"(log rotation, registry mirror {DEMO_REGISTRY_MIRROR})")
+    target = Target(host.hostname, host.hostname)
+    reports = run_install(c, settings, dry_run=False, json_path=None, targets=[target], daemon=daemon)
+    failed = any(r.status == "failed" for r in reports)
+    if not failed:
+        from hostsetup.tasks.verify import expected_state, run_verify
+
+        print("\n2. verify: the shipped testinfra checks")
+        verified = run_verify(c, [target], {target.name: expected_state(settings, daemon, smoke=False)})
+        failed = any(v.status == "failed" for v in verified)
+    if not failed:
+        print(f"\n3. as {SANDBOX_USER} on {host.hostname}: docker load and docker run "
+              f"{sandbox_mirror.build.tiny_image_ref}")
+        ok, output = run_tiny_image(box, host, sandbox_mirror)
+        print(f"   {'ok' if ok else 'FAILED'}: {output}")
+        failed = not ok
+    print(f"\n{'demo FAILED' if failed else 'demo done'} in {time.monotonic() - started:.1f} s. "
+          "Look around:\n" + describe(box, host))
+    print(f"  on the host: docker info | grep -A1 'Registry Mirrors'; cat /etc/docker/daemon.json; "
+          f"docker run --rm {sandbox_mirror.build.tiny_image_ref}")
     print("Remove it all with: hostsetup demo --down" + (f" --name {name}" if name != DEMO_SANDBOX else ""))
-    if any(r.status == "failed" for r in reports):
+    if failed:
         raise Exit(code=1)

@@ -8,6 +8,12 @@ from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
 
 
+def engine_missing(name: str) -> str:
+    """One line for a machine where no Docker engine runs: so no sandbox runs either."""
+    return (f"sandbox {name!r} is not running: no Docker engine runs on this machine "
+            "(`hostsetup sandbox up` starts one, and the hosts)")
+
+
 def describe(sandbox: Sandbox, host: SandboxHost) -> str:
     """How to reach one host: the -H string, the key and an ssh line."""
     return (
@@ -31,23 +37,28 @@ def describe(sandbox: Sandbox, host: SandboxHost) -> str:
 def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
             name: str = "default") -> None:
     """Start (up), list (status) or remove (down) sandbox SSH hosts on the local Docker engine."""
+    if action not in ("up", "down", "status"):
+        raise Exit(f"hostsetup: unknown sandbox action {action!r}; use up, down or status", 2)
     box = Sandbox(name)
+    if action != "up" and not box.engine_running():
+        print(engine_missing(name))
+        return
     if action == "up":
         started = box.up(hosts, tuple(f.strip() for f in flavor.split(",") if f.strip()))
         mirror = box.start_mirror()
         for host in started:
             print(describe(box, host))
-        print(f"docker-ce mirror for the hosts: {mirror.url} (plain http; signing key "
-              f"{mirror.build.key_fingerprint})\n  hostsetup ... install --mirror {mirror.url} "
-              f"--insecure-mirror --key-fingerprint {mirror.build.key_fingerprint}")
+        print(f"docker-ce mirror for the hosts: every preset's name over HTTPS (sandbox CA {box.ca_path}) "
+              f"and {mirror.url} (plain http); signing key {mirror.build.key_fingerprint}\n"
+              f"  hostsetup ... install --key-fingerprint {mirror.build.key_fingerprint} [--mirror aliyun|tuna|...]\n"
+              f"  hostsetup ... install --mirror {mirror.url} --insecure-mirror "
+              f"--key-fingerprint {mirror.build.key_fingerprint}")
     elif action == "status":
         found = box.hosts()
         if not found:
             print(f"sandbox {name!r} has no running hosts")
         for host in found:
             print(describe(box, host))
-    elif action == "down":
+    else:
         removed = box.down()
         print(f"removed {', '.join(removed)}" if removed else f"sandbox {name!r} was not running")
-    else:
-        raise Exit(f"hostsetup: unknown sandbox action {action!r}; use up, down or status", 2)

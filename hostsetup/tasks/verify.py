@@ -11,7 +11,7 @@ from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.runner import run_hosts
-from hostsetup.settings import InstallSettings, settings_as_raw
+from hostsetup.settings import InstallSettings, settings_as_dict
 from hostsetup.targets import Target
 from hostsetup.verify import SshOptions, VerifyReport, failures, table, verify_host
 
@@ -25,7 +25,8 @@ def ssh_options(c: Context) -> SshOptions:
 
 
 def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool) -> dict[str, Any]:
-    return {"install": settings_as_raw(settings),
+    """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke."""
+    return {"install": settings_as_dict(settings),
             "daemon": {"config": daemon.config, "replace": daemon.replace} if daemon and daemon.configured else None,
             "smoke": smoke}
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fabric import Config, Connection
+from fabric import Connection
 
-from hostsetup.connection import connect
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 
 
@@ -24,11 +23,7 @@ def mirror(sandbox: Sandbox) -> SandboxMirror:
 
 def ssh(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup") -> Connection:
     """A new SSH session to ``host`` as ``user``, host key checked against the sandbox's."""
-    config = Config(overrides={"known_hosts": [str(sandbox.known_hosts_path)], "run": {"in_stream": False},
-                               "sudo": {"prompt": "[sudo] password: "}})
-    conn = connect(host.target(user), config, connect_kwargs={"key_filename": [str(sandbox.key_path)]})
-    conn.client.set_missing_host_key_policy(__import__("paramiko").RejectPolicy())
-    return conn
+    return sandbox.connection(host, user, {"sudo": {"prompt": "[sudo] password: "}})
 
 
 @pytest.fixture

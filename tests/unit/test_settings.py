@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hostsetup.mirrors import PRESETS, MirrorError, resolve_mirror
@@ -49,3 +51,38 @@ def test_bad_settings_are_refused(raw, message) -> None:
 def test_exact_and_short_versions_accepted() -> None:
     assert install_settings({"version": "25.0"}).version == "25.0"
     assert install_settings({"version": "5:20.10.24-1~debian.12~bookworm"}).version.startswith("5:")
+
+
+# --- verify expects exactly what install did ------------------------------------------------
+
+PLATFORMS = {
+    "debian12": {"ID": "debian", "VERSION_ID": "12", "VERSION_CODENAME": "bookworm"},
+    "ubuntu24": {"ID": "ubuntu", "VERSION_ID": "24.04", "VERSION_CODENAME": "noble"},
+    "rocky9": {"ID": "rocky", "ID_LIKE": "rhel centos fedora", "VERSION_ID": "9.4"},
+    "centos7": {"ID": "centos", "ID_LIKE": "rhel fedora", "VERSION_ID": "7"},
+}
+MIRRORS = [*sorted(PRESETS), "https://mirror.internal/docker-ce", "http://mirror.sandbox.internal"]
+
+
+@pytest.mark.parametrize("system", sorted(PLATFORMS))
+@pytest.mark.parametrize("mirror", MIRRORS)
+def test_verify_expects_exactly_what_install_planned(system: str, mirror: str) -> None:
+    """The checks read back (through JSON, as the pytest process does) the very settings
+    install used: the same repository file, header naming the preset, the same key."""
+    from hostsetup.checks.test_docker_host import settings as checks_settings
+    from hostsetup.distros import resolve_platform
+    from hostsetup.plan import key_fingerprints, repo_file_content
+    from hostsetup.tasks.verify import expected_state
+
+    installed = install_settings({"mirror": mirror, "insecure_mirror": mirror.startswith("http://"),
+                                  "key_fingerprint": "9DC858229FC7DD38854AE2D88D81803C0EBFCD88" if "internal" in mirror
+                                  else "", "version": "25.0", "hold": True, "users": "deploy,ops"})
+    expected = json.loads(json.dumps(expected_state(installed, None, smoke=False)))
+    verified = checks_settings(expected)
+    assert verified == installed
+    platform = resolve_platform(PLATFORMS[system])
+    written = repo_file_content(platform, "amd64", installed)
+    assert repo_file_content(platform, "amd64", verified) == written
+    name = mirror if mirror in PRESETS else "custom"
+    assert written.startswith(f"# Managed by hostsetup: Docker CE repository ({name}).")
+    assert key_fingerprints(platform, verified) == key_fingerprints(platform, installed)
