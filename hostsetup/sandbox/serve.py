@@ -64,12 +64,12 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def make_servers(root: str, cert: str, key: str, vhosts: dict[str, str],
-                 http_port: int = 80, https_port: int = 443) -> tuple[Server, Server]:
+                 http_port: int = 80, https_port: int = 443, bind: str = "") -> tuple[Server, Server]:
     """The plain-HTTP server (any host, tree at /) and the HTTPS one (per virtual host)."""
     plain = type("PlainHandler", (MirrorHandler,), {"vhosts": None, "scheme": "http"})
     secure = type("TlsHandler", (MirrorHandler,), {"vhosts": vhosts, "scheme": "https"})
-    http_server = Server(("", http_port), functools.partial(plain, directory=root))
-    https_server = Server(("", https_port), functools.partial(secure, directory=root))
+    http_server = Server((bind, http_port), functools.partial(plain, directory=root))
+    https_server = Server((bind, https_port), functools.partial(secure, directory=root))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)

@@ -28,15 +28,20 @@ def ssh(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup") -> Connect
 
 @pytest.fixture
 def cli(sandbox: Sandbox, mirror: SandboxMirror, tmp_path: Path) -> Callable[..., tuple[int, dict[str, Any], str]]:
-    """Run ``hostsetup -S <sandbox ssh_config> -H <host> install <args>``; return (exit, json, stdout)."""
+    """Run ``hostsetup -S <sandbox ssh_config> -H <host> install <args>``; return (exit, json, stdout).
+
+    ``mirror_url``: None for the sandbox's plain-http URL mirror, a preset name or URL for that
+    (``--mirror``), or ``""`` for no ``--mirror`` at all: the default, as a user types it."""
     counter = iter(range(1000))
 
     def run(host: SandboxHost, *args: str, task: str = "install", mirror_url: str | None = None,
             fingerprint: str | None = None, extra_env: dict[str, str] | None = None,
             config: dict[str, Any] | None = None, verify: bool = False) -> tuple[int, dict[str, Any], str]:
         report = tmp_path / f"report-{next(counter)}.json"
-        repo = (["--mirror", mirror_url or mirror.url, "--insecure-mirror",
-                 "--key-fingerprint", fingerprint or mirror.build.key_fingerprint] if task == "install" else [])
+        url = mirror.url if mirror_url is None else mirror_url
+        insecure = url.startswith("http://")
+        repo = ((["--mirror", url] if url else []) + (["--insecure-mirror"] if insecure else [])
+                + ["--key-fingerprint", fingerprint or mirror.build.key_fingerprint] if task == "install" else [])
         if task == "install" and not verify and "--dry-run" not in args:
             repo.append("--no-verify")  # the checks have tests of their own; most tests need not pay for them
         runtime = []
@@ -46,9 +51,9 @@ def cli(sandbox: Sandbox, mirror: SandboxMirror, tmp_path: Path) -> Callable[...
             runtime = ["-f", str(config_file)]
         cmd = [sys.executable, "-m", "hostsetup", *runtime, "-S", str(sandbox.ssh_config_path), "-H", host.hostname,
                task, *repo, "--json", str(report), *args]
-        env = {**os.environ, "HOSTSETUP_INSTALL_MIRROR": mirror_url or mirror.url,
-               "HOSTSETUP_INSTALL_INSECURE_MIRROR": "1",
-               "HOSTSETUP_INSTALL_KEY_FINGERPRINT": fingerprint or mirror.build.key_fingerprint, **(extra_env or {})}
+        env = {**os.environ, "HOSTSETUP_INSTALL_KEY_FINGERPRINT": fingerprint or mirror.build.key_fingerprint,
+               **({"HOSTSETUP_INSTALL_MIRROR": url} if url else {}),
+               **({"HOSTSETUP_INSTALL_INSECURE_MIRROR": "1"} if insecure else {}), **(extra_env or {})}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert "Traceback" not in proc.stderr, proc.stderr
         data = json.loads(report.read_text()) if report.exists() else {}

@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import facts_script, parse_facts
+from hostsetup.mirrors import PRESETS
 from hostsetup.plan import upstream_version
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.rpmrepo import RpmRepo
@@ -218,3 +220,28 @@ def test_el_rehearsal_wrong_key_fingerprint_stops_before_any_package(sandbox, cl
     assert all(steps[n]["status"] == "skipped" for n in ("repository", "packages", "service", "group"))
     assert installed(sandbox, host, "docker-ce") == {}
     assert root_run(sandbox, host, "find /etc/pki/rpm-gpg /etc/yum.repos.d -type f").split() == []
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_el_rehearsal_default_and_aliyun_presets_pass_verify(sandbox, mirror, rpmrepo, cli, fresh_hosts,
+                                                             flavor) -> None:
+    """No --mirror (Docker's repository) and then aliyun, each through the sandbox's HTTPS name
+    mapping under the preset's own yum layout, each followed by hostsetup's own verify."""
+    host = fresh_hosts(flavor)[0]
+    releasever = RELEASEVER[flavor]
+    for preset in ("official", "aliyun"):
+        seen = len(mirror.requests())
+        code, report, out = cli(host, "--users", "hostsetup", mirror_url="" if preset == "official" else preset,
+                                verify=True)
+        assert code == 0, (preset, out)
+        assert "repository" in steps_with(report, "changed"), (preset, out)
+        assert f"{host.hostname}  passed" in out, (preset, out)
+        repo_file = root_run(sandbox, host, "cat /etc/yum.repos.d/docker-ce.repo")
+        assert f"({preset})" in repo_file.splitlines()[0], repo_file
+        assert f"baseurl={PRESETS[preset]}/linux/centos/{releasever}/$basearch/stable\n" in repo_file
+        url = urlparse(PRESETS[preset])
+        repodata = f"https {url.hostname} GET {url.path}/linux/centos/{releasever}/x86_64/stable/repodata/repomd.xml"
+        assert any(r.startswith(repodata) and r.endswith(" 200") for r in mirror.requests()[seen:]), \
+            (preset, mirror.requests()[seen:])
+    code, report, out = cli(host, "--users", "hostsetup", mirror_url="aliyun")
+    assert code == 0 and only_host(report)["status"] == "ok", out

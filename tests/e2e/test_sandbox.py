@@ -3,6 +3,7 @@ install docker-ce from the local mirror and run a container offline."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +11,8 @@ from fabric import Config
 from paramiko.ssh_exception import SSHException
 
 from hostsetup.connection import connect
-from hostsetup.sandbox.hosts import Sandbox, SandboxHost
+from hostsetup.sandbox.engine import docker
+from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror, preset_vhosts
 from tests.e2e.conftest import ssh
 
 
@@ -54,3 +56,30 @@ def test_unknown_host_key_is_refused(sandbox: Sandbox,
     conn.client.set_missing_host_key_policy(__import__("paramiko").RejectPolicy())
     with pytest.raises(SSHException):
         conn.open()
+
+
+def test_network_is_internal_and_hosts_reach_the_presets_on_the_mirror(
+        sandbox: Sandbox, mirror: SandboxMirror, fresh_hosts: Callable[..., list[SandboxHost]]) -> None:
+    """Proven from the networks' own settings (nothing is sent out to prove it): hosts and mirror
+    sit on an internal network only; SSH is published by each host's gateway on 127.0.0.1 only."""
+    host = fresh_hosts("debian12")[0]
+    assert json.loads(docker("network", "inspect", sandbox.network).stdout)[0]["Internal"] is True
+    publish = json.loads(docker("network", "inspect", sandbox.publish_network).stdout)[0]
+    assert publish["Options"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+    for name in (host.name, mirror.container):
+        info = json.loads(docker("inspect", name).stdout)[0]
+        assert list(info["NetworkSettings"]["Networks"]) == [sandbox.network], name
+        assert not info["HostConfig"]["PortBindings"], name
+    gateway = json.loads(docker("inspect", f"{host.name}-ssh").stdout)[0]
+    assert [b["HostIp"] for b in gateway["HostConfig"]["PortBindings"]["22/tcp"]] == ["127.0.0.1"]
+    mirror_ip = json.loads(docker("inspect", mirror.container).stdout)[0][
+        "NetworkSettings"]["Networks"][sandbox.network]["IPAddress"]
+    with ssh(sandbox, host) as c:
+        for name in preset_vhosts():
+            assert c.run(f"getent hosts {name}", hide=True).stdout.split()[0] == mirror_ip, name
+        # The sandbox CA is trusted by the system store: no -k, no --cacert.
+        key = c.run("curl -fsS https://mirrors.aliyun.com/docker-ce/linux/debian/gpg", hide=True).stdout
+        assert "BEGIN PGP PUBLIC KEY BLOCK" in key
+        wrong = c.run("curl -sS -o /dev/null -w '%{http_code}' https://mirrors.aliyun.com/linux/debian/gpg",
+                      hide=True).stdout
+        assert wrong == "404"  # each preset answers only under its own path layout

@@ -65,3 +65,56 @@ def test_flag_overrides_project_file(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "h", "install", "--mirror", "flagged"],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "mirror 'flagged'" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("sandbox", "--help"), ("sandbox", "up", "-h"), ("demo", "--help"),
+                                  ("-H", "h", "install", "--help")])
+def test_task_help_after_the_task_name(args) -> None:
+    result = hostsetup(*args)
+    task = next(a for a in args if a in ("sandbox", "demo", "install"))
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: hostsetup [--core-opts] {task} [--options]" in result.stdout
+
+
+NO_ENGINE = "unix:///nonexistent/hostsetup-test.sock"  # a Docker host where no daemon answers
+
+
+@pytest.mark.parametrize("args", [("sandbox", "status"), ("sandbox", "down"), ("demo", "--down")])
+def test_without_an_engine_status_and_down_say_so_in_one_line(args, tmp_path) -> None:
+    import os
+    env = {**os.environ, "DOCKER_HOST": NO_ENGINE, "HOSTSETUP_SANDBOX_HOME": str(tmp_path)}
+    result = hostsetup(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().count("\n") == 0 and "no Docker engine runs" in result.stdout
+    assert "Cannot connect to the Docker daemon" not in result.stdout + result.stderr
+
+
+def test_demo_without_a_reachable_engine_is_one_clear_line(tmp_path) -> None:
+    import os
+    env = {**os.environ, "DOCKER_HOST": NO_ENGINE, "HOSTSETUP_SANDBOX_HOME": str(tmp_path)}
+    result = hostsetup("demo", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "DOCKER_HOST" in result.stderr
+    assert "Cannot connect to the Docker daemon" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_source_tree_run_finds_the_templates(tmp_path) -> None:
+    """``python3 -m hostsetup`` in a clone imports the tree, which has no ``hostsetup.templates``
+    package: the templates come from ``templates/`` beside it (no site hooks, no editable finder)."""
+    import shutil
+    import site
+    from pathlib import Path
+
+    top = Path(__file__).resolve().parents[2]
+    clone = tmp_path / "clone"
+    shutil.copytree(top / "hostsetup", clone / "hostsetup", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(top / "templates", clone / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys; sys.path[:0] = sys.argv[1:]; import hostsetup.render as r; "
+            "assert r.__file__.startswith(sys.argv[1]), r.__file__; "
+            "print(r.render('docker.sources.j2', mirror_name='official', repo_url='U', codename='c', "
+            "arch='amd64', key_file='K'))")
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(clone), *site.getsitepackages()],
+                            capture_output=True, text=True, timeout=60, cwd=clone)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# Managed by hostsetup: Docker CE repository (official).")
