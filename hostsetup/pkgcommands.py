@@ -13,10 +13,15 @@ PINNED_PACKAGES = ("docker-ce", "docker-ce-cli")
 
 def refresh_command(op: InstallPackages) -> str:
     """Refresh only the Docker repository's index (not every source on the host)."""
-    if op.manager == "apt-get":
-        return ("apt-get update -q -o Dir::Etc::SourceList=" + op.repo_file
+    return repository_refresh_command(op.manager, op.repo_file)
+
+
+def repository_refresh_command(manager: str, repo_file: str) -> str:
+    """``manager``'s refresh of the one repository in ``repo_file``: proves it serves signed metadata."""
+    if manager == "apt-get":
+        return ("apt-get update -q -o Dir::Etc::SourceList=" + repo_file
                 + " -o Dir::Etc::SourceParts=/dev/null -o APT::Get::List-Cleanup=0")
-    return f"{op.manager} makecache -y --disablerepo='*' --enablerepo='docker-ce-stable'"
+    return f"{manager} makecache -y --disablerepo='*' --enablerepo='docker-ce-stable'"
 
 
 def list_versions_command(op: InstallPackages) -> str:

@@ -6,6 +6,7 @@ A converged host yields a plan whose steps have no operations.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.distros import (
@@ -28,7 +29,7 @@ from hostsetup.operations import (
     Run,
     WriteFile,
 )
-from hostsetup.pkgcommands import PINNED_PACKAGES, versionlocked
+from hostsetup.pkgcommands import PINNED_PACKAGES, repository_refresh_command, versionlocked
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
@@ -222,6 +223,14 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     repository = _repository(platform, facts, settings)
     conflicts = _conflicts(platform, facts)
     packages = _packages(platform, facts, settings, repository.changes or key.changes)
+    rewritten = any(isinstance(op, WriteFile) for op in repository.operations)
+    if (rewritten or key.changes) and not packages.changes:
+        # Nothing to install, so nothing would read the new repository: refresh its index now,
+        # which proves that it serves metadata signed with the key.
+        refresh = Run(repository_refresh_command(platform.package_manager, platform.family.repo_file))
+        summary = (f"{repository.summary}; refresh its index" if repository.changes
+                   else "refresh the repository's index (its key changed)")
+        repository = replace(repository, summary=summary, operations=(*repository.operations, refresh))
     steps: tuple[Step, ...] = (
         conflicts,
         _prerequisites(platform, facts, settings),

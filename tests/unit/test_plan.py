@@ -19,7 +19,7 @@ import pytest
 
 from hostsetup.facts import HostFacts, parse_facts
 from hostsetup.openpgp import primary_fingerprints
-from hostsetup.operations import FetchKey, InstallPackages, RemoveFiles, WriteFile
+from hostsetup.operations import FetchKey, InstallPackages, RemoveFiles, Run, WriteFile
 from hostsetup.plan import PlanError, plan_install, resolve_version, upstream_version
 from hostsetup.runner import describe_plan
 from hostsetup.settings import install_settings
@@ -112,8 +112,10 @@ def test_other_base_url_changes_only_the_repository_file() -> None:
     facts = recorded("debian12-converged")
     plan = plan_install(facts, sandbox_settings(facts, mirror="https://mirrors.aliyun.com/docker-ce"))
     assert [s.name for s in plan.changes] == ["repository"]
-    (write,) = plan.changes[0].operations
+    write, refresh = plan.changes[0].operations
     assert isinstance(write, WriteFile) and write.old and "mirrors.aliyun.com" in write.content
+    # nothing to install would read the new repository: its index is refreshed to prove it works
+    assert isinstance(refresh, Run) and refresh.command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
 
 
 def test_docker_io_host_removes_it_first() -> None:

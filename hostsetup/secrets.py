@@ -1,0 +1,98 @@
+"""Secrets: the one place that knows what must never be printed, logged or reported.
+
+Two mechanisms, applied together by ``mask``:
+
+- values registered at run time (the sudo password, the password part of every proxy or
+  mirror URL in the settings): replaced wherever they appear, whatever they contain
+  (spaces, quotes, ``@``);
+- credentials recognisable in any text: the password of ``user:password@host``, with or
+  without a ``scheme://`` in front.
+
+Every output path (step lines, plan text, errors, ``--json``, ``-d`` debug logging) goes
+through ``mask``; ``install_log_filter`` covers the logging module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+MASK = "***"
+
+_lock = threading.Lock()
+_known: set[str] = set()
+
+# user:password@host, optionally after scheme://. The password runs to the last "@" that is
+# followed by a host name, so it may itself hold "@" or ":" (not whitespace, quotes or "/":
+# a registered password is masked whatever it holds).
+_USERINFO = re.compile(
+    r"(?P<head>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*://)|(?<![\w.%+/-]))"
+    r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"'<>/]+)@(?=[\w\[][\w.:\[\]-]*)")
+
+
+def register(*values: str | None) -> None:
+    """Mask these exact values from now on (empty values are ignored)."""
+    with _lock:
+        _known.update(v for v in values if v and v.strip())
+
+
+def register_url_credentials(urls: Iterable[str]) -> None:
+    """Register the password (raw and percent-decoded) of each URL that carries one."""
+    for url in urls:
+        try:
+            password = urlsplit(url if "://" in url else f"//{url}").password
+        except ValueError:
+            password = None
+        if password:
+            register(password, unquote(password))
+
+
+def known() -> tuple[str, ...]:
+    with _lock:
+        return tuple(sorted(_known, key=len, reverse=True))
+
+
+def mask(text: str) -> str:
+    """``text`` with every registered secret and every URL password replaced by ``***``."""
+    if not text:
+        return text
+    for secret in known():
+        text = text.replace(secret, MASK)
+    return _USERINFO.sub(lambda m: f"{m['head']}{m['user']}:{MASK}@", text)
+
+
+def mask_data(value: Any) -> Any:
+    """``mask`` applied to every string inside JSON-like data (dicts, lists, strings)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: mask_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_data(v) for v in value]
+    return value
+
+
+class MaskingFilter(logging.Filter):
+    """Masks secrets in every log record (Invoke's and Fabric's ``-d`` debug output too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's own problem
+            return True
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def install_log_filter() -> None:
+    """Attach ``MaskingFilter`` to every handler of the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
