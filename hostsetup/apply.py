@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hostsetup.daemon.apply import apply_configure
-from hostsetup.openpgp import KeyFormatError, primary_fingerprints
+from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
     ConfigureDaemon,
     FetchKey,
@@ -60,13 +60,9 @@ def _fetch_key(remote: Remote, op: FetchKey) -> str:
     result = remote.run(f"curl -fsSL --retry 2 --max-time 60 {shlex.quote(op.url)}")
     if not result.ok:
         raise RemoteError(f"downloading {op.url} failed: {tail(result)}")
-    try:
-        found = primary_fingerprints(result.stdout.encode())
-    except KeyFormatError as exc:
-        raise RemoteError(f"{op.url} is not an OpenPGP key ({exc})") from None
-    if not set(found) & set(op.fingerprints):
-        raise RemoteError(f"key from {op.url} has fingerprint {', '.join(found)}, expected "
-                          f"{' or '.join(op.fingerprints)}: refusing to trust it "
+    problem = key_file_problem(result.stdout.encode(), op.fingerprints)
+    if problem is not None:
+        raise RemoteError(f"refusing the key from {op.url}: {problem} "
                           "(set install.key_fingerprint for a private mirror's own key)")
     return write_file_script(WriteFile(op.path, result.stdout, op.old))
 

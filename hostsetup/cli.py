@@ -3,6 +3,7 @@ hostsetup's own task collection."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -10,7 +11,7 @@ from fabric.main import Fab
 from invoke import Argument, Executor, Exit
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
 
-from hostsetup import __version__
+from hostsetup import __version__, secrets
 from hostsetup.config import HostsetupConfig
 from hostsetup.errors import HostsetupError
 from hostsetup.tasks import namespace
@@ -35,6 +36,15 @@ class Hostsetup(Fab):
                 Argument(names=("max-fail-percent",), kind=int,
                          help="Start no new batch once more than this % of hosts failed.")]
 
+    def parse_core(self, argv: list[str] | None) -> None:  # type: ignore[override]
+        super().parse_core(argv)
+        # -d turns on Invoke's debug logging (it dumps the configuration, sudo password included):
+        # every handler masks secrets. paramiko logs a broken handshake with a traceback on stderr;
+        # the per-host report says it in one line instead.
+        secrets.install_log_filter()
+        if not self.args.debug.value:
+            logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
     def create_config(self) -> None:
         super().create_config()
         # ./hostsetup.yaml is the project configuration file.
@@ -51,6 +61,8 @@ class Hostsetup(Fab):
                  "batch": self.args["batch"].value, "max_fail_percent": self.args["max-fail-percent"].value}
         self.config._overrides.update({k: v for k, v in fleet.items() if v not in (None, "")})
         self.config.merge()
+        secrets.register(self.config.sudo.password, self.config.connect_kwargs.get("password"),
+                         self.config.connect_kwargs.get("passphrase"))
 
     def execute(self) -> None:
         try:

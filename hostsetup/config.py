@@ -7,13 +7,17 @@ variables, ``-f FILE`` and command-line flags.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fabric import Config
 from invoke.config import merge_dicts
+from invoke.env import Environment
+
+from hostsetup.errors import HostsetupError
 
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
-from hostsetup.settings import INSTALL_DEFAULTS
+from hostsetup.settings import INSTALL_DEFAULTS, parse_bool
 
 DEFAULTS: dict[str, Any] = {
     # Target hosts given with -H (filled in by the program).
@@ -36,10 +40,37 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class StrictEnvironment(Environment):
+    """``HOSTSETUP_*`` variables cast strictly: Invoke makes any non-empty string, ``false`` too,
+    a True boolean; here a boolean setting takes true/false, yes/no, 1/0 and nothing else, and a
+    value that does not fit is refused naming the variable."""
+
+    def _cast(self, old: Any, new: Any) -> Any:
+        if isinstance(old, bool):
+            return parse_bool(new, "value")
+        return super()._cast(old, new)
+
+    def load(self) -> dict[str, Any]:
+        for env_var, key_path in self._crawl(key_path=[], env_vars={}).items():
+            name = (self._prefix or "") + env_var
+            if name in os.environ:
+                try:
+                    self._path_set(key_path, os.environ[name])
+                except (HostsetupError, ValueError) as exc:
+                    raise HostsetupError(f"{name}={os.environ[name]!r} does not fit its setting: "
+                                         f"{str(exc).removeprefix('value: ')}") from None
+        return self.data
+
+
 class HostsetupConfig(Config):
     """Fabric's configuration with hostsetup's file names, env prefix and defaults."""
 
     prefix = "hostsetup"
+
+    def load_shell_env(self) -> None:
+        self.merge()
+        self._set(_env=StrictEnvironment(config=self._config, prefix=self._env_prefix).load())
+        self.merge()
 
     @staticmethod
     def global_defaults() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from hostsetup.errors import HostsetupError
+from hostsetup.textsafety import url_problem
 
 PRESETS: dict[str, str] = {
     # Docker's own repository (docs.docker.com/engine/install/).
@@ -43,6 +44,9 @@ def resolve_mirror(value: str, insecure: bool = False) -> tuple[str, str]:
     """``(name, base_url)`` for a preset name or a URL; refuses plain http unless insecure."""
     if value in PRESETS:
         return value, PRESETS[value]
+    problem = url_problem(value)
+    if problem:
+        raise MirrorError(f"mirror {value!r} {problem}")
     parsed = urlparse(value)
     if parsed.scheme not in ("https", "http") or not parsed.netloc:
         raise MirrorError(f"mirror {value!r} is neither a preset ({', '.join(PRESETS)}) "

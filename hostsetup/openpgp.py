@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Iterable
 
 PUBLIC_KEY_TAG = 6
 
@@ -17,26 +18,41 @@ class KeyFormatError(ValueError):
     """The data is not an OpenPGP public key."""
 
 
+BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+END = "-----END PGP PUBLIC KEY BLOCK-----"
+
+
 def dearmor(data: bytes) -> bytes:
-    """The binary packets of ASCII-armored ``data`` (binary data is returned as is)."""
+    """The binary packets of ASCII-armored ``data``, every armor block of it (a file may hold
+    several, and a package manager reads them all); binary data is returned as is."""
     text = data.decode("ascii", errors="replace")
-    if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in text:
+    if BEGIN not in text:
         return data
-    body = text.split("-----BEGIN PGP PUBLIC KEY BLOCK-----", 1)[1]
-    body = body.split("-----END PGP PUBLIC KEY BLOCK-----", 1)[0]
-    lines = body.strip().splitlines()
-    # Armor headers end at the first empty line (if there are any).
-    if "" in [line.strip() for line in lines]:
-        lines = lines[[line.strip() for line in lines].index("") + 1:]
-    payload = "".join(line.strip() for line in lines if not line.startswith("="))
-    try:
-        return base64.b64decode(payload, validate=True)
-    except binascii.Error as exc:
-        raise KeyFormatError(f"bad armor: {exc}") from None
+    blocks = []
+    for chunk in text.split(BEGIN)[1:]:
+        if END not in chunk:
+            raise KeyFormatError("armor block without its END line")
+        lines = chunk.split(END, 1)[0].strip().splitlines()
+        # Armor headers end at the first empty line (if there are any).
+        if "" in [line.strip() for line in lines]:
+            lines = lines[[line.strip() for line in lines].index("") + 1:]
+        payload = "".join(line.strip() for line in lines if not line.startswith("="))
+        try:
+            blocks.append(base64.b64decode(payload, validate=True))
+        except binascii.Error as exc:
+            raise KeyFormatError(f"bad armor: {exc}") from None
+    return b"".join(blocks)
 
 
 def packets(data: bytes) -> list[tuple[int, bytes]]:
     """Split binary OpenPGP data into (tag, body) packets."""
+    try:
+        return _packets(data)
+    except IndexError:  # a length field cut off by the end of the data
+        raise KeyFormatError("truncated packet header") from None
+
+
+def _packets(data: bytes) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     pos = 0
     while pos < len(data):
@@ -83,6 +99,24 @@ def primary_fingerprints(data: bytes) -> list[str]:
     if not found:
         raise KeyFormatError("no public key found")
     return [fp.upper() for fp in found]
+
+
+def key_file_problem(data: bytes, expected: Iterable[str]) -> str | None:
+    """Why ``data`` must not be trusted as the repository key, or None when every primary key
+    in it is an expected one. A file holding the expected key *and* another would make apt or
+    dnf trust the other key too (the whole file becomes ``Signed-By``/``gpgkey``)."""
+    wanted = set(expected)
+    try:
+        found = primary_fingerprints(data)
+    except KeyFormatError as exc:
+        return f"it is not an OpenPGP key ({exc})"
+    others = [fp for fp in found if fp not in wanted]
+    if not others:
+        return None
+    if len(others) == len(found):
+        return f"it holds key {', '.join(others)}, expected {' or '.join(sorted(wanted))}"
+    return (f"it holds other keys besides the expected one ({', '.join(others)}): the package manager "
+            "would trust them too")
 
 
 def normalize_fingerprint(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,9 +43,10 @@ def rpm_pin(version: str) -> str:
 
 def install_command(op: InstallPackages, version: str | None) -> str:
     def spec(package: str) -> str:
+        # Versions come from the repository's index (the host's output): quoted like any value.
         if version and package in PINNED_PACKAGES:
-            return f"{package}={version}" if op.manager == "apt-get" else f"{package}-{rpm_pin(version)}"
-        return package
+            return shlex.quote(f"{package}={version}" if op.manager == "apt-get" else f"{package}-{rpm_pin(version)}")
+        return shlex.quote(package)
     names = " ".join(spec(p) for p in op.packages)
     if op.manager == "apt-get":
         command = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "

@@ -6,6 +6,7 @@ A converged host yields a plan whose steps have no operations.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import replace
 
 from hostsetup.daemon.settings import DaemonSettings
@@ -20,7 +21,7 @@ from hostsetup.distros import (
 )
 from hostsetup.facts import HostFacts
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
-from hostsetup.openpgp import KeyFormatError, primary_fingerprints
+from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
     FetchKey,
     InstallPackages,
@@ -112,15 +113,11 @@ def _key(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Ste
     path = platform.family.key_file
     wanted = key_fingerprints(platform, settings)
     current = facts.files.get(path)
-    if current:
-        try:
-            found = primary_fingerprints(current.encode())
-        except KeyFormatError:
-            found = []
-        if set(found) & set(wanted):
-            return Step("key", f"{path} holds key {wanted[0]}")
+    problem = key_file_problem(current.encode(), wanted) if current else "missing"
+    if problem is None:
+        return Step("key", f"{path} holds key {wanted[0]}")
     url = f"{platform.repo_url(settings.mirror_url)}/gpg"
-    reason = "missing" if current is None else "has another key"
+    reason = "missing" if current is None else "is not trusted as it is"
     return Step("key", f"{path} {reason}: fetch and verify it",
                 (FetchKey(url, path, wanted, current),))
 
@@ -203,7 +200,7 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
         raise PlanError(f"user(s) {', '.join(missing_users)} do not exist on the host")
     commands = [] if facts.docker_group is not None else ["groupadd -f docker"]
     to_add = [u for u in settings.users if "docker" not in (facts.user_groups[u] or ())]
-    commands += [f"usermod -aG docker {u}" for u in to_add]
+    commands += [f"usermod -aG docker {shlex.quote(u)}" for u in to_add]  # validated, and quoted anyway
     if not commands:
         members = ", ".join(settings.users) or "no users configured"
         return Step("group", f"docker group exists ({members})")

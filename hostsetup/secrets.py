@@ -34,6 +34,12 @@ _USERINFO = re.compile(
     r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"'<>/]+)@(?=[\w\[][\w.:\[\]-]*)")
 
 
+# "password": "..." (JSON, a Python dict's repr, key=value): Invoke's -d debug dump of the
+# configuration shows the sudo password this way before anything could register it.
+_KEYED = re.compile(r"""(?P<key>['"]?\b(?:password|passphrase|passwd|secret|token|auth)['"]?\s*[:=]\s*)"""
+                    r"""(?P<quote>['"])(?P<value>(?:\\.|(?!(?P=quote)).)*)(?P=quote)""", re.IGNORECASE)
+
+
 def register(*values: str | None) -> None:
     """Mask these exact values from now on (empty values are ignored)."""
     with _lock:
@@ -62,6 +68,7 @@ def mask(text: str) -> str:
         return text
     for secret in known():
         text = text.replace(secret, MASK)
+    text = _KEYED.sub(lambda m: f"{m['key']}{m['quote']}{MASK if m['value'] else ''}{m['quote']}", text)
     return _USERINFO.sub(lambda m: f"{m['head']}{m['user']}:{MASK}@", text)
 
 

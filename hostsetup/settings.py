@@ -21,8 +21,10 @@ INSTALL_DEFAULTS: dict[str, Any] = {
     "users": "",           # comma-separated (a string, so HOSTSETUP_INSTALL_USERS=a,b works)
 }
 
-_VERSION = re.compile(r"^\d+(\.\d+){0,2}$|^\d+:[\w.~+-]+$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
+_VERSION = re.compile(r"\d+(\.\d+){0,2}|\d+:[\w.~+-]+")   # always fullmatch: "$" lets "x\n" through
+_USER = re.compile(r"[a-z_][a-z0-9_-]*[$]?")
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0", "")
 
 
 class SettingsError(HostsetupError):
@@ -40,6 +42,23 @@ class InstallSettings:
     users: tuple[str, ...]
 
 
+def parse_bool(value: Any, name: str) -> bool:
+    """A strict boolean: true/false, yes/no, on/off, 1/0 (any case); anything else is refused.
+    (Invoke would cast any non-empty string, "false" too, to True.)"""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise SettingsError(f"{name}: {value!r} is not a boolean; use true or false (yes/no, 1/0)")
+
+
+def valid_user(user: str) -> bool:
+    """A POSIX-ish user name (what useradd accepts by default), matched whole."""
+    return _USER.fullmatch(user) is not None
+
+
 def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -52,7 +71,8 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
     unknown = set(values) - set(INSTALL_DEFAULTS)
     if unknown:
         raise SettingsError(f"unknown install setting(s): {', '.join(sorted(unknown))}")
-    name, url = resolve_mirror(str(values["mirror"]), bool(values["insecure_mirror"]))
+    flags = {k: parse_bool(values[k], f"install.{k}") for k in ("insecure_mirror", "hold", "plugins")}
+    name, url = resolve_mirror(str(values["mirror"]), flags["insecure_mirror"])
     fingerprint = None
     if values["key_fingerprint"]:
         try:
@@ -60,15 +80,14 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
     version = str(values["version"]).strip() or None
-    if version and not _VERSION.match(version):
+    if version and not _VERSION.fullmatch(version):
         raise SettingsError(f"version {version!r} is neither a short version like 25.0 or "
                             "25.0.3 nor an exact package version like 5:25.0.3-1~debian.12~bookworm")
     users = tuple(_as_list(values["users"]))
     for user in users:
-        if not _USER.match(user):
+        if not valid_user(user):
             raise SettingsError(f"{user!r} is not a valid user name")
-    return InstallSettings(name, url, fingerprint, version, bool(values["hold"]),
-                           bool(values["plugins"]), users)
+    return InstallSettings(name, url, fingerprint, version, flags["hold"], flags["plugins"], users)
 
 
 def settings_as_dict(settings: InstallSettings) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from hostsetup.facts import HostFacts
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
 from hostsetup.render import render
 from hostsetup.steps import Step
+from hostsetup.textsafety import systemd_value_problem
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
@@ -60,6 +61,10 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
 
 def _proxy_dropin(proxies: dict[str, Any]) -> str:
     env = [(PROXY_ENV[k], str(v)) for k, v in sorted(proxies.items()) if k in PROXY_ENV]
+    for name, value in env:  # the schema refused these already; a drop-in must never be injectable
+        problem = systemd_value_problem(value)
+        if problem:
+            raise DaemonPlanError(f"proxy {name}: the value {problem}")
     return render("daemon/http-proxy.conf.j2", environment=env)
 
 

@@ -19,6 +19,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from hostsetup.textsafety import systemd_value_problem, url_problem
+
 ERROR = "error"
 WARNING = "warning"
 
@@ -553,6 +555,9 @@ def _both(*checks: Check) -> Check:
 
 def _mirror(path: str, url: str, ctx: _Ctx) -> Issue | None:
     """``ValidateMirror``: http(s) scheme, a host, no credentials/query/fragment, a path only from 25.0."""
+    problem = url_problem(url)
+    if problem:
+        return _error(path, f"{json.dumps(url)} {problem}")
     if "://" not in url:
         return _error(path, f'no scheme; write "https://{url}"')
     try:
@@ -784,7 +789,15 @@ def _builder(path: str, value: dict[str, Any], ctx: _Ctx) -> list[Issue]:
 
 def _proxies(path: str, value: dict[str, Any], ctx: _Ctx) -> list[Issue]:
     # dockerd flattens "proxies" and checks its keys as flag names: exact spelling only.
-    return _walk(path, value, _PROXIES, fold=False, unknown=ERROR, what="proxies")
+    issues = _walk(path, value, _PROXIES, fold=False, unknown=ERROR, what="proxies")
+    for key, entry in value.items():
+        if not isinstance(entry, str):
+            continue
+        # Before 23.0 these become Environment= lines of a systemd drop-in: nothing may break out.
+        problem = systemd_value_problem(entry) or (url_problem(entry) if key != "no-proxy" else None)
+        if problem:
+            issues.append(_error(f"{path}.{key}", f"the value {problem}"))
+    return issues
 
 
 def _nri_opts(path: str, value: dict[str, Any], ctx: _Ctx) -> list[Issue]:

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from hostsetup.errors import HostsetupError
 from hostsetup.render import environment, to_json
+from hostsetup.settings import parse_bool
 
 PROFILES = ("log-rotation", "registry-mirrors", "production")
 
@@ -110,4 +111,9 @@ def daemon_settings(raw: Mapping[str, Any]) -> DaemonSettings:
         for key, value in layer.items():
             config[key] = value
             sources[key] = origin
-    return DaemonSettings(config, sources, bool(values["replace"]), bool(values["allow_insecure_tcp"]))
+    try:
+        replace = parse_bool(values["replace"], "daemon.replace")
+        allow_insecure_tcp = parse_bool(values["allow_insecure_tcp"], "daemon.allow_insecure_tcp")
+    except HostsetupError as exc:
+        raise DaemonSettingsError(str(exc)) from None
+    return DaemonSettings(config, sources, replace, allow_insecure_tcp)

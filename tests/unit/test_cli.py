@@ -118,3 +118,60 @@ def test_source_tree_run_finds_the_templates(tmp_path) -> None:
                             capture_output=True, text=True, timeout=60, cwd=clone)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# Managed by hostsetup: Docker CE repository (official).")
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no", "FALSE"])
+def test_env_false_keeps_a_boolean_off(value) -> None:
+    import os
+    env = {**os.environ, "HOSTSETUP_INSTALL_INSECURE_MIRROR": value}
+    result = hostsetup("-H", "h", "install", "--mirror", "http://mirror.example", env=env)
+    assert result.returncode == 2 and "uses plain http" in result.stderr  # still off: http refused
+
+
+def test_env_value_that_is_no_boolean_names_the_variable() -> None:
+    import os
+    env = {**os.environ, "HOSTSETUP_INSTALL_HOLD": "maybe"}
+    result = hostsetup("-H", "h", "install", env=env)
+    assert result.returncode == 2
+    assert "HOSTSETUP_INSTALL_HOLD='maybe' does not fit its setting" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_yaml_quoted_no_is_false(tmp_path) -> None:
+    (tmp_path / "hostsetup.yaml").write_text("install:\n  insecure_mirror: 'no'\n  mirror: http://mirror.example\n")
+    result = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "h", "install"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "uses plain http" in result.stderr
+
+
+def test_debug_output_never_shows_the_sudo_password() -> None:
+    """-d dumps Invoke's configuration (the sudo password given at the prompt among it)."""
+    result = subprocess.run([sys.executable, "-m", "hostsetup", "-d", "--prompt-for-sudo-password", "-H",
+                             "root@127.0.0.1:1", "-t", "1", "install", "--dry-run"], input="pw with 'quote\" @x\n",
+                            capture_output=True, text=True, timeout=60)
+    out = result.stdout + result.stderr
+    assert "'password': '***'" in out  # the debug dump ran, masked
+    assert "pw with" not in out and "quote" not in out
+
+
+def test_a_dead_end_behind_a_relay_is_one_line_not_a_paramiko_traceback(tmp_path) -> None:
+    """A TCP relay (bastion, load balancer) that accepts and closes: paramiko would print a traceback."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def accept_and_close() -> None:
+        for _ in range(3):
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                return
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    result = hostsetup("-H", f"root@127.0.0.1:{port}", "-t", "3", "install", "--dry-run")
+    server.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "cannot connect" in result.stdout

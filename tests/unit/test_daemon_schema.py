@@ -165,6 +165,13 @@ CASES: list[tuple[dict[str, Any], str | None, str, str, str]] = [
     # nested objects
     ({"proxies": {"http_proxy": "http://p:3128"}}, None, "proxies.http_proxy", "error", "did you mean 'http-proxy'?"),
     ({"proxies": {"https-proxy": 3128}}, None, "proxies.https-proxy", "error", "quote it"),
+    # nothing that breaks out of a systemd Environment="..." line or a URL
+    ({"proxies": {"http-proxy": 'http://p:3128"\nExecStartPre=/bin/sh -c "id'}}, None, "proxies.http-proxy", "error",
+     "would break out of a systemd setting"),
+    ({"proxies": {"no-proxy": "localhost\nExecStartPre=/bin/true"}}, None, "proxies.no-proxy", "error",
+     "a newline"),
+    ({"proxies": {"https-proxy": "http://proxy.corp:3128 x"}}, None, "proxies.https-proxy", "error", "a space"),
+    ({"registry-mirrors": ["https://m.example\n"]}, None, "registry-mirrors[0]", "error", "never holds unencoded"),
     ({"default-ulimits": {"nofile": {"Name": "nofile", "Hard": "64000", "Soft": 1024}}}, None,
      "default-ulimits.nofile.Hard", "error", "without quotes: 64000"),
     ({"default-ulimits": {"nofile": {"Name": "nofile", "Hard": 1024, "Soft": 4096}}}, None,

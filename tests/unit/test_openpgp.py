@@ -51,3 +51,32 @@ def test_normalize_fingerprint() -> None:
         "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
     with pytest.raises(ValueError):
         normalize_fingerprint("0EBFCD88")
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5])
+def test_truncated_packet_is_a_key_format_error(tmp_path: Path, cut: int) -> None:
+    armored, _ = make_key(tmp_path / "g", "ed25519", "t <t@example.invalid>")
+    binary = dearmor(armored)
+    with pytest.raises(KeyFormatError):
+        primary_fingerprints(binary[:cut])
+    with pytest.raises(KeyFormatError):  # a new-format header whose length field is cut off
+        primary_fingerprints(bytes([0xC6, 0xFF, 0x00]))
+
+
+def test_key_file_with_the_expected_key_and_another_is_refused(tmp_path: Path) -> None:
+    from hostsetup.openpgp import key_file_problem
+
+    good, fp_good = make_key(tmp_path / "a", "ed25519", "docker <d@example.invalid>")
+    evil, fp_evil = make_key(tmp_path / "b", "ed25519", "Attacker <x@example.invalid>")
+    assert key_file_problem(good, [fp_good]) is None
+    both = key_file_problem(dearmor(good) + dearmor(evil), [fp_good])
+    assert both is not None and fp_evil in both and "besides the expected one" in both
+    other = key_file_problem(evil, [fp_good])
+    assert other is not None and fp_evil in other and "expected" in other
+    assert "not an OpenPGP key" in (key_file_problem(b"<html>404</html>", [fp_good]) or "")
+
+
+def test_every_armor_block_of_a_file_is_read(tmp_path: Path) -> None:
+    first, fp1 = make_key(tmp_path / "a", "ed25519", "a <a@example.invalid>")
+    second, fp2 = make_key(tmp_path / "b", "ed25519", "b <b@example.invalid>")
+    assert primary_fingerprints(first + b"\n" + second) == [fp1, fp2]

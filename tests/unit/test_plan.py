@@ -132,6 +132,24 @@ def test_another_key_is_fetched_again_and_checked() -> None:
     assert isinstance(fetch, FetchKey) and fetch.fingerprints == ("9DC858229FC7DD38854AE2D88D81803C0EBFCD88",)
 
 
+def test_key_file_holding_the_expected_key_and_another_is_fetched_again(tmp_path) -> None:
+    """The expected key plus an attacker's in one file: apt would trust both, so it is replaced."""
+    import shutil
+
+    from tests.unit.test_openpgp import make_key
+
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed")
+    facts = recorded("debian12-converged")
+    path = "/etc/apt/keyrings/docker.asc"
+    assert plan_install(facts, sandbox_settings(facts)).empty
+    evil, _ = make_key(tmp_path / "evil", "ed25519", "Attacker <x@example.invalid>")
+    both = facts.files[path] + evil.decode()
+    plan = plan_install(dataclasses.replace(facts, files={**facts.files, path: both}), sandbox_settings(facts))
+    key = next(s for s in plan.changes if s.name == "key")
+    assert isinstance(key.operations[0], FetchKey) and "is not trusted as it is" in key.summary
+
+
 def test_unknown_pinned_version_lists_available_versions() -> None:
     facts = recorded("debian12-converged")
     with pytest.raises(PlanError, match=r"version 19\.03 is not in the repository; it has: 20\.10\.24, 20\.10\.5"):

@@ -86,3 +86,40 @@ def test_verify_expects_exactly_what_install_planned(system: str, mirror: str) -
     name = mirror if mirror in PRESETS else "custom"
     assert written.startswith(f"# Managed by hostsetup: Docker CE repository ({name}).")
     assert key_fingerprints(platform, verified) == key_fingerprints(platform, installed)
+
+
+# --- nothing injectable, booleans parsed strictly ---------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "https://mirror.example/docker-ce\nTypes: deb\nURIs: https://evil.example\nTrusted: yes",
+    "https://mirror.example/docker ce", "https://mirror.example/\tx", "https://mirror.example/\"x",
+    "https://mirror.example/x\r", "https://mirror.example/\x00",
+])
+def test_mirror_urls_with_whitespace_or_control_characters_are_refused(url: str) -> None:
+    with pytest.raises(MirrorError, match="never holds unencoded"):
+        resolve_mirror(url)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"users": ["deploy\n"]}, "not a valid user name"),
+    ({"users": "deploy\nroot"}, "not a valid user name"),
+    ({"version": "25.0; rm -rf /"}, "neither a short version"),
+])
+def test_names_and_versions_are_matched_whole(raw, message) -> None:
+    with pytest.raises(SettingsError, match=message):
+        install_settings(raw)
+
+
+@pytest.mark.parametrize(("value", "result"), [
+    (True, True), (False, False), ("false", False), ("False", False), ("no", False), ("0", False), ("off", False),
+    ("", False), ("true", True), ("YES", True), ("1", True), (1, True), (0, False),
+])
+def test_booleans_are_parsed_strictly(value, result) -> None:
+    assert install_settings({"hold": value, "insecure_mirror": value, "mirror": "http://m.example"}
+                            if result else {"hold": value}).hold is result
+
+
+@pytest.mark.parametrize("value", ["maybe", "nope", "2", 2, [1], {"a": 1}])
+def test_a_value_that_is_not_a_boolean_is_refused(value) -> None:
+    with pytest.raises(SettingsError, match="is not a boolean"):
+        install_settings({"hold": value})
