@@ -14,9 +14,8 @@ from fabric import Config
 from invoke.config import merge_dicts
 from invoke.env import Environment
 
-from hostsetup.errors import HostsetupError
-
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
+from hostsetup.errors import HostsetupError
 from hostsetup.settings import INSTALL_DEFAULTS, parse_bool
 
 DEFAULTS: dict[str, Any] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from hostsetup.secrets import file_mode
+
 
 @dataclass(frozen=True)
 class Run:
@@ -23,7 +25,11 @@ class WriteFile:
     path: str
     content: str
     old: str | None = None
-    mode: str = "0644"
+    mode: str = ""          # "": 0600 when the content holds credentials, else 0644
+
+    def __post_init__(self) -> None:
+        if not self.mode:
+            object.__setattr__(self, "mode", file_mode(self.content))
 
     def describe(self) -> list[str]:
         diff = difflib.unified_diff(
@@ -102,12 +108,14 @@ class ConfigureDaemon:
     reload_units: bool
     expect: dict[str, object]
 
-    def describe(self) -> list[str]:
-        from hostsetup.daemon.plan import mask_credentials
+    @property
+    def mode(self) -> str:
+        return file_mode(self.content or "")
 
+    def describe(self) -> list[str]:
         lines = []
         if self.content is not None:
-            lines += [mask_credentials(line) for line in WriteFile(self.path, self.content, self.old).describe()]
+            lines += WriteFile(self.path, self.content, self.old).describe()
             if self.validate:
                 lines.append(f"$ dockerd --validate --config-file <new {self.path}> (if the engine has it)")
         if self.reload_units:

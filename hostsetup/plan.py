@@ -205,9 +205,12 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
         members = ", ".join(settings.users) or "no users configured"
         return Step("group", f"docker group exists ({members})")
     summary = "create the docker group" if facts.docker_group is None else ""
+    warnings: tuple[str, ...] = ()
     if to_add:
         summary = "; ".join(filter(None, (summary, f"add {', '.join(to_add)} to docker")))
-    return Step("group", summary, tuple(Run(c) for c in commands))
+        warnings = (f"the docker group is root-equivalent: {', '.join(to_add)} can become root on this host "
+                    "(e.g. docker run -v /:/host); add only users you would give sudo",)
+    return Step("group", summary, tuple(Run(c) for c in commands), warnings)
 
 
 def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSettings | None = None) -> Plan:

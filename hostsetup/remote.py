@@ -1,12 +1,20 @@
 """Running commands on one host over its open Fabric connection, as root when asked,
-counting SSH sessions (each command is one session on the one connection)."""
+counting SSH sessions (each command is one session on the one connection).
+
+Root scripts travel on the session's stdin (``sh -s``), never on a command line: a command
+line is visible to every user of the host in ``ps``, and scripts carry file contents (proxy
+and registry credentials among them). Only when sudo asks for a password does the script take
+a detour through a file private to the login user, because sudo then reads stdin itself.
+"""
 
 from __future__ import annotations
 
+import io
 import shlex
 from dataclasses import dataclass
 
 from fabric import Connection
+from fabric.runners import Remote as RemoteRunner
 from invoke.runners import Result
 
 from hostsetup.errors import HostsetupError
@@ -21,29 +29,49 @@ def tail(result: Result, lines: int = 6) -> str:
     return "\n".join(text[-lines:]) or f"exit code {result.exited}"
 
 
+class ScriptRunner(RemoteRunner):
+    """Fabric's runner, feeding stdin in large chunks (the default 1000 bytes per 10 ms would
+    make a 100 KB script take a second to send)."""
+
+    read_chunk_size = 1 << 16
+
+
 @dataclass
 class Remote:
     """A host's connection plus how to become root on it."""
 
     conn: Connection
     as_root: bool = False        # the login user is root: no sudo needed
+    sudo_asks: bool = False      # sudo wants the login user's password (facts say so)
     sessions: int = 0
     command_timeout: float | None = 900
 
-    def run(self, command: str, timeout: float | None = None) -> Result:
-        """Run ``command`` as the login user; failures are returned, not raised."""
+    def __post_init__(self) -> None:
+        self.conn.config.runners.remote = ScriptRunner
+
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
+        """Run ``command`` as the login user (``stdin`` fed to it); failures are returned, not raised."""
         self.sessions += 1
-        return self.conn.run(command, hide=True, warn=True, in_stream=False,
-                             timeout=timeout or self.command_timeout)
+        return self.conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin) if stdin is not None
+                             else False, timeout=timeout or self.command_timeout)
 
     def root(self, script: str, timeout: float | None = None) -> Result:
-        """Run a shell script as root (through sudo unless logged in as root)."""
-        command = "sh -c " + shlex.quote(script)
+        """Run a shell script as root (through sudo unless logged in as root), the script on stdin."""
         if self.as_root:
-            return self.run(command, timeout)
+            return self.run("sh -s", timeout, stdin=script)
+        if not self.sudo_asks:
+            return self.run("sudo -n sh -s", timeout, stdin=script)
+        # sudo reads the password from stdin: the script goes to a file only the login user can
+        # read, which root runs and removes.
+        stored = self.run('umask 077 && f=$(mktemp "${TMPDIR:-/tmp}/.hostsetup-XXXXXXXX") && cat > "$f" && echo "$f"',
+                          60, stdin=script)
+        path = stored.stdout.strip()
+        if not stored.ok or not path.startswith("/"):
+            return stored
         self.sessions += 1
-        return self.conn.sudo(command, hide=True, warn=True, in_stream=False,
-                              timeout=timeout or self.command_timeout)
+        quoted = shlex.quote(path)
+        return self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}", hide=True,
+                              warn=True, in_stream=False, timeout=timeout or self.command_timeout)
 
     def root_ok(self, script: str, what: str, timeout: float | None = None) -> Result:
         """Like ``root`` but raise ``RemoteError`` naming ``what`` on failure."""

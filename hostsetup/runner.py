@@ -17,9 +17,9 @@ from fabric import Config
 from jinja2 import TemplateError
 from paramiko.ssh_exception import NoValidConnectionsError, SSHException
 
+from hostsetup import secrets
 from hostsetup.apply import StepResult, apply_plan
 from hostsetup.connection import connect
-from hostsetup.daemon.plan import mask_credentials
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts
 from hostsetup.plan import PlanError
@@ -64,13 +64,13 @@ def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
 
 
 def describe_plan(plan: Plan) -> list[str]:
-    """Every step, command and file diff of a plan; credentials in URLs masked."""
+    """Every step, command and file diff of a plan; secrets masked."""
     lines = []
     for step in plan.steps:
         lines.append(f"  {'change' if step.changes else 'ok':8} {step.name:14} {step.summary}")
         for op in step.operations:
             lines += [f"      {line}" for line in op.describe()]
-    return [mask_credentials(line) for line in lines]
+    return [secrets.mask(line) for line in lines]
 
 
 def _check_privileges(facts: HostFacts, config: Config) -> None:
@@ -116,7 +116,7 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
     try:
         remote = open_connection(target, config)
         facts = gather_facts(remote, users)
-        remote.as_root = facts.uid == 0
+        remote.as_root, remote.sudo_asks = facts.uid == 0, facts.sudo == "password"
         plan = make_plan(facts)
         report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name

@@ -72,6 +72,16 @@ def mask(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m['head']}{m['user']}:{MASK}@", text)
 
 
+def holds_credentials(text: str) -> bool:
+    """Whether ``text`` carries a secret: such a file is written 0600, not 0644."""
+    return mask(text) != text
+
+
+def file_mode(content: str) -> str:
+    """The mode hostsetup gives a file it writes: private when it holds credentials."""
+    return "0600" if holds_credentials(content) else "0644"
+
+
 def mask_data(value: Any) -> Any:
     """``mask`` applied to every string inside JSON-like data (dicts, lists, strings)."""
     if isinstance(value, str):

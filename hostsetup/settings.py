@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.mirrors import resolve_mirror
 from hostsetup.openpgp import normalize_fingerprint
@@ -73,6 +74,7 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
         raise SettingsError(f"unknown install setting(s): {', '.join(sorted(unknown))}")
     flags = {k: parse_bool(values[k], f"install.{k}") for k in ("insecure_mirror", "hold", "plugins")}
     name, url = resolve_mirror(str(values["mirror"]), flags["insecure_mirror"])
+    secrets.register_url_credentials([url])
     fingerprint = None
     if values["key_fingerprint"]:
         try:

@@ -44,14 +44,17 @@ def configure_script(op: ConfigureDaemon) -> str:
     """The shell script carrying out ``op``; it prints ``@@hostsetup-daemon <event> ...`` lines."""
     q = shlex.quote
     path = q(op.path)
-    lines = ["set -u", 'since="$(date "+%Y-%m-%d %H:%M:%S")"', _WAIT, "prev=$(mktemp)", "had_prev=0",
-             f"if [ -e {path} ]; then cp -p {path} \"$prev\"; had_prev=1; fi"]
+    # The rollback copy stays beside the file (a root-only directory), private (mktemp makes it
+    # 0600 and `cat` keeps that), and goes away however the script ends.
+    lines = ["set -u", 'since="$(date "+%Y-%m-%d %H:%M:%S")"', _WAIT, f"install -d -m 0755 $(dirname {path})",
+             f'prev=$(mktemp "$(dirname {path})/.daemon.json.prev.XXXXXX"); tmp=', 'trap \'rm -f "$prev" "$tmp"\' EXIT',
+             "had_prev=0", f"if [ -e {path} ]; then cat {path} > \"$prev\"; had_prev=1; "
+             f"prev_mode=$(stat -c %a {path}); fi"]
     if op.content is not None:
         payload = base64.b64encode(op.content.encode()).decode()
         lines += [
-            f"install -d -m 0755 $(dirname {path})",
             f'tmp=$(mktemp "$(dirname {path})/.daemon.json.XXXXXX")',
-            f'echo {payload} | base64 -d > "$tmp"; chmod 0644 "$tmp"',
+            f'echo {payload} | base64 -d > "$tmp"; chmod {op.mode} "$tmp"',
         ]
         if op.validate:
             lines.append(
@@ -70,7 +73,7 @@ def configure_script(op: ConfigureDaemon) -> str:
     lines.append(f"""if wait_docker; then echo "{RESULT} applied"; rm -f "$prev"; exit 0; fi
 err=$(first_error)
 echo "{RESULT} failed $err"
-if [ $had_prev = 1 ]; then mv -f "$prev" {path}; else rm -f {path} "$prev"; fi
+if [ $had_prev = 1 ]; then chmod "$prev_mode" "$prev"; mv -f "$prev" {path}; else rm -f {path}; fi
 systemctl reset-failed docker.service 2>/dev/null; systemctl restart docker.service
 if wait_docker; then echo "{RESULT} rolledback"; else echo "{RESULT} rollback-failed"; fi
 exit 4""")

@@ -4,7 +4,6 @@ conflicts and proxies, decide reload or restart. Pure: no I/O."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
@@ -30,11 +29,6 @@ PROXY_ENV = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy
 
 class DaemonPlanError(Exception):
     """This host's daemon.json cannot be set as asked; nothing changes on it."""
-
-
-def mask_credentials(text: str) -> str:
-    """``http://user:secret@proxy:3128`` -> ``http://user:***@proxy:3128``."""
-    return re.sub(r"(://[^:/@\s\"]+):[^@\s\"]+@", r"\1:***@", text)
 
 
 def _current(facts: HostFacts, replace: bool) -> tuple[dict[str, Any], str | None]:

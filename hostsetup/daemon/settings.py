@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
+from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.render import environment, to_json
 from hostsetup.settings import parse_bool
@@ -116,4 +117,7 @@ def daemon_settings(raw: Mapping[str, Any]) -> DaemonSettings:
         allow_insecure_tcp = parse_bool(values["allow_insecure_tcp"], "daemon.allow_insecure_tcp")
     except HostsetupError as exc:
         raise DaemonSettingsError(str(exc)) from None
+    proxies = config.get("proxies")
+    if isinstance(proxies, Mapping):  # their passwords are masked wherever they would show
+        secrets.register_url_credentials(str(v) for v in proxies.values() if isinstance(v, str))
     return DaemonSettings(config, sources, replace, allow_insecure_tcp)

@@ -13,7 +13,6 @@ from hostsetup.daemon.plan import (
     EXECSTART_DROPIN,
     PROXY_DROPIN,
     DaemonPlanError,
-    mask_credentials,
     plan_daemon,
 )
 from hostsetup.daemon.settings import daemon_settings
@@ -106,4 +105,6 @@ def test_invalid_json_on_host_is_refused_unless_replace() -> None:
 
 
 def test_mask_credentials() -> None:
-    assert mask_credentials('"http-proxy": "http://user:s3cret@proxy:3128"') == '"http-proxy": "http://user:***@proxy:3128"'
+    from hostsetup.secrets import mask
+
+    assert mask('"http-proxy": "http://user:s3cret@proxy:3128"') == '"http-proxy": "http://user:***@proxy:3128"'

@@ -1,0 +1,93 @@
+"""Secrets stay off command lines and out of world-readable files; the plan warns about the docker group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from invoke.runners import Result
+
+from hostsetup.daemon.apply import configure_script
+from hostsetup.daemon.plan import PROXY_DROPIN, plan_daemon
+from hostsetup.daemon.settings import daemon_settings
+from hostsetup.operations import ConfigureDaemon, WriteFile
+from hostsetup.plan import plan_configure, plan_install
+from hostsetup.remote import Remote
+from hostsetup.settings import install_settings
+from tests.unit.test_daemon_plan import host
+from tests.unit.test_plan import recorded, sandbox_settings
+
+SECRET = "pr0xy-s3cret"
+PROXIES = {"settings": {"proxies": {"http-proxy": f"http://user:{SECRET}@proxy:3128"}}}
+
+
+@dataclass
+class FakeConnection:
+    """Records what would reach the host: command lines (visible in ps) and stdin."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    config: Any = field(default_factory=lambda: type("C", (), {"runners": type("R", (), {})()})())
+
+    def run(self, command: str, **kwargs: Any) -> Result:
+        stream = kwargs.get("in_stream")
+        self.calls.append({"command": command, "stdin": stream.read() if stream else None, "sudo": False})
+        return Result(stdout="/tmp/.hostsetup-abc\n" if "mktemp" in command else "", exited=0, command=command)
+
+    def sudo(self, command: str, **kwargs: Any) -> Result:
+        self.calls.append({"command": command, "stdin": None, "sudo": True})
+        return Result(stdout="", exited=0, command=command)
+
+
+@pytest.mark.parametrize(("as_root", "sudo_asks"), [(True, False), (False, False), (False, True)])
+def test_root_scripts_never_go_on_a_command_line(as_root: bool, sudo_asks: bool) -> None:
+    conn = FakeConnection()
+    remote = Remote(conn, as_root=as_root, sudo_asks=sudo_asks)  # type: ignore[arg-type]
+    remote.root(f"echo {SECRET} > /etc/x")
+    assert conn.calls, "nothing ran"
+    assert all(SECRET not in call["command"] for call in conn.calls)
+    assert any(SECRET in (call["stdin"] or "") for call in conn.calls)  # it went on stdin
+    if sudo_asks:  # sudo reads the password from stdin: the script takes a private file
+        assert "umask 077" in conn.calls[0]["command"] and conn.calls[1]["sudo"]
+        assert "rm -f /tmp/.hostsetup-abc" in conn.calls[1]["command"]
+    assert remote.sessions == len(conn.calls)
+
+
+def test_files_with_credentials_are_written_0600() -> None:
+    assert WriteFile("/etc/x", f"HTTP_PROXY=http://u:{SECRET}@p:3128\n").mode == "0600"
+    assert WriteFile("/etc/x", "plain\n").mode == "0644"
+    step = plan_daemon(host("debian12-converged"), daemon_settings(PROXIES))
+    dropin = next(op for op in step.operations if isinstance(op, WriteFile) and op.path == PROXY_DROPIN)
+    assert dropin.mode == "0600"
+    modern = plan_daemon(host("debian13-converged"), daemon_settings(PROXIES))
+    configure = next(op for op in modern.operations if isinstance(op, ConfigureDaemon))
+    assert configure.mode == "0600"
+    script = configure_script(configure)
+    assert 'chmod 0600 "$tmp"' in script
+    assert "prev=$(mktemp)" not in script and "/tmp" not in script  # no rollback copy in /tmp
+    assert 'prev=$(mktemp "$(dirname /etc/docker/daemon.json)/' in script
+
+
+def test_repository_file_with_mirror_credentials_is_private() -> None:
+    facts = recorded("debian12-bare")
+    plan = plan_install(facts, install_settings({"mirror": f"https://user:{SECRET}@mirror.example/docker-ce"}))
+    write = next(op for s in plan.steps for op in s.operations if isinstance(op, WriteFile))
+    assert write.mode == "0600"
+
+
+def test_dry_run_masks_every_registered_secret() -> None:
+    from hostsetup.runner import describe_plan
+
+    facts = host("debian12-converged")
+    settings = daemon_settings({"settings": {"proxies": {"http-proxy": "http://u:a%20b%40c@proxy:3128"}}})
+    text = "\n".join(describe_plan(plan_configure(facts, settings)))
+    assert "a%20b" not in text and "***" in text
+
+
+def test_adding_users_to_the_docker_group_warns_that_it_is_root_equivalent() -> None:
+    facts = recorded("debian12-bare")
+    plan = plan_install(facts, install_settings({"users": ["hostsetup"]}))
+    group = next(s for s in plan.steps if s.name == "group")
+    assert any("root-equivalent" in w for w in group.warnings)
+    converged = recorded("debian12-converged")
+    assert not any(s.warnings for s in plan_install(converged, sandbox_settings(converged)).steps)
