@@ -62,7 +62,7 @@ def _fetch_key(remote: Remote, op: FetchKey) -> str:
         raise RemoteError(f"downloading {op.url} failed: {tail(result)}")
     problem = key_file_problem(result.stdout.encode(), op.fingerprints)
     if problem is not None:
-        raise RemoteError(f"refusing the key from {op.url}: {problem} "
+        raise RemoteError(f"key from {op.url}: {problem}; refusing to trust it "
                           "(set install.key_fingerprint for a private mirror's own key)")
     return write_file_script(WriteFile(op.path, result.stdout, op.old))
 
