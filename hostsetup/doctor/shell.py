@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from dataclasses import dataclass, field
 
@@ -18,10 +17,11 @@ class LocalShell:
     sessions: int = 0          # processes started (the counterpart of SSH sessions)
     command_timeout: float = 900
 
-    def run(self, command: str, timeout: float | None = None) -> Result:
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
         self.sessions += 1
         try:
-            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                                  input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
                                   timeout=timeout or self.command_timeout)
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
@@ -29,5 +29,5 @@ class LocalShell:
         return Result(stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode, command=command)
 
     def root(self, script: str, timeout: float | None = None) -> Result:
-        command = "sh -c " + shlex.quote(script)
-        return self.run(command if self.as_root else "sudo -n " + command, timeout)
+        """The script on stdin, as ``Remote.root`` sends it: never on a command line (``ps``)."""
+        return self.run("sh -s" if self.as_root else "sudo -n sh -s", timeout, stdin=script)
