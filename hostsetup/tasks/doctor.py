@@ -51,8 +51,9 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     One read-only probe per host (one SSH session) -> one line per host with its finding codes,
     root cause first. --fix only unmasks, enables, resets and starts units, moves a refused
     daemon.json aside (or restores hostsetup's newest backup), moves a conflicting "hosts" into
-    an ExecStart drop-in, starts containerd, moves a stale pid file aside and adds the user to
-    the docker group; anything that could lose data is printed as a command, never run.
+    an ExecStart drop-in (never a plain-TCP one: that is printed, with a warning), starts
+    containerd, moves a stale pid file aside and adds the user to the docker group; anything
+    that could lose data is printed as a command, never run.
 
     Codes: HEALTHY, UNKNOWN, NOT_INSTALLED, DOCKER_HOST_ELSEWHERE, DAEMON_MASKED, SOCKET_MASKED,
     CONFIG_INVALID_JSON, CONFIG_UNKNOWN_KEY, CONFIG_FLAG_CONFLICT, CONFIG_INVALID_VALUE,

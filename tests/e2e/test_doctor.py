@@ -81,9 +81,22 @@ def restored(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> No
 def hosts_in_dropin(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
     assert "hosts" not in root(sandbox, host, "cat /etc/docker/daemon.json")
     unit = root(sandbox, host, "systemctl cat docker.service")
-    assert "ExecStart=/usr/bin/dockerd -H fd:// -H tcp://127.0.0.1:2375" in unit
-    assert user_docker(sandbox, host, "docker -H tcp://127.0.0.1:2375 version --format '{{.Server.Version}}'")
+    assert "ExecStart=/usr/bin/dockerd -H fd:// -H unix:///run/docker-alt.sock" in unit
+    assert user_docker(sandbox, host, "docker -H unix:///run/docker-alt.sock version --format '{{.Server.Version}}'")
     assert "etc_docker_daemon.json." in root(sandbox, host, "ls /var/backups/hostsetup")  # the old file kept
+
+
+def plain_tcp_left_alone(sandbox: Sandbox, host: SandboxHost, report: dict[str, Any]) -> None:
+    """--fix did not open plain TCP: the file and the unit are as they were, the warning says why."""
+    assert "tcp://127.0.0.1:2375" in root(sandbox, host, "cat /etc/docker/daemon.json")
+    assert "tcp://" not in root(sandbox, host, "systemctl cat docker.service")
+    fixes = only_host(report)["fixes"]
+    assert fixes["steps"] == []
+    assert any(m["code"] == "CONFIG_FLAG_CONFLICT" and m["command"] == "sudoedit /etc/docker/daemon.json"
+               for m in fixes["manual"])
+    assert any("tcp://127.0.0.1:2375 without TLS verification" in n for n in fixes["notes"])
+    # The person's decision: drop the TCP entry; the next --fix moves the local socket into ExecStart.
+    root(sandbox, host, """echo '{"hosts": ["unix:///var/run/docker.sock"]}' > /etc/docker/daemon.json""")
 
 
 def containerd_back(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
@@ -131,7 +144,8 @@ CASES: dict[str, Case] = {
     "unknown-key": Case(["CONFIG_UNKNOWN_KEY", "START_LIMIT_HIT"], check=restored, before=[
         "install -d -m 0700 /var/backups/hostsetup",
         "echo '{\"log-level\": \"warn\"}' > /var/backups/hostsetup/etc_docker_daemon.json.20250101T000000000000000"]),
-    "hosts-conflict": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], check=hosts_in_dropin),
+    "hosts-conflict": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], fixed=False, check=plain_tcp_left_alone),
+    "hosts-conflict-unix": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], check=hosts_in_dropin),
     "containerd-stopped": Case(["CONTAINERD_DOWN"], check=containerd_back),
     "containerd-masked": Case(["CONTAINERD_DOWN"], check=containerd_back),
     "not-in-group": Case(["USER_NOT_IN_GROUP"], check=in_group),
