@@ -21,6 +21,7 @@ from hostsetup.doctor.classify import LOCAL_ENDPOINTS, UNKNOWN_KEYS, parse_confi
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, DAEMON_JSON, PIDFILE, Probes
 from hostsetup.scripts import backup_script
+from hostsetup.secrets import mask
 
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
 EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
@@ -53,6 +54,7 @@ class FixPlan:
     regroup: bool = False      # the user's groups change: probe again from a new login
 
     def describe(self) -> list[str]:
+        """The plan as shown (``--dry-run``): secrets masked; ``FixStep.script`` is what runs."""
         lines = []
         for step in self.steps:
             lines.append(f"fix {step.name}" + (f" ({', '.join(step.codes)})" if step.codes else "") + ":")
@@ -60,7 +62,7 @@ class FixPlan:
         for finding in self.manual:
             lines.append(f"by hand ({finding.code}): {finding.command or finding.fix}")
         lines += [f"note: {note}" for note in self.notes]
-        return lines
+        return [mask(line) for line in lines]
 
 
 def heredoc(path: str, content: str) -> str:

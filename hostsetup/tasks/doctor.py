@@ -11,6 +11,7 @@ from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
 from hostsetup.report import summary_line, write_json
 from hostsetup.runner import run_hosts
+from hostsetup.secrets import register
 from hostsetup.targets import Target
 from hostsetup.tasks.install import target_hosts
 
@@ -66,6 +67,7 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     """
     if user is not None and not USER_NAME.match(user):
         raise HostsetupError(f"--user {user!r} is not a user name")
+    register(c.config.sudo.password)  # masked in every line and in --json
     hosts = _targets(c, local)
     options = DoctorOptions(fix=fix, dry_run=dry_run, local=local, user=user or "")
     reports = run_hosts(hosts, lambda h: doctor_host(h, c.config, options), parallel=int(c.config.parallel))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -116,6 +117,41 @@ def test_garbage_is_a_failed_host(fake: type[FakeShell]) -> None:
     report = doctor_local()
     assert report.status == "failed" and report.error.startswith("probing failed")
     assert host_line(report).startswith("localhost (--local)  failed     -  (probing failed")
+
+
+PASSWORD = "s3cret"
+PROXIES = {"proxies": {"http-proxy": f"http://user:{PASSWORD}@proxy:3128"}}
+
+
+def with_secrets(output: str) -> str:
+    """A hosts conflict the fix moves, with a proxy password in daemon.json and in DOCKER_HOST."""
+    config = {"hosts": ["unix:///var/run/docker.sock", "unix:///run/docker-alt.sock"], **PROXIES}
+    encoded = base64.b64encode(json.dumps(config).encode()).decode()
+    output = re.sub(r"(@@daemon-json\n)[^\n]*", lambda m: f"{m[1]}present\t1795817661\t{encoded}", output)
+    return output.replace("@@env-files\n", f"@@env-files\n/etc/environment:1:DOCKER_HOST=tcp://me:{PASSWORD}@10.0.0.9:2376\n")
+
+
+def test_every_output_masks_secrets_but_the_fix_runs_with_them(fake: type[FakeShell], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fake.outputs = [with_secrets(recorded("engine26.1-hosts-conflict"))]
+    with pytest.raises(Exit):
+        doctor(context([]), local=True, dry_run=True, verbose=True, json=str(tmp_path / "doctor.json"))
+    out, saved = capsys.readouterr().out, (tmp_path / "doctor.json").read_text()
+    assert '"http-proxy": "http://user:***@proxy:3128"' in out           # the --dry-run heredoc, as shown
+    assert "evidence: /etc/environment:1:DOCKER_HOST=tcp://me:***@10.0.0.9:2376" in out  # --verbose evidence
+    assert "http://user:***@proxy:3128" in saved and "tcp://me:***@10.0.0.9:2376" in saved
+    assert PASSWORD not in out and PASSWORD not in saved
+    fake.outputs = [with_secrets(recorded("engine26.1-hosts-conflict")), recorded("engine26.1-healthy")]
+    doctor_local(fix=True)
+    assert f'"http-proxy": "http://user:{PASSWORD}@proxy:3128"' in fake.scripts[0]  # the executed form
+
+
+def test_the_sudo_password_is_masked(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-healthy")]
+    c = context([])
+    c.config.sudo.password = "pw-only-in-this-test"
+    doctor(c, local=True)
+    assert host_line(DoctorReport("h", error="sudo said pw-only-in-this-test")) == "h  ok         -  (sudo said ***)"
 
 
 def odd_output(name: str) -> str:
