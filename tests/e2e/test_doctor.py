@@ -11,12 +11,16 @@ user's ``docker info`` must work again in a new SSH session.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from hostsetup.doctor.probes import probe_command
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from tests.e2e.conftest import only_host, ssh
 from tests.tools.record_doctor import BREAKS, USER
@@ -229,3 +233,41 @@ def test_diagnose_and_fix(sandbox, cli, shared, cause) -> None:
         code, report, out = cli(doctor_host, "--fix", task="doctor")
         assert (code, only_host(report)["codes"]) == (0, ["HEALTHY"]), out
     assert user_docker(sandbox, doctor_host)  # a new session, as the user, without sudo
+
+
+PLANTED = ("~/.docker/contexts/meta/shadow", "~/.docker/contexts/meta/secret")
+
+
+def test_the_users_symlinks_do_not_make_root_read_for_them(sandbox, cli, shared) -> None:
+    """The user links their context metadata to /etc/shadow and to a root-only file shaped like a context
+    (and makes it current): neither reaches the probe's output or the report."""
+    host = healthy_host(sandbox, shared, cli)
+    secret = '{"Name": "leak", "Endpoints": {"docker": {"Host": "tcp://root-only-secret:1"}}}'
+    root(sandbox, host, f"umask 077 && printf '%s\\n' '{secret}' > /root/context.json")
+    shadow = root(sandbox, host, "base64 /etc/shadow | tr -d '\\n'")
+    with ssh(sandbox, host) as c:
+        c.run("mkdir -p ~/.docker/contexts/meta/shadow ~/.docker/contexts/meta/secret && "
+              "ln -s /etc/shadow ~/.docker/contexts/meta/shadow/meta.json && "
+              "ln -s /root/context.json ~/.docker/contexts/meta/secret/meta.json && "
+              """printf '{"currentContext": "leak"}\\n' > ~/.docker/config.json""", hide=True)
+    try:
+        with ssh(sandbox, host) as c:
+            raw = c.run(probe_command(), hide=True, warn=True, timeout=90).stdout
+        assert "@@end" in raw and shadow not in raw and "root-only-secret" not in base64_lines(raw)
+        _code, report, out = cli(host, "--verbose", task="doctor")
+        assert "root-only-secret" not in out and "root-only-secret" not in json.dumps(report)
+    finally:
+        with ssh(sandbox, host) as c:
+            c.run(f"rm -rf {' '.join(PLANTED)} ~/.docker/config.json", hide=True)
+        root(sandbox, host, "rm -f /root/context.json")
+
+
+def base64_lines(raw: str) -> str:
+    """The probe output with every base64 field decoded (file contents travel encoded)."""
+    decoded = []
+    for field_text in re.findall(r"[A-Za-z0-9+/]{16,}={0,2}", raw):
+        try:
+            decoded.append(base64.b64decode(field_text).decode("utf-8", errors="replace"))
+        except ValueError:
+            continue
+    return raw + "\n".join(decoded)
