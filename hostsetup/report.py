@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostsetup.runner import HostReport
+from hostsetup.secrets import mask_data
 
 
 def host_block(report: HostReport, verbose: bool = False, live: bool = False) -> list[str]:
@@ -41,7 +42,9 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 
 def write_json(reports: Sequence[HostReport], path: str | Path) -> None:
-    Path(path).write_text(json.dumps({"hosts": [r.as_dict() for r in reports]}, indent=2) + "\n")
+    """``--json``: every string masked (``hostsetup.secrets``)."""
+    data = mask_data({"hosts": [r.as_dict() for r in reports]})
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def fleet_table(reports: Sequence[HostReport]) -> list[str]:

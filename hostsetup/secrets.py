@@ -27,11 +27,12 @@ _lock = threading.Lock()
 _known: set[str] = set()
 
 # user:password@host, optionally after scheme://. The password runs to the last "@" that is
-# followed by a host name, so it may itself hold "@" or ":" (not whitespace, quotes or "/":
-# a registered password is masked whatever it holds).
+# followed by a host name, so it may itself hold "@", ":" or "'" (a sub-delimiter URLs allow
+# there: "http://u:it's@proxy" is a working proxy URL); not whitespace, '"', "<", ">" or "/"
+# (a registered password is masked whatever it holds).
 _USERINFO = re.compile(
     r"(?P<head>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*://)|(?<![\w.%+/-]))"
-    r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"'<>/]+)@(?=[\w\[][\w.:\[\]-]*)")
+    r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"<>/]+)@(?=[\w\[][\w.:\[\]-]*)")
 
 
 # "password": "..." (JSON, a Python dict's repr, key=value): Invoke's -d debug dump of the

@@ -4,8 +4,10 @@ conflicts and proxies, decide reload or restart. Pure: no I/O."""
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
+from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
 from hostsetup.daemon.settings import DaemonSettings, canonical_json
 from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
@@ -86,15 +88,16 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
         raise DaemonPlanError("; ".join(errors))
     warnings = [i.render(source(i.path)) for i in issues if i.severity != "error"]
 
-    tcp = [h for h in merged.get("hosts", []) if isinstance(h, str) and h.startswith("tcp://")]
-    if tcp and not merged.get("tlsverify"):
+    command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
+    tcp = insecure_hosts(hosts_list(merged.get("hosts")), merged, shlex.split(command))
+    if tcp:
         if not settings.allow_insecure_tcp:
-            raise DaemonPlanError(f"hosts {', '.join(tcp)} without tlsverify gives anyone who can reach it root "
-                                  "on this host; set tlsverify with certificates, or pass --allow-insecure-tcp")
+            raise DaemonPlanError(f"hosts {', '.join(tcp)} without TLS verification gives anyone who can reach it "
+                                  "root on this host; set tlsverify with tlscacert, tlscert and tlskey, or pass "
+                                  "--allow-insecure-tcp")
         warnings.append(f"{', '.join(tcp)} without TLS verification hands out root on this host to anyone "
                         "who can reach it (allowed by --allow-insecure-tcp)")
 
-    command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
     moved = []
     for key in sorted(merged):
         if key in BOTH_WAYS:

@@ -8,6 +8,7 @@ right answer for (DOCKER_HOST, iptables) stays a printed command.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -15,10 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.doctor.classify import LOCAL_ENDPOINTS, UNKNOWN_KEYS, parse_config
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, DAEMON_JSON, PIDFILE, Probes
 from hostsetup.scripts import backup_script
+from hostsetup.secrets import mask
 
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
 EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
@@ -51,6 +54,7 @@ class FixPlan:
     regroup: bool = False      # the user's groups change: probe again from a new login
 
     def describe(self) -> list[str]:
+        """The plan as shown (``--dry-run``): secrets masked; ``FixStep.script`` is what runs."""
         lines = []
         for step in self.steps:
             lines.append(f"fix {step.name}" + (f" ({', '.join(step.codes)})" if step.codes else "") + ":")
@@ -58,7 +62,7 @@ class FixPlan:
         for finding in self.manual:
             lines.append(f"by hand ({finding.code}): {finding.command or finding.fix}")
         lines += [f"note: {note}" for note in self.notes]
-        return lines
+        return [mask(line) for line in lines]
 
 
 def heredoc(path: str, content: str) -> str:
@@ -96,13 +100,17 @@ def _host_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return hosts, rest
 
 
+def dropin_hosts(argv: Sequence[str], hosts: Sequence[str]) -> list[str]:
+    """The -H values of the drop-in: ``fd://`` (the local socket stays socket-activated, so clients
+    on /var/run/docker.sock keep working), then the unit's and daemon.json's other addresses."""
+    flag_hosts = _host_flags(argv or DEFAULT_ARGV)[0]
+    return list(dict.fromkeys(["fd://", *[h for h in (*flag_hosts, *hosts) if h not in ("fd://", *LOCAL_ENDPOINTS)]]))
+
+
 def hosts_execstart(argv: Sequence[str], hosts: Sequence[str]) -> str:
-    """dockerd's command line with daemon.json's ``hosts`` as -H flags; the local socket stays
-    socket-activated (``fd://``), so clients on /var/run/docker.sock keep working."""
-    flag_hosts, rest = _host_flags(argv or DEFAULT_ARGV)
-    wanted = ["fd://", *[h for h in (*flag_hosts, *hosts) if h not in ("fd://", *LOCAL_ENDPOINTS)]]
-    words = [rest[0]] + [w for h in dict.fromkeys(wanted) for w in ("-H", h)] + rest[1:]
-    return " ".join(words)
+    """dockerd's command line with daemon.json's ``hosts`` as -H flags."""
+    rest = _host_flags(argv or DEFAULT_ARGV)[1]
+    return " ".join([rest[0], *[w for h in dropin_hosts(argv, hosts) for w in ("-H", h)], *rest[1:]])
 
 
 class _Planner:
@@ -113,6 +121,7 @@ class _Planner:
         self.steps: list[FixStep] = []
         self.fixed: set[str] = set()
         self.notes: list[str] = []
+        self.replaced: dict[str, Finding] = {}   # findings left to a person, with a different fix
         self.regroup = False
 
     def step(self, name: str, codes: Sequence[str], lines: Sequence[str], note: str = "") -> None:
@@ -156,8 +165,11 @@ class _Planner:
         config, _ = parse_config(p.backup, p.engine_version)
         if config is None or _bad_keys(self.findings) & config.keys():
             return None
-        if "hosts" in config and _host_flags(p.unit("docker.service").argv)[0]:
+        argv = p.unit("docker.service").argv
+        if "hosts" in config and _host_flags(argv)[0]:
             return None
+        if insecure_hosts(hosts_list(config.get("hosts")), config, argv):
+            return None  # restoring it would open plain TCP
         return p.backup_path
 
     def hosts(self) -> None:
@@ -167,9 +179,14 @@ class _Planner:
             return
         if not config or "hosts" not in config:
             return
-        hosts = config["hosts"] if isinstance(config["hosts"], list) else [config["hosts"]]
+        hosts = [str(h) for h in hosts_list(config["hosts"])]
         rest = {k: v for k, v in config.items() if k != "hosts"}
-        command = hosts_execstart(p.unit("docker.service").argv, [str(h) for h in hosts])
+        argv = p.unit("docker.service").argv
+        plain = insecure_hosts(dropin_hosts(argv, hosts), rest, argv)
+        if plain:
+            self.refuse_plain_tcp(plain)
+            return
+        command = hosts_execstart(argv, hosts)
         dropin = ("# Written by hostsetup doctor: \"hosts\" moved here from /etc/docker/daemon.json, where it\n"
                   "# conflicted with this command line's -H (dockerd refuses a key set both ways).\n"
                   f"[Service]\nExecStart=\nExecStart={command}\n")
@@ -181,6 +198,18 @@ class _Planner:
             heredoc(EXECSTART_DROPIN, dropin),
             "systemctl daemon-reload",
         ])
+
+    def refuse_plain_tcp(self, plain: Sequence[str]) -> None:
+        """Leave the conflict to a person: moving these addresses into ExecStart would open plain TCP."""
+        addresses = ", ".join(plain)
+        conflict = next(f for f in self.findings if f.code == "CONFIG_FLAG_CONFLICT")
+        self.replaced[conflict.code] = dataclasses.replace(
+            conflict, command=f"sudoedit {DAEMON_JSON}",
+            fix=f"Remove {addresses} from hosts in {DAEMON_JSON}, or turn on TLS verification (tlsverify with "
+                "tlscacert, tlscert and tlskey), then run doctor --fix again; to keep plain TCP on purpose, move "
+                "hosts into ExecStart yourself (sudo systemctl edit docker.service).")
+        self.notes.append(f"warning: hosts not moved into ExecStart: {addresses} without TLS verification would "
+                          "give root on this host to anyone who can reach it")
 
     def containerd(self) -> None:
         ctd = self.p.unit("containerd.service")
@@ -241,7 +270,8 @@ class _Planner:
         self.group()
         if self.steps or self.has("START_LIMIT_HIT", "DAEMON_STOPPED"):
             self.start()
-        manual = tuple(f for f in self.findings if f.code not in self.fixed and f.severity not in (OK, INFO))
+        manual = tuple(self.replaced.get(f.code, f) for f in self.findings
+                       if f.code not in self.fixed and f.severity not in (OK, INFO))
         return FixPlan(tuple(self.steps), manual, tuple(self.notes), self.regroup)
 
 

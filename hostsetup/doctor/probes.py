@@ -2,7 +2,10 @@
 
 The script runs as the login user (one SSH round trip, or ``sh -c`` locally).
 Whatever needs root goes through ``sudo -n`` and is simply skipped when sudo
-wants a password; ``privilege`` says which. Every command is bounded by
+wants a password; ``privilege`` says which. The target user's own files (profiles,
+~/.docker) are read as that user (``runuser``/``sudo -u``), never as root, and only
+regular files, context metadata not through symlinks, each at most 64 KiB, with no
+word splitting of names. Every command is bounded by
 ``timeout``: a docker client hangs on a socket-activated daemon whose containerd
 is gone. Sections start with ``@@name`` lines, as in ``hostsetup.facts``; file
 contents travel base64-encoded.
@@ -36,6 +39,9 @@ JOURNAL_ERRORS = ("unable to configure|failed to start daemon|Error starting dae
                   "permission denied|failed to dial|Start request repeated|start-limit|"
                   "Failed to resolve group|is masked|Starting |Started |Dependency failed")
 
+# A line of a profile or environment file that sets the client's endpoint (no quote: it sits in '' and "").
+ENV_LINE = "^[^#]*DOCKER_(HOST|CONTEXT)="
+
 _SCRIPT = r"""
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" LC_ALL=C
 sec() { printf '\n@@%s\n' "$1"; }
@@ -45,6 +51,14 @@ elif sudo -n true 2>/dev/null; then S="sudo -n"; priv=sudo
 elif command -v sudo >/dev/null 2>&1; then S=; priv=password
 else S=; priv=none; fi
 R() { $S "$@"; }
+# The target user's own files are read as that user, never as root: a symlink they plant must not
+# make root read other files (/etc/shadow) into the report.
+U() {
+  if [ "$T" = "$me" ]; then "$@"
+  elif [ "$priv" = root ]; then runuser -u "$T" -- "$@"
+  elif [ "$priv" = sudo ]; then sudo -n -u "$T" -- "$@"
+  else "$@"; fi
+}
 home=$(getent passwd "$T" | cut -d: -f6)
 sec meta
 printf 'user=%s\nuid=%s\ntarget=%s\npriv=%s\nhome=%s\n' "$me" "$(id -u)" "$T" "$priv" "$home"
@@ -109,16 +123,18 @@ sec group; getent group docker
 sec groups; printf 'session=%s\ndatabase=%s\n' "$(id -Gn)" "$(id -Gn "$T" 2>/dev/null || echo '!missing')"
 sec env; [ "$T" = "$me" ] && env | grep -E '^DOCKER_(HOST|CONTEXT|CONFIG|TLS_VERIFY|CERT_PATH)='
 sec env-files
-R grep -sHnE '^[^#]*DOCKER_(HOST|CONTEXT)=' /etc/environment /etc/profile /etc/bash.bashrc /etc/profile.d/*.sh \
-  "$home/.bashrc" "$home/.profile" "$home/.bash_profile" "$home/.bash_login" "$home/.zshrc" "$home/.zprofile" \
-  "$home/.zshenv" "$home/.pam_environment" 2>/dev/null
+R grep -sHnE 'ENV_LINE' /etc/environment /etc/profile /etc/bash.bashrc /etc/profile.d/*.sh 2>/dev/null
+U timeout 10 sh -c 'for f; do [ -f "$f" ] && grep -sHnE "ENV_LINE" -- "$f"; done' - "$home/.bashrc" \
+  "$home/.profile" "$home/.bash_profile" "$home/.bash_login" "$home/.zshrc" "$home/.zprofile" "$home/.zshenv" \
+  "$home/.pam_environment" 2>/dev/null
 sec docker-context
 c=${DOCKER_CONFIG:-$home/.docker}; [ "$T" = "$me" ] || c=$home/.docker
-R sed -n 's/.*"currentContext"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/current=\1/p' "$c/config.json" 2>/dev/null \
-  | head -n 1
-for m in $(R sh -c 'ls "$1"/contexts/meta/*/meta.json 2>/dev/null' - "$c"); do
-  printf 'meta\t'; R cat "$m" | base64 | tr -d '\n'; echo
-done
+# Regular files only (no device or fifo to hang on), at most 64 KiB; context metadata not through symlinks.
+U timeout 10 sh -c '[ -f "$1" ] && head -c 65536 -- "$1"' - "$c/config.json" 2>/dev/null \
+  | sed -n 's/.*"currentContext"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/current=\1/p' | head -n 1
+U timeout 10 find -P "$c/contexts/meta" -mindepth 2 -maxdepth 2 -name meta.json -type f -exec sh -c \
+  'for m; do printf "meta\t"; head -c 65536 -- "$m" | base64 | tr -d "\n"; echo; done' - {} + 2>/dev/null \
+  | head -n 50
 sec disk
 dr=$(R cat "$f" 2>/dev/null | tr -d '\n' | sed -n 's/.*"data-root"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
 for p in "${dr:-DATA_ROOT}" /run /var/lib/containerd; do
@@ -160,7 +176,7 @@ def probe_script(target_user: str = "") -> str:
             .replace("PROPS", UNIT_PROPS).replace("CLIENT", str(CLIENT_TIMEOUT))
             .replace("DAEMON_JSON", DAEMON_JSON).replace("PIDFILE", PIDFILE)
             .replace("BACKUPS", BACKUP_GLOB).replace("DATA_ROOT", DEFAULT_DATA_ROOT)
-            .replace("ERRORS", JOURNAL_ERRORS).replace("FORMAT", CLIENT_FORMAT))
+            .replace("ERRORS", JOURNAL_ERRORS).replace("FORMAT", CLIENT_FORMAT).replace("ENV_LINE", ENV_LINE))
 
 
 def probe_command(target_user: str = "") -> str:

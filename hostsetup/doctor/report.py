@@ -1,9 +1,14 @@
-"""The doctor's output: one line per host, details with ``--verbose``, commands with ``--dry-run``."""
+"""The doctor's output: one line per host, details with ``--verbose``, commands with ``--dry-run``.
+
+Every line goes through ``hostsetup.secrets.mask``: evidence, errors and fix scripts may carry
+daemon.json's proxy credentials or the sudo password.
+"""
 
 from __future__ import annotations
 
 from hostsetup.doctor.findings import Finding
 from hostsetup.doctor.run import LOCAL, DoctorReport
+from hostsetup.secrets import mask
 
 
 def _codes(findings: list[Finding]) -> str:
@@ -16,7 +21,7 @@ def host_line(report: DoctorReport, width: int = 0) -> str:
     if report.after is not None:
         codes += f" -> {_codes(report.after)}"
     line = f"{report.host:{width}}  {report.status:9}  {codes}"
-    return line + (f"  ({report.error})" if report.error else "")
+    return mask(line + (f"  ({report.error})" if report.error else ""))
 
 
 def finding_lines(findings: list[Finding]) -> list[str]:
@@ -54,4 +59,4 @@ def host_details(report: DoctorReport, verbose: bool, dry_run: bool) -> list[str
     if verbose:
         unit = "processes" if report.host == LOCAL else "SSH sessions"
         lines.append(f"  {report.seconds:.2f}s, {report.sessions} {unit}")
-    return [line for line in lines if line]
+    return [mask(line) for line in lines if line]

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from fabric import Config
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import AuthFailure, CommandTimedOut, Failure
 from paramiko.ssh_exception import SSHException
 
 from hostsetup.apply import StepResult
@@ -89,8 +89,10 @@ def probe(shell: Shell, user: str = "") -> Probes:
         probes = parse_probes(result.stdout)
     except FactsError as exc:
         raise HostsetupError(f"probing failed ({exc}): {tail(result)}") from None
+    except Exception as exc:  # the parser is pure: whatever it raises, the output was not what it knows
+        raise HostsetupError(f"probing failed: output not understood ({type(exc).__name__}: {exc})") from None
     if isinstance(shell, Remote):
-        shell.as_root = probes.uid == 0
+        shell.as_root, shell.sudo_asks = probes.uid == 0, probes.privilege == "password"
     return probes
 
 
@@ -174,6 +176,12 @@ def doctor_host(target: Target, config: Config, options: DoctorOptions) -> Docto
         doctor.report.status, doctor.report.error = "failed", f"timed out after {exc.timeout}s"
     except (TimeoutError, SSHException, OSError, EOFError) as exc:
         doctor.report.status, doctor.report.error = "failed", f"cannot connect: {exc or type(exc).__name__}"
+    except AuthFailure:
+        doctor.report.status, doctor.report.error = "failed", "sudo did not accept the password"
+    except Failure as exc:  # UnexpectedExit and the like: a command invoke or fabric gave up on
+        doctor.report.status, doctor.report.error = "failed", f"command failed: {tail(exc.result)}"
+    except Exception as exc:  # one host's surprise must not take the others down
+        doctor.report.status, doctor.report.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
     finally:
         doctor.close()
         doctor.report.sessions = doctor.sessions

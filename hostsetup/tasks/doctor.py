@@ -11,6 +11,7 @@ from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
 from hostsetup.report import summary_line, write_json
 from hostsetup.runner import run_hosts
+from hostsetup.secrets import register
 from hostsetup.targets import Target
 from hostsetup.tasks.install import target_hosts
 
@@ -51,8 +52,9 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     One read-only probe per host (one SSH session) -> one line per host with its finding codes,
     root cause first. --fix only unmasks, enables, resets and starts units, moves a refused
     daemon.json aside (or restores hostsetup's newest backup), moves a conflicting "hosts" into
-    an ExecStart drop-in, starts containerd, moves a stale pid file aside and adds the user to
-    the docker group; anything that could lose data is printed as a command, never run.
+    an ExecStart drop-in (never a plain-TCP one: that is printed, with a warning), starts
+    containerd, moves a stale pid file aside and adds the user to the docker group; anything
+    that could lose data is printed as a command, never run.
 
     Codes: HEALTHY, UNKNOWN, NOT_INSTALLED, DOCKER_HOST_ELSEWHERE, DAEMON_MASKED, SOCKET_MASKED,
     CONFIG_INVALID_JSON, CONFIG_UNKNOWN_KEY, CONFIG_FLAG_CONFLICT, CONFIG_INVALID_VALUE,
@@ -65,6 +67,7 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     """
     if user is not None and not USER_NAME.match(user):
         raise HostsetupError(f"--user {user!r} is not a user name")
+    register(c.config.sudo.password)  # masked in every line and in --json
     hosts = _targets(c, local)
     options = DoctorOptions(fix=fix, dry_run=dry_run, local=local, user=user or "")
     reports = run_hosts(hosts, lambda h: doctor_host(h, c.config, options), parallel=int(c.config.parallel))

@@ -11,12 +11,16 @@ user's ``docker info`` must work again in a new SSH session.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from hostsetup.doctor.probes import probe_command
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from tests.e2e.conftest import only_host, ssh
 from tests.tools.record_doctor import BREAKS, USER
@@ -81,9 +85,22 @@ def restored(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> No
 def hosts_in_dropin(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
     assert "hosts" not in root(sandbox, host, "cat /etc/docker/daemon.json")
     unit = root(sandbox, host, "systemctl cat docker.service")
-    assert "ExecStart=/usr/bin/dockerd -H fd:// -H tcp://127.0.0.1:2375" in unit
-    assert user_docker(sandbox, host, "docker -H tcp://127.0.0.1:2375 version --format '{{.Server.Version}}'")
+    assert "ExecStart=/usr/bin/dockerd -H fd:// -H unix:///run/docker-alt.sock" in unit
+    assert user_docker(sandbox, host, "docker -H unix:///run/docker-alt.sock version --format '{{.Server.Version}}'")
     assert "etc_docker_daemon.json." in root(sandbox, host, "ls /var/backups/hostsetup")  # the old file kept
+
+
+def plain_tcp_left_alone(sandbox: Sandbox, host: SandboxHost, report: dict[str, Any]) -> None:
+    """--fix did not open plain TCP: the file and the unit are as they were, the warning says why."""
+    assert "tcp://127.0.0.1:2375" in root(sandbox, host, "cat /etc/docker/daemon.json")
+    assert "tcp://" not in root(sandbox, host, "systemctl cat docker.service")
+    fixes = only_host(report)["fixes"]
+    assert fixes["steps"] == []
+    assert any(m["code"] == "CONFIG_FLAG_CONFLICT" and m["command"] == "sudoedit /etc/docker/daemon.json"
+               for m in fixes["manual"])
+    assert any("tcp://127.0.0.1:2375 without TLS verification" in n for n in fixes["notes"])
+    # The person's decision: drop the TCP entry; the next --fix moves the local socket into ExecStart.
+    root(sandbox, host, """echo '{"hosts": ["unix:///var/run/docker.sock"]}' > /etc/docker/daemon.json""")
 
 
 def containerd_back(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
@@ -131,7 +148,8 @@ CASES: dict[str, Case] = {
     "unknown-key": Case(["CONFIG_UNKNOWN_KEY", "START_LIMIT_HIT"], check=restored, before=[
         "install -d -m 0700 /var/backups/hostsetup",
         "echo '{\"log-level\": \"warn\"}' > /var/backups/hostsetup/etc_docker_daemon.json.20250101T000000000000000"]),
-    "hosts-conflict": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], check=hosts_in_dropin),
+    "hosts-conflict": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], fixed=False, check=plain_tcp_left_alone),
+    "hosts-conflict-unix": Case(["CONFIG_FLAG_CONFLICT", "START_LIMIT_HIT"], check=hosts_in_dropin),
     "containerd-stopped": Case(["CONTAINERD_DOWN"], check=containerd_back),
     "containerd-masked": Case(["CONTAINERD_DOWN"], check=containerd_back),
     "not-in-group": Case(["USER_NOT_IN_GROUP"], check=in_group),
@@ -215,3 +233,41 @@ def test_diagnose_and_fix(sandbox, cli, shared, cause) -> None:
         code, report, out = cli(doctor_host, "--fix", task="doctor")
         assert (code, only_host(report)["codes"]) == (0, ["HEALTHY"]), out
     assert user_docker(sandbox, doctor_host)  # a new session, as the user, without sudo
+
+
+PLANTED = ("~/.docker/contexts/meta/shadow", "~/.docker/contexts/meta/secret")
+
+
+def test_the_users_symlinks_do_not_make_root_read_for_them(sandbox, cli, shared) -> None:
+    """The user links their context metadata to /etc/shadow and to a root-only file shaped like a context
+    (and makes it current): neither reaches the probe's output or the report."""
+    host = healthy_host(sandbox, shared, cli)
+    secret = '{"Name": "leak", "Endpoints": {"docker": {"Host": "tcp://root-only-secret:1"}}}'
+    root(sandbox, host, f"umask 077 && printf '%s\\n' '{secret}' > /root/context.json")
+    shadow = root(sandbox, host, "base64 /etc/shadow | tr -d '\\n'")
+    with ssh(sandbox, host) as c:
+        c.run("mkdir -p ~/.docker/contexts/meta/shadow ~/.docker/contexts/meta/secret && "
+              "ln -s /etc/shadow ~/.docker/contexts/meta/shadow/meta.json && "
+              "ln -s /root/context.json ~/.docker/contexts/meta/secret/meta.json && "
+              """printf '{"currentContext": "leak"}\\n' > ~/.docker/config.json""", hide=True)
+    try:
+        with ssh(sandbox, host) as c:
+            raw = c.run(probe_command(), hide=True, warn=True, timeout=90).stdout
+        assert "@@end" in raw and shadow not in raw and "root-only-secret" not in base64_lines(raw)
+        _code, report, out = cli(host, "--verbose", task="doctor")
+        assert "root-only-secret" not in out and "root-only-secret" not in json.dumps(report)
+    finally:
+        with ssh(sandbox, host) as c:
+            c.run(f"rm -rf {' '.join(PLANTED)} ~/.docker/config.json", hide=True)
+        root(sandbox, host, "rm -f /root/context.json")
+
+
+def base64_lines(raw: str) -> str:
+    """The probe output with every base64 field decoded (file contents travel encoded)."""
+    decoded = []
+    for field_text in re.findall(r"[A-Za-z0-9+/]{16,}={0,2}", raw):
+        try:
+            decoded.append(base64.b64decode(field_text).decode("utf-8", errors="replace"))
+        except ValueError:
+            continue
+    return raw + "\n".join(decoded)

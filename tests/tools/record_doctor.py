@@ -64,7 +64,9 @@ BREAKS: dict[str, Break] = {
                            "(systemctl start docker.service || true)"),
     "invalid-json": Break(restart_with('{"log-level": "info",}')),
     "unknown-key": Break(restart_with('{"log-level": "info", "no-such-option": true}')),
+    # Plain TCP: doctor --fix leaves it to a person. Only local sockets are moved into ExecStart.
     "hosts-conflict": Break(restart_with('{"hosts": ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375"]}')),
+    "hosts-conflict-unix": Break(restart_with('{"hosts": ["unix:///var/run/docker.sock", "unix:///run/docker-alt.sock"]}')),
     "containerd-stopped": Break("systemctl stop containerd.service"),
     # Masked containerd while docker restarts: dockerd waits 60 s for it and a client hangs meanwhile.
     "containerd-masked": Break("systemctl mask containerd.service && systemctl stop containerd.service && "

@@ -88,6 +88,36 @@ def test_tcp_without_tls_refused_unless_allowed_then_warned() -> None:
     assert any("hands out root" in w for w in step.warnings)
 
 
+TLS = {"tlsverify": True, "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/cert.pem",
+       "tlskey": "/etc/docker/key.pem"}
+
+
+# What the schema lets through (other schemes are refused before this check); no scheme means tcp.
+@pytest.mark.parametrize("address", ["0.0.0.0:2375", ":2375", "127.0.0.1:2375", "tcp://", "tcp://0.0.0.0:2375"])
+@pytest.mark.parametrize("tls", [{}, {"tls": True}, {"tlsverify": True}, {**TLS, "tlsverify": False},
+                                 {**TLS, "tlskey": ""}])
+def test_tcp_in_any_form_without_full_tls_verification_is_refused(address: str, tls: dict) -> None:
+    settings = {"settings": {"hosts": ["unix:///var/run/docker.sock", address], **tls}}
+    with pytest.raises(DaemonPlanError, match=f"hosts {address} without TLS verification"):
+        plan_daemon(host("debian13-converged"), daemon_settings(settings))
+
+
+def test_tcp_with_tls_verification_is_planned_without_a_warning() -> None:
+    settings = {"settings": {"hosts": ["fd://", "tcp://0.0.0.0:2376"], **TLS}}
+    step = plan_daemon(host("debian13-converged"), daemon_settings(settings))
+    assert step.changes and not any("hands out root" in w for w in step.warnings)
+
+
+def test_tls_verification_may_come_from_the_unit_flags() -> None:
+    facts = host("debian13-converged")
+    flags = "--tlsverify --tlscacert=/etc/docker/ca.pem --tlscert /etc/docker/cert.pem --tlskey=/etc/docker/key.pem"
+    unit = f"[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// {flags}\n"
+    tcp = daemon_settings({"settings": {"hosts": ["0.0.0.0:2376"]}})
+    assert plan_daemon(dataclasses.replace(facts, docker_unit=unit), tcp).changes
+    with pytest.raises(DaemonPlanError, match="--allow-insecure-tcp"):
+        plan_daemon(dataclasses.replace(facts, docker_unit=unit.replace("--tlsverify", "--tlsverify=false")), tcp)
+
+
 def test_engine_version_decides() -> None:
     graph = daemon_settings({"settings": {"graph": "/srv/docker"}})
     with pytest.raises(DaemonPlanError, match="graph"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
@@ -84,29 +85,85 @@ def test_unusable_backups_are_not_restored(backup: str) -> None:
     assert plan(same).steps[0].name == "move daemon.json aside"
 
 
+SAFE_HOSTS = '{"hosts": ["unix:///var/run/docker.sock", "unix:///run/docker-alt.sock"]}'
+TLS = {"tlsverify": True, "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/cert.pem",
+       "tlskey": "/etc/docker/key.pem"}
+
+
+def with_daemon_json(p: Probes, text: str, argv: tuple[str, ...] | None = None) -> Probes:
+    units = dict(p.units)
+    if argv is not None:
+        units["docker.service"] = dataclasses.replace(units["docker.service"], argv=argv)
+    return dataclasses.replace(p, daemon_json=text, units=units)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_hosts_move_into_the_execstart_dropin(engine: str, tmp_path: Path) -> None:
-    (move, start) = plan(probes(f"{engine}-hosts-conflict")).steps
+    (move, start) = plan(with_daemon_json(probes(f"{engine}-hosts-conflict"), SAFE_HOSTS)).steps
     assert move.name == "move hosts to a drop-in" and move.codes == ("CONFIG_FLAG_CONFLICT",)
     assert (start.name, start.script) == ("start docker", START)
     script = move.script
     assert "cp -p /etc/docker/daemon.json /var/backups/hostsetup/etc_docker_daemon.json." in script
     assert ("cat > /etc/docker/daemon.json.hostsetup-new <<'HOSTSETUP_EOF'\n{}\nHOSTSETUP_EOF\n"
             "mv -f /etc/docker/daemon.json.hostsetup-new /etc/docker/daemon.json") in script
-    assert ("[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// -H tcp://127.0.0.1:2375 "
+    assert ("[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// -H unix:///run/docker-alt.sock "
             "--containerd=/run/containerd/containerd.sock\nHOSTSETUP_EOF\n") in script
     assert script.endswith("systemctl daemon-reload")
     # The script is valid sh and writes exactly those files (run against a scratch root).
     subprocess.run(["sh", "-n", "-c", script], check=True)
     local = script.replace("/etc/", f"{tmp_path}/etc/").replace("/var/backups/", f"{tmp_path}/backups/")
     (tmp_path / "etc/docker").mkdir(parents=True)
-    (tmp_path / "etc/docker/daemon.json").write_text('{"hosts": ["tcp://127.0.0.1:2375"]}')
+    (tmp_path / "etc/docker/daemon.json").write_text(SAFE_HOSTS)
     subprocess.run(["sh", "-ec", local.replace("systemctl daemon-reload", "true")], check=True)
     assert (tmp_path / "etc/docker/daemon.json").read_text() == "{}\n"
     dropin = (tmp_path / "etc/systemd/system/docker.service.d/hostsetup-execstart.conf").read_text()
-    assert dropin.splitlines()[-2:] == ["ExecStart=", "ExecStart=/usr/bin/dockerd -H fd:// -H tcp://127.0.0.1:2375 "
-                                        "--containerd=/run/containerd/containerd.sock"]
+    assert dropin.splitlines()[-2:] == ["ExecStart=", "ExecStart=/usr/bin/dockerd -H fd:// -H unix:///run/docker-alt."
+                                        "sock --containerd=/run/containerd/containerd.sock"]
     assert [p.name.split(".")[0] for p in (tmp_path / "backups/hostsetup").iterdir()] == ["etc_docker_daemon"]
+
+
+@pytest.mark.parametrize(("config", "argv", "plain"), [
+    ('{"hosts": ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375"]}', None, "tcp://127.0.0.1:2375"),  # recorded
+    ('{"hosts": ["0.0.0.0:2375"]}', None, "0.0.0.0:2375"),               # no scheme: dockerd reads tcp
+    ('{"hosts": [":2375"]}', None, ":2375"),
+    ('{"hosts": "127.0.0.1:2375"}', None, "127.0.0.1:2375"),
+    (json.dumps({"hosts": ["tcp://0.0.0.0:2376"], "tls": True, **{k: v for k, v in TLS.items() if k != "tlsverify"}}),
+     None, "tcp://0.0.0.0:2376"),                                       # encrypted, but anyone may connect
+    ('{"hosts": ["tcp://0.0.0.0:2376"], "tlsverify": true}', None, "tcp://0.0.0.0:2376"),  # no CA, cert, key
+    (SAFE_HOSTS, ("/usr/bin/dockerd", "-H", "fd://", "-H", "tcp://0.0.0.0:2375"), "tcp://0.0.0.0:2375"),  # the unit's
+])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plain_tcp_is_never_moved_into_execstart(engine: str, config: str, argv: tuple[str, ...] | None,
+                                                 plain: str) -> None:
+    result = plan(with_daemon_json(probes(f"{engine}-hosts-conflict"), config, argv))
+    assert result.steps == ()  # no drop-in, and docker is not started with the conflict in place
+    manual, limit = result.manual
+    assert limit.code == "START_LIMIT_HIT"
+    assert (manual.code, manual.command) == ("CONFIG_FLAG_CONFLICT", "sudoedit /etc/docker/daemon.json")
+    assert f"Remove {plain} from hosts" in manual.fix and "tlsverify with tlscacert, tlscert and tlskey" in manual.fix
+    assert result.notes == (f"warning: hosts not moved into ExecStart: {plain} without TLS verification would give "
+                            "root on this host to anyone who can reach it", "docker not started: fix "
+                            "CONFIG_FLAG_CONFLICT first")
+    lines = result.describe()
+    assert "by hand (CONFIG_FLAG_CONFLICT): sudoedit /etc/docker/daemon.json" in lines
+    assert f"note: {result.notes[0]}" in lines
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tcp_with_tls_verification_is_moved(engine: str) -> None:
+    config = json.dumps({"hosts": ["unix:///var/run/docker.sock", "0.0.0.0:2376"], **TLS})
+    move = plan(with_daemon_json(probes(f"{engine}-hosts-conflict"), config)).steps[0]
+    assert move.name == "move hosts to a drop-in"
+    assert "ExecStart=/usr/bin/dockerd -H fd:// -H 0.0.0.0:2376 --containerd" in move.script
+    assert '"tlsverify": true' in move.script  # stays in daemon.json
+
+
+def test_a_backup_with_plain_tcp_is_not_restored() -> None:
+    no_flags = ("/usr/bin/dockerd", "--containerd=/run/containerd/containerd.sock")
+    p = with_daemon_json(probes("engine26.1-unknown-key"), probes("engine26.1-unknown-key").daemon_json or "", no_flags)
+    assert plan(with_backup(p, '{"hosts": ["fd://", "0.0.0.0:2375"]}')).steps[0].name == "move daemon.json aside"
+    secure = json.dumps({"hosts": ["fd://", "0.0.0.0:2376"], **TLS})
+    assert plan(with_backup(p, secure)).steps[0].name == "restore daemon.json"
 
 
 @pytest.mark.parametrize(("argv", "hosts", "expected"), [

@@ -6,12 +6,16 @@ on debian12 (engine 20.10) and debian13 (engine 26.1) hosts.
 
 from __future__ import annotations
 
+import getpass
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from hostsetup.doctor.probes import Client, parse_probes, probe_command, probe_script
+from hostsetup.doctor.probes import Client, Probes, parse_probes, probe_command, probe_script
 from hostsetup.facts import FactsError
 
 DATA = Path(__file__).parent / "data" / "doctor"
@@ -127,3 +131,75 @@ def test_script_runs_here_and_parses() -> None:
     p = parse_probes(out)
     assert p.uid >= 0 and p.user and p.target == p.user
     assert set(p.units) == {"docker.service", "docker.socket", "containerd.service"}
+
+
+# The target user's files, read through the real script against a fake home (getent is stubbed to name it;
+# docker too, so the machine's engine is not asked).
+LEAK = "leaked-by-root"
+META = '{"Name": "%s", "Metadata": {}, "Endpoints": {"docker": {"Host": "%s"}}}'
+
+
+def fake_home(base: Path, user: str, name: str = "home") -> tuple[Path, dict[str, str]]:
+    """``base/name`` with a docker context; ``getent passwd user`` names it."""
+    home = base / name
+    (home / ".docker/contexts/meta/a b").mkdir(parents=True)
+    (home / ".docker/contexts/meta/a b/meta.json").write_text(META % ("remote", "tcp://10.0.0.9:2376"))
+    (home / ".docker/config.json").write_text('{\n  "currentContext": "remote"\n}\n')
+    (home / ".profile").write_text("export DOCKER_HOST=tcp://10.0.0.9:2376\n")
+    stubs = base / "bin"
+    stubs.mkdir()
+    (stubs / "getent").write_text(f'#!/bin/sh\n[ "$1 $2" = "passwd {user}" ] && '
+                                  f'echo "{user}:x:65534:65534::{home}:/bin/sh" && exit 0\nexec /usr/bin/getent "$@"\n')
+    (stubs / "docker").write_text("#!/bin/sh\nexit 1\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    return home, {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+
+
+def probe_here(env: dict[str, str], user: str = "") -> Probes:
+    out = subprocess.run(["sh", "-c", probe_script(user)], capture_output=True, text=True, timeout=60, env=env)
+    return parse_probes(out.stdout)
+
+
+def plant(home: Path, secret: Path) -> None:
+    """What the user can do to their own home: symlinks to a file of someone else's."""
+    secret.write_text(META % ("evil", f"tcp://{LEAK}:1") + f"\nDOCKER_HOST=tcp://{LEAK}:2\n")
+    (home / ".docker/contexts/meta/evil").mkdir()
+    (home / ".docker/contexts/meta/evil/meta.json").symlink_to(secret)
+
+
+def test_paths_with_spaces_are_not_split(tmp_path: Path) -> None:
+    home, env = fake_home(tmp_path, getpass.getuser(), "home dir")
+    p = probe_here(env)
+    assert p.home == str(home)
+    assert (p.current_context, p.contexts) == ("remote", {"remote": "tcp://10.0.0.9:2376"})
+    assert p.env_files == (f"{home}/.profile:1:export DOCKER_HOST=tcp://10.0.0.9:2376",)
+
+
+def test_symlinked_context_metadata_is_not_followed(tmp_path: Path) -> None:
+    home, env = fake_home(tmp_path, getpass.getuser())
+    plant(home, tmp_path / "someone-elses.json")
+    p = probe_here(env)
+    assert (p.current_context, p.contexts) == ("remote", {"remote": "tcp://10.0.0.9:2376"})
+    assert LEAK not in repr(p)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="reads as another user: needs root")
+def test_another_users_files_are_read_as_that_user() -> None:
+    base = Path(tempfile.mkdtemp(prefix="doctor-probe-"))
+    try:
+        base.chmod(0o755)  # nobody may look into the fake home, but not at root's secret
+        home, env = fake_home(base, "nobody")
+        secret = base / "root-only"
+        plant(home, secret)
+        secret.chmod(0o600)
+        (home / ".bashrc").symlink_to(secret)
+        (home / ".docker/config.json").unlink()
+        (home / ".docker/config.json").symlink_to(secret)
+        p = probe_here(env, "nobody")
+        assert (p.target, p.privilege, p.home) == ("nobody", "root", str(home))
+        assert p.contexts == {"remote": "tcp://10.0.0.9:2376"} and p.current_context == ""
+        assert p.env_files == (f"{home}/.profile:1:export DOCKER_HOST=tcp://10.0.0.9:2376",)
+        assert LEAK not in repr(p)
+    finally:
+        shutil.rmtree(base)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from invoke import Context
+from invoke import Context, Exit
+from invoke.exceptions import AuthFailure, UnexpectedExit
 from invoke.runners import Result
 
 from hostsetup.config import HostsetupConfig
@@ -114,6 +117,100 @@ def test_garbage_is_a_failed_host(fake: type[FakeShell]) -> None:
     report = doctor_local()
     assert report.status == "failed" and report.error.startswith("probing failed")
     assert host_line(report).startswith("localhost (--local)  failed     -  (probing failed")
+
+
+PASSWORD = "s3cret"
+PROXIES = {"proxies": {"http-proxy": f"http://user:{PASSWORD}@proxy:3128"}}
+
+
+def with_secrets(output: str) -> str:
+    """A hosts conflict the fix moves, with a proxy password in daemon.json and in DOCKER_HOST."""
+    config = {"hosts": ["unix:///var/run/docker.sock", "unix:///run/docker-alt.sock"], **PROXIES}
+    encoded = base64.b64encode(json.dumps(config).encode()).decode()
+    output = re.sub(r"(@@daemon-json\n)[^\n]*", lambda m: f"{m[1]}present\t1795817661\t{encoded}", output)
+    return output.replace("@@env-files\n", f"@@env-files\n/etc/environment:1:DOCKER_HOST=tcp://me:{PASSWORD}@10.0.0.9:2376\n")
+
+
+def test_every_output_masks_secrets_but_the_fix_runs_with_them(fake: type[FakeShell], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fake.outputs = [with_secrets(recorded("engine26.1-hosts-conflict"))]
+    with pytest.raises(Exit):
+        doctor(context([]), local=True, dry_run=True, verbose=True, json=str(tmp_path / "doctor.json"))
+    out, saved = capsys.readouterr().out, (tmp_path / "doctor.json").read_text()
+    assert '"http-proxy": "http://user:***@proxy:3128"' in out           # the --dry-run heredoc, as shown
+    assert "evidence: /etc/environment:1:DOCKER_HOST=tcp://me:***@10.0.0.9:2376" in out  # --verbose evidence
+    assert "http://user:***@proxy:3128" in saved and "tcp://me:***@10.0.0.9:2376" in saved
+    assert PASSWORD not in out and PASSWORD not in saved
+    fake.outputs = [with_secrets(recorded("engine26.1-hosts-conflict")), recorded("engine26.1-healthy")]
+    doctor_local(fix=True)
+    assert f'"http-proxy": "http://user:{PASSWORD}@proxy:3128"' in fake.scripts[0]  # the executed form
+
+
+def test_the_sudo_password_is_masked(fake: type[FakeShell]) -> None:
+    fake.outputs = [recorded("engine26.1-healthy")]
+    c = context([])
+    c.config.sudo.password = "pw-only-in-this-test"
+    doctor(c, local=True)
+    assert host_line(DoctorReport("h", error="sudo said pw-only-in-this-test")) == "h  ok         -  (sudo said ***)"
+
+
+def odd_output(name: str) -> str:
+    """A recording with output the parser has not met: a group line without its fields, bad base64."""
+    if name == "group":
+        return re.sub(r"(@@group\n)[^\n]*", r"\1docker", recorded("engine26.1-healthy"))
+    return recorded("engine26.1-healthy").replace("@@daemon-json\nabsent", "@@daemon-json\npresent\t1\t!!!x")
+
+
+@pytest.mark.parametrize("odd", ["group", "base64"])
+def test_unexpected_probe_output_is_a_failed_host(fake: type[FakeShell], odd: str) -> None:
+    fake.outputs = [odd_output(odd)]
+    report = doctor_local()
+    assert report.status == "failed" and report.error.startswith("probing failed: output not understood (")
+    assert exit_code([report]) == 3
+
+
+class RemoteFake(FakeShell):
+    """A remote host whose sudo refuses the password given with --prompt-for-sudo-password."""
+
+    def root(self, script: str, timeout: float | None = None) -> Result:
+        raise AuthFailure(Result(command=script, exited=1), "[sudo] password: ")
+
+
+def test_a_wrong_sudo_password_is_a_failed_host(fake: type[FakeShell], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "open_connection", lambda target, config: RemoteFake())
+    fake.outputs = [recorded("engine26.1-stopped").replace("priv=sudo", "priv=password")]
+    config = HostsetupConfig()
+    config.sudo.password = "wrong"
+    report = doctor_host(Target("web1", "web1"), config, DoctorOptions(fix=True))
+    assert (report.status, report.error) == ("failed", "sudo did not accept the password")
+    assert [f.code for f in report.findings] == ["DAEMON_STOPPED", "LIMITED_PROBES"]  # the diagnosis is kept
+    assert host_line(report) == "web1  failed     DAEMON_STOPPED,LIMITED_PROBES  (sudo did not accept the password)"
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (UnexpectedExit(Result(stderr="sudo: a terminal is required", exited=1)),
+     "command failed: sudo: a terminal is required"),
+    (KeyError("surprise"), "internal error: KeyError: 'surprise'")])
+def test_any_error_of_one_host_leaves_the_others_diagnosed(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           error: Exception, message: str) -> None:
+    class Shell(FakeShell):
+        def __init__(self, host: str) -> None:
+            super().__init__()
+            self.host = host
+
+        def run(self, command: str, timeout: float | None = None) -> Result:
+            if self.host == "odd":
+                raise error
+            return Result(stdout=recorded("engine26.1-healthy"), exited=0, command=command)
+
+    monkeypatch.setattr(run, "open_connection", lambda target, config: Shell(target.name))
+    with pytest.raises(Exit) as stopped:
+        doctor(context(["odd", "web2"]))
+    assert stopped.value.code == 3
+    odd, web2 = capsys.readouterr().out.splitlines()[:2]
+    assert odd == f"odd   failed     -  ({message})"
+    assert web2 == "web2  healthy    HEALTHY"
 
 
 @pytest.mark.parametrize(("statuses", "code"), [
