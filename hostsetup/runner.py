@@ -6,11 +6,13 @@ own report and never stops the others.
 
 from __future__ import annotations
 
+import base64
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from fabric import Config
@@ -56,11 +58,31 @@ class HostReport:
 
 
 def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
+    """The host's facts in one session; files only root can read (hostsetup writes credential-
+    bearing files 0600) need a second, root one when sudo asks for a password."""
     result = remote.run(facts_script(users), timeout=60)
     try:
-        return parse_facts(result.stdout)
+        facts = parse_facts(result.stdout)
     except FactsError as exc:
         raise RemoteError(f"gathering facts failed ({exc}): {tail(result)}") from None
+    remote.as_root, remote.sudo_asks = facts.uid == 0, facts.sudo == "password"
+    unreadable = [path for path, content in facts.files.items() if content is None]
+    if unreadable and remote.sudo_asks and remote.conn.config.sudo.password:
+        facts = replace(facts, files={**facts.files, **read_as_root(remote, unreadable)})
+    return facts
+
+
+def read_as_root(remote: Remote, paths: list[str]) -> dict[str, str | None]:
+    """``path -> content`` of files the login user cannot read (None: root cannot either)."""
+    script = "".join(f"printf '%s\\t' {shlex.quote(p)}; base64 < {shlex.quote(p)} 2>/dev/null | tr -d '\\n'; echo\n"
+                     for p in paths)
+    result = remote.root(script, timeout=60)
+    found: dict[str, str | None] = dict.fromkeys(paths)
+    for line in result.stdout.splitlines():
+        path, _, data = line.partition("\t")
+        if path in found and data:
+            found[path] = base64.b64decode(data).decode("utf-8", errors="replace")
+    return found
 
 
 def describe_plan(plan: Plan) -> list[str]:
@@ -116,7 +138,6 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
     try:
         remote = open_connection(target, config)
         facts = gather_facts(remote, users)
-        remote.as_root, remote.sudo_asks = facts.uid == 0, facts.sudo == "password"
         plan = make_plan(facts)
         report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name

@@ -143,6 +143,13 @@ def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch)
     assert code == 0, out
     assert only_host(report)["status"] == "changed"
     assert secret not in out
+    # A 0600 daemon.json (it holds a proxy password) is read back as root through the sudo password:
+    # the second run sees it and changes nothing.
+    proxy = '{"https-proxy": "http://u:pr0xy@proxy.example:3128"}'
+    code, report, out = cli(target, "--set", f"proxies={proxy}", task="configure")
+    assert code == 0 and only_host(report)["status"] == "changed", out
+    code, report, out = cli(target, "--set", f"proxies={proxy}", task="configure")
+    assert code == 0 and only_host(report)["status"] == "ok", out
     with ssh(sandbox, host, "root") as c:
         assert secret not in c.run("cat /var/log/auth.log 2>/dev/null; journalctl -q --no-pager 2>/dev/null",
                                    hide=True, warn=True).stdout
