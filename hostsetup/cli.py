@@ -100,6 +100,7 @@ def help_first(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Console entry point; a closed pipe (``hostsetup --help | head``) is not an error."""
+    secrets.install_stream_masks()
     try:
         program.run(help_first(sys.argv))
     except BrokenPipeError:

@@ -94,6 +94,35 @@ def mask_data(value: Any) -> Any:
     return value
 
 
+class MaskingStream:
+    """A text stream that masks what is written to it: installed over stdout and stderr, so that
+    every line hostsetup (or a library) prints goes through ``mask``."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, buffer, ...
+        return getattr(self._stream, name)
+
+
+def install_stream_masks() -> None:
+    """Mask ``sys.stdout`` and ``sys.stderr`` (idempotent)."""
+    import sys
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, MaskingStream):
+            setattr(sys, name, MaskingStream(stream))
+
+
 class MaskingFilter(logging.Filter):
     """Masks secrets in every log record (Invoke's and Fabric's ``-d`` debug output too)."""
 

@@ -23,3 +23,21 @@ def test_mask_data() -> None:
     data = {"script": "cat <<EOF\n{\"http-proxy\": \"http://u:pw@p:3128\"}\nEOF", "n": 1, "l": ["a:b@c"]}
     assert mask_data(data) == {"script": "cat <<EOF\n{\"http-proxy\": \"http://u:***@p:3128\"}\nEOF", "n": 1,
                                "l": ["a:***@c"]}
+
+
+def test_everything_printed_goes_through_the_mask(capsys) -> None:
+    import sys
+
+    from hostsetup import secrets
+
+    secrets.register("st0dout-secret")
+    original = sys.stdout
+    try:
+        secrets.install_stream_masks()
+        secrets.install_stream_masks()  # idempotent
+        print("error: apt said st0dout-secret and http://u:pw@proxy:3128")
+        sys.stdout.flush()
+    finally:
+        sys.stdout = original
+    out = capsys.readouterr().out
+    assert "st0dout-secret" not in out and "pw@" not in out and out.count("***") == 2
