@@ -6,7 +6,6 @@ the previous version is kept under ``/var/backups/hostsetup`` (the last few).
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,14 +56,15 @@ def _run_packages(remote: Remote, op: InstallPackages) -> None:
 
 def _fetch_key(remote: Remote, op: FetchKey) -> str:
     """Download and check the key; return the script that installs it."""
-    result = remote.run(f"curl -fsSL --retry 2 --max-time 60 {shlex.quote(op.url)}")
+    # The URL may carry a mirror's password: curl reads it from stdin (-K -), never argv.
+    result = remote.run("curl -fsSL --retry 2 --max-time 60 -K -", stdin=f'url = "{op.url}"\n')
     if not result.ok:
         raise RemoteError(f"downloading {op.url} failed: {tail(result)}")
     problem = key_file_problem(result.stdout.encode(), op.fingerprints)
     if problem is not None:
         raise RemoteError(f"key from {op.url}: {problem}; refusing to trust it "
                           "(set install.key_fingerprint for a private mirror's own key)")
-    return write_file_script(WriteFile(op.path, result.stdout, op.old))
+    return write_file_script(WriteFile(op.path, result.stdout, op.old, mode="0644"))  # apt's _apt reads it
 
 
 def _script(op: Operation) -> str | None:

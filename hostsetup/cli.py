@@ -90,8 +90,16 @@ def help_first(argv: list[str]) -> list[str]:
     """``hostsetup TASK ... --help`` -> ``hostsetup ... --help TASK``: Invoke would otherwise take
     ``--help`` as the value of a positional argument (``sandbox --help``)."""
     names = set(namespace.task_names) | {a for aliases in namespace.task_names.values() for a in aliases}
+    takes_value = {name for arg in program.core_args() if arg.takes_value
+                   for name in (f"--{arg.names[0]}", *(f"-{n}" if len(n) == 1 else f"--{n}" for n in arg.names))}
+    skip = False
     for index, word in enumerate(argv[1:], start=1):
-        if word in names:
+        if skip:  # the value of the flag before (-H demo install --help: "demo" is a host)
+            skip = False
+            continue
+        if word in takes_value:
+            skip = True
+        elif word in names:
             if any(w in ("--help", "-h") for w in argv[index + 1:]):
                 return [*argv[:index], "--help", word]
             break

@@ -14,6 +14,7 @@ from fabric import Config
 from invoke.config import merge_dicts
 from invoke.env import Environment
 
+from hostsetup import secrets
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
 from hostsetup.errors import HostsetupError
 from hostsetup.settings import INSTALL_DEFAULTS, parse_bool
@@ -70,6 +71,9 @@ class HostsetupConfig(Config):
         self.merge()
         self._set(_env=StrictEnvironment(config=self._config, prefix=self._env_prefix).load())
         self.merge()
+        # HOSTSETUP_SUDO_PASSWORD and friends arrive only now: masked from here on.
+        secrets.register(self.sudo.password, self.connect_kwargs.get("password"),
+                         self.connect_kwargs.get("passphrase"))
 
     @staticmethod
     def global_defaults() -> dict[str, Any]:

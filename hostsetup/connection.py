@@ -21,6 +21,7 @@ the way OpenSSH does:
 
 from __future__ import annotations
 
+import binascii
 import logging
 import os
 import shlex
@@ -30,8 +31,9 @@ from pathlib import Path
 
 from fabric import Config, Connection
 from paramiko import MissingHostKeyPolicy, RejectPolicy, SSHClient
-from paramiko.hostkeys import HostKeys
+from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
 from paramiko.pkey import PKey
+from paramiko.ssh_exception import SSHException
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +131,24 @@ def load_known_hosts(client: SSHClient, path: Path) -> None:
     if not path.is_file():
         return
     try:
-        client.load_system_host_keys(str(path))
+        text = path.read_text(errors="replace")
     except OSError as exc:  # as OpenSSH: an unreadable file is skipped, not fatal
         log.warning("cannot read known hosts file %s: %s", path, exc)
+        return
+    # Line by line, as OpenSSH reads it: one line paramiko cannot parse (bad base64, an unknown
+    # key type) is skipped with a warning instead of failing every host (HostKeys.load raises).
+    table = client._system_host_keys  # type: ignore[attr-defined]  # checked first, never rewritten
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            entry = HostKeyEntry.from_line(line, number)
+        except (InvalidHostKey, SSHException, ValueError, binascii.Error) as exc:
+            log.warning("%s:%d: skipping a host key line that cannot be read (%s)", path, number, exc)
+            continue
+        if entry is None:
+            continue
+        entry.hostnames = [h for h in entry.hostnames if not table.check(h, entry.key)]
+        if entry.hostnames:
+            table._entries.append(entry)
 
 
 def check_host_keys(conn: Connection, extra_files: Sequence[Path], carried: Mapping[str, str] | None = None) -> None:

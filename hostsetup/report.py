@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +44,19 @@ def summary_line(reports: Sequence[HostReport]) -> str:
 
 def write_json(reports: Sequence[HostReport], path: str | Path) -> None:
     """``--json``: every string masked (``hostsetup.secrets``)."""
-    data = mask_data({"hosts": [r.as_dict() for r in reports]})
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    write_json_file(path, {"hosts": [r.as_dict() for r in reports]})
+
+
+def write_json_file(path: str | Path, data: object) -> None:
+    """Every machine-readable report: strings masked, the file private to its owner."""
+    write_private(path, json.dumps(mask_data(data), indent=2) + "\n")
+
+
+def write_private(path: str | Path, text: str) -> None:
+    """Write ``text`` (already masked) to ``path``, mode 0600 (it names hosts, users, errors)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def fleet_table(reports: Sequence[HostReport]) -> list[str]:

@@ -25,6 +25,8 @@ MASK = "***"
 
 _lock = threading.Lock()
 _known: set[str] = set()
+_url_passwords: set[str] = set()  # the registered values that are URL passwords
+MIN_SECRET = 3  # shorter values would mask ordinary words everywhere
 
 # user:password@host, optionally after scheme://. The password runs to the last "@" that is
 # followed by a host name, so it may itself hold "@", ":" or "'" (a sub-delimiter URLs allow
@@ -32,7 +34,7 @@ _known: set[str] = set()
 # (a registered password is masked whatever it holds).
 _USERINFO = re.compile(
     r"(?P<head>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*://)|(?<![\w.%+/-]))"
-    r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"<>/]+)@(?=[\w\[][\w.:\[\]-]*)")
+    r"(?P<user>[\w.%+~-]+):(?P<password>[^\s\"<>/]+)@(?!sha\d+:)(?=[\w\[][\w.:\[\]-]*)")
 
 
 # "password": "..." (JSON, a Python dict's repr, key=value): Invoke's -d debug dump of the
@@ -44,7 +46,7 @@ _KEYED = re.compile(r"""(?P<key>['"]?\b(?:password|passphrase|passwd|secret|toke
 def register(*values: str | None) -> None:
     """Mask these exact values from now on (empty values are ignored)."""
     with _lock:
-        _known.update(v for v in values if v and v.strip())
+        _known.update(v for v in values if v and len(v.strip()) >= MIN_SECRET)
 
 
 def register_url_credentials(urls: Iterable[str]) -> None:
@@ -56,6 +58,8 @@ def register_url_credentials(urls: Iterable[str]) -> None:
             password = None
         if password:
             register(password, unquote(password))
+            with _lock:
+                _url_passwords.update(p for p in (password, unquote(password)) if len(p) >= MIN_SECRET)
 
 
 def known() -> tuple[str, ...]:
@@ -74,8 +78,13 @@ def mask(text: str) -> str:
 
 
 def holds_credentials(text: str) -> bool:
-    """Whether ``text`` carries a secret: such a file is written 0600, not 0644."""
-    return mask(text) != text
+    """Whether ``text`` carries credentials (a URL password, a ``"password": ...`` value, a
+    registered URL password): such a file is written 0600, not 0644. The sudo password and other
+    bare registered values do not count: any word may happen to equal one."""
+    if _USERINFO.search(text) or _KEYED.search(text):
+        return True
+    with _lock:
+        return any(secret in text for secret in _url_passwords)
 
 
 def file_mode(content: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hostsetup.checks
+from hostsetup.secrets import mask
 
 CHECKS_FILE = Path(hostsetup.checks.__file__).parent / "test_docker_host.py"
 # Where this hostsetup was imported from: the checks' pytest process imports the same one
@@ -24,6 +25,10 @@ IMPORT_ROOT = Path(hostsetup.checks.__file__).resolve().parents[2]
 
 
 def checks_environment() -> dict[str, str]:
+    """The checks' environment: a source tree (a clone) goes first on PYTHONPATH; an installed
+    hostsetup is found by the same interpreter anyway (and site-packages must not precede the stdlib)."""
+    if not (IMPORT_ROOT / "pyproject.toml").is_file():
+        return dict(os.environ)
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(IMPORT_ROOT), path) if p)}
 
@@ -120,7 +125,9 @@ def verify_host(target: str, expected: dict[str, Any], ssh: SshOptions, extra_ch
         if junit.exists():
             report.checks = parse_junit(junit)
             if junit_copy is not None:
-                junit_copy.write_bytes(junit.read_bytes())
+                from hostsetup.report import write_private  # (report imports runner; keep verify light)
+
+                write_private(junit_copy, mask(junit.read_text(errors="replace")))
         if not report.checks or proc.returncode not in (0, 1):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
             report.error = f"the checks did not run (pytest exit {proc.returncode}): {tail}"

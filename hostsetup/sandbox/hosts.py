@@ -220,10 +220,14 @@ class Sandbox:
                "--label", self.label, "--label", f"hostsetup.flavor={flavor}",
                "--network", self.network, "--network-alias", hostname,
                *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker", tag, "/sbin/init")
+        # The relay targets the host's address, not its name: a name the engine's DNS does not
+        # know (a stopped host) would be asked of the machine's upstream resolver.
+        address = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}',
+                         name).stdout.strip()
         gateway = f"{name}-ssh"
         docker("create", "--name", gateway, "--label", self.label, "--label", f"{GATEWAY_LABEL}={name}",
-               "--network", self.publish_network, "-p", "127.0.0.1::22", "--restart", "unless-stopped",
-               tag, "python3", "-c", Path(forward.__file__).read_text(), hostname, "22")
+               "--network", self.publish_network, "-p", "127.0.0.1::22",
+               tag, "python3", "-c", Path(forward.__file__).read_text(), address, "22")
         docker("network", "connect", self.network, gateway)
         docker("start", gateway)
 
@@ -288,7 +292,9 @@ class Sandbox:
             aliases = [arg for host in vhosts for arg in ("--network-alias", host)]
             docker("run", "-d", "--name", name, "--label", self.label, "--label", f"hostsetup.mirror={config}",
                    "--network", self.network, *aliases,
-                   "-v", f"{built.root}:/srv/mirror:ro", "-v", f"{self.tls.directory}:/srv/tls:ro",
+                   "-v", f"{built.root}:/srv/mirror:ro", *(arg for f in (self.tls.server_cert, self.tls.server_key,
+                                                                         self.tls.ca_cert)
+                                                          for arg in ("-v", f"{f}:/srv/tls/{f.name}:ro")),
                    ensure_image("debian12", self.cache / "build", self.progress),
                    "python3", "-c", script, "/srv/mirror", "/srv/tls/server.crt", "/srv/tls/server.key",
                    *(f"{host}={prefix}" for host, prefix in vhosts.items()))

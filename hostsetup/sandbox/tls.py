@@ -57,11 +57,18 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise SandboxError(f"openssl {args[0]} failed: {proc.stderr.strip().splitlines()[-1:]}")
 
 
+def _expiring(cert: Path, cwd: Path, days: int = 30) -> bool:
+    """Whether ``cert`` expires within ``days`` (then it is made anew)."""
+    proc = subprocess.run(["openssl", "x509", "-checkend", str(days * 86400), "-noout", "-in", cert.name],
+                          capture_output=True, text=True, timeout=30, cwd=cwd)
+    return proc.returncode != 0
+
+
 def ensure_tls(directory: Path, names: Sequence[str], label: str) -> SandboxTls:
     """The CA (made once) and a server certificate for exactly ``names`` (remade when they change)."""
     tls = SandboxTls(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not tls.ca_cert.exists() or not tls.ca_key.exists():
+    if not tls.ca_cert.exists() or not tls.ca_key.exists() or _expiring(tls.ca_cert, cwd=directory):
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                  "-keyout", tls.ca_key.name, "-out", tls.ca_cert.name, "-days", str(DAYS),
                  "-subj", f"/O=hostsetup sandbox/CN=hostsetup sandbox CA ({label})",
@@ -70,7 +77,8 @@ def ensure_tls(directory: Path, names: Sequence[str], label: str) -> SandboxTls:
         tls.server_cert.unlink(missing_ok=True)
     wanted = "\n".join(names) + "\n"
     current = tls.names_file.read_text() if tls.names_file.exists() else ""
-    if current != wanted or not tls.server_cert.exists() or not tls.server_key.exists():
+    if current != wanted or not tls.server_cert.exists() or not tls.server_key.exists() \
+            or _expiring(tls.server_cert, cwd=directory):
         extensions = directory / "server.ext"
         extensions.write_text(
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings
+from hostsetup.report import write_json_file
 from hostsetup.runner import run_hosts
 from hostsetup.settings import InstallSettings, settings_as_dict
 from hostsetup.targets import Target
@@ -51,7 +51,7 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     for line in failures(reports):
         print(f"FAILED {line}")
     if json_path:
-        Path(json_path).write_text(jsonlib.dumps({"hosts": [r.as_dict() for r in reports]}, indent=2) + "\n")
+        write_json_file(json_path, {"hosts": [r.as_dict() for r in reports]})
     return reports
 
 

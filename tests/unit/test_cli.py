@@ -175,3 +175,8 @@ def test_a_dead_end_behind_a_relay_is_one_line_not_a_paramiko_traceback(tmp_path
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert "cannot connect" in result.stdout
+
+
+def test_help_after_a_flag_value_that_names_a_task() -> None:
+    result = hostsetup("-H", "demo", "install", "--help")
+    assert result.returncode == 0 and "Usage: hostsetup [--core-opts] install [--options]" in result.stdout

@@ -104,3 +104,57 @@ def test_local_shell_keeps_the_script_off_the_command_line() -> None:
     result = LocalShell(as_root=True).root(f"# {SECRET}\nps -o args= -p $$; ps -o args= -p $PPID")
     assert result.exited == 0 and "sh" in result.stdout
     assert SECRET not in result.stdout
+
+
+def test_key_download_keeps_a_mirror_password_off_the_command_line() -> None:
+    from hostsetup.apply import _fetch_key
+    from hostsetup.operations import FetchKey
+    from hostsetup.remote import RemoteError
+
+    conn = FakeConnection()
+    url = f"https://bob:{SECRET}@mirror.corp/docker-ce/linux/debian/gpg"
+    with pytest.raises(RemoteError):  # the fake returns no key; what matters is what was sent
+        _fetch_key(Remote(conn), FetchKey(url, "/etc/apt/keyrings/docker.asc", ("AB" * 20,), None))  # type: ignore[arg-type]
+    (call,) = conn.calls
+    assert SECRET not in call["command"] and call["command"].endswith("-K -")
+    assert call["stdin"] == f'url = "{url}"\n'
+
+
+def test_reports_are_masked_and_private(tmp_path) -> None:
+    import os
+
+    from hostsetup.report import write_json_file
+
+    path = tmp_path / "r.json"
+    write_json_file(path, {"hosts": [{"error": f"apt: http://u:{SECRET}@proxy:3128 refused"}]})
+    assert SECRET not in path.read_text() and oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_registered_sudo_password_does_not_decide_file_modes_and_digests_stay_readable() -> None:
+    from hostsetup import secrets
+
+    secrets.register("docker")  # a sudo password that happens to be a common word
+    assert secrets.file_mode("Types: deb\nURIs: https://download.docker.com/linux/debian\n") == "0644"
+    assert secrets.mask("busybox:1.36@sha256:0123abcd") == "busybox:1.36@sha256:0123abcd"
+
+
+def test_env_sudo_password_is_registered(monkeypatch) -> None:
+    from hostsetup import secrets
+    from hostsetup.config import HostsetupConfig
+
+    monkeypatch.setenv("HOSTSETUP_SUDO_PASSWORD", "env-sudo-pw-123")
+    HostsetupConfig().load_shell_env()
+    assert "env-sudo-pw-123" in secrets.known()
+
+
+def test_a_bad_known_hosts_line_is_skipped_not_fatal(tmp_path) -> None:
+    from fabric import Config
+    from paramiko import RSAKey
+
+    from hostsetup.connection import connect
+
+    good = f"[127.0.0.1]:2222 ssh-rsa {RSAKey.generate(1024).get_base64()}\n"
+    known = tmp_path / "known_hosts"
+    known.write_text("bad.example ssh-ed25519 !!!not-base64!!!\n" + good)
+    conn = connect("root@127.0.0.1:2222", Config(overrides={"known_hosts": [str(known)]}))
+    assert conn.client._system_host_keys.lookup("[127.0.0.1]:2222") is not None
