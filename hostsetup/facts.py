@@ -61,14 +61,7 @@ elif command -v rpm >/dev/null 2>&1; then
 fi
 sec holds; apt-mark showhold 2>/dev/null
 sec files
-# Files hostsetup wrote 0600 (they hold credentials) are read through passwordless sudo;
-# with a sudo password they stay "unreadable" here and the runner reads them as root.
-for f in FILES; do
-  if [ -r "$f" ]; then printf '%s\tpresent\t' "$f"; base64 < "$f" | tr -d '\n'; echo
-  elif [ "$(id -u)" != 0 ] && sudo -n test -e "$f" 2>/dev/null; then
-    printf '%s\tpresent\t' "$f"; sudo -n base64 "$f" | tr -d '\n'; echo
-  elif [ -e "$f" ]; then printf '%s\tunreadable\t\n' "$f"; fi
-done
+READ_FILES
 sec group; getent group docker
 sec users
 for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
@@ -83,11 +76,38 @@ sec end
 """
 
 
+_READ_FILES = r"""# Files hostsetup wrote 0600 (they hold credentials) are read through passwordless sudo;
+# with a sudo password they stay "unreadable" here and the runner reads them as root.
+for f in FILES; do
+  if [ -r "$f" ]; then printf '%s\tpresent\t' "$f"; base64 < "$f" | tr -d '\n'; echo
+  elif [ "$(id -u)" != 0 ] && sudo -n test -e "$f" 2>/dev/null; then
+    printf '%s\tpresent\t' "$f"; sudo -n base64 "$f" | tr -d '\n'; echo
+  elif [ -e "$f" ]; then printf '%s\tunreadable\t\n' "$f"; fi
+done
+"""
+
+
+def read_files_script(paths: tuple[str, ...] | list[str]) -> str:
+    """Print ``path<TAB>present<TAB>base64`` (or ``unreadable``) for each existing file."""
+    return _READ_FILES.replace("FILES", " ".join(shlex.quote(p) for p in paths))
+
+
+def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
+    """``read_files_script``'s output: path -> content (None: exists but unreadable)."""
+    files: dict[str, str | None] = {}
+    for row in _tabbed(lines):
+        if len(row) >= 2:
+            files[row[0]] = (base64.b64decode(row[2]).decode("utf-8", errors="replace")
+                             if row[1] == "present" and len(row) > 2 else
+                             "" if row[1] == "present" else None)
+    return files
+
+
 def facts_script(users: tuple[str, ...] = ()) -> str:
     """The remote script, with the packages, files and users to look at filled in."""
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
-    return (_SCRIPT.replace("PACKAGES", words(FACT_PACKAGES)).replace("FILES", words(FACT_FILES))
+    return (_SCRIPT.replace("READ_FILES", read_files_script(FACT_FILES)).replace("PACKAGES", words(FACT_PACKAGES))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS)))
 
 
@@ -187,12 +207,7 @@ def parse_facts(output: str) -> HostFacts:
     for row in _tabbed(s.get("packages", [])):
         if len(row) >= 3 and len(row[2]) >= 2 and row[2][1] == "i":
             packages[row[0]] = row[1]
-    files: dict[str, str | None] = {}
-    for row in _tabbed(s.get("files", [])):
-        if len(row) >= 2:
-            files[row[0]] = (base64.b64decode(row[2]).decode("utf-8", errors="replace")
-                             if row[1] == "present" and len(row) > 2 else
-                             "" if row[1] == "present" else None)
+    files = parse_file_rows(s.get("files", []))
     group = s.get("group", [])
     members = tuple(m for m in group[0].split(":")[3].split(",") if m) if group else None
     user_groups: dict[str, frozenset[str] | None] = {}

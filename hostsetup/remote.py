@@ -86,8 +86,9 @@ class Remote:
         try:
             return self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
                                   hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
-        finally:  # a refused password or a timeout must not leave the script behind
+        except BaseException:  # a refused password or a timeout must not leave the script behind
             self.run(f"rm -f {quoted}", 30)
+            raise
 
     def root_ok(self, script: str, what: str, timeout: float | None = None) -> Result:
         """Like ``root`` but raise ``RemoteError`` naming ``what`` on failure."""

@@ -6,8 +6,6 @@ own report and never stops the others.
 
 from __future__ import annotations
 
-import base64
-import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +21,7 @@ from hostsetup import secrets
 from hostsetup.apply import StepResult, apply_plan
 from hostsetup.connection import connect
 from hostsetup.errors import HostsetupError
-from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts
+from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts, parse_file_rows, read_files_script
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.steps import Plan
@@ -74,15 +72,8 @@ def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
 
 def read_as_root(remote: Remote, paths: list[str]) -> dict[str, str | None]:
     """``path -> content`` of files the login user cannot read (None: root cannot either)."""
-    script = "".join(f"printf '%s\\t' {shlex.quote(p)}; base64 < {shlex.quote(p)} 2>/dev/null | tr -d '\\n'; echo\n"
-                     for p in paths)
-    result = remote.root(script, timeout=60)
-    found: dict[str, str | None] = dict.fromkeys(paths)
-    for line in result.stdout.splitlines():
-        path, _, data = line.partition("\t")
-        if path in found and data:
-            found[path] = base64.b64decode(data).decode("utf-8", errors="replace")
-    return found
+    result = remote.root(read_files_script(paths), timeout=60)
+    return {**dict.fromkeys(paths), **parse_file_rows(result.stdout.splitlines())}
 
 
 def describe_plan(plan: Plan) -> list[str]:
