@@ -61,8 +61,6 @@ class Hostsetup(Fab):
                  "batch": self.args["batch"].value, "max_fail_percent": self.args["max-fail-percent"].value}
         self.config._overrides.update({k: v for k, v in fleet.items() if v not in (None, "")})
         self.config.merge()
-        secrets.register(self.config.sudo.password, self.config.connect_kwargs.get("password"),
-                         self.config.connect_kwargs.get("passphrase"))
 
     def execute(self) -> None:
         try:

@@ -4,7 +4,7 @@ Sandbox hosts sit on an internal docker network, where the engine publishes no p
 Each host's gateway joins that network and a publishing one, and relays its port 22
 to the host's port 22; the engine publishes the gateway's port on 127.0.0.1 only.
 
-    python3 forward.py TARGET_HOST [PORT]
+    python3 forward.py TARGET_ADDRESS [PORT]
 """
 
 from __future__ import annotations

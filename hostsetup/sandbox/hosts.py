@@ -99,10 +99,6 @@ class SandboxMirror:
     build: Mirror
     container: str    # its container, whose log has one line per request
 
-    def preset_url(self, preset: str) -> str:
-        """The preset's own base URL: inside the sandbox the mirror answers for it."""
-        return PRESETS[preset]
-
     def requests(self) -> list[str]:
         """Every request the mirror served so far: ``<scheme> <host> <method> <path> <status>``."""
         return docker("logs", self.container).stderr.splitlines()
@@ -176,7 +172,7 @@ class Sandbox:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             f"hostsetup-sandbox-{self.name}", "-f", str(self.key_path)],
                            check=True, timeout=30)
-        ensure_tls(self.home / "tls", list(preset_vhosts()), self.name)
+        ensure_tls(self.tls.directory, list(preset_vhosts()), self.name)
         if docker("network", "inspect", self.network, check=False).returncode != 0:
             docker("network", "create", "--internal", "--label", self.label, self.network)
         if docker("network", "inspect", self.publish_network, check=False).returncode != 0:
