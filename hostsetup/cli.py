@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from fabric.main import Fab
-from invoke import Argument, Executor, Exit
+from invoke import Argument, Executor, Exit, ParseError
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
 
 from hostsetup import __version__, secrets
 from hostsetup.config import HostsetupConfig
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.values import did_you_mean, existing_file
 from hostsetup.tasks import namespace
 
 
@@ -30,14 +36,15 @@ class Hostsetup(Fab):
         return [*super().core_args(),
                 Argument(names=("inventory",), help="Inventory file: hostsetup YAML/TOML or Ansible INI/YAML."),
                 Argument(names=("limit",), help="Select inventory hosts: groups, names, globs; !x excludes."),
-                Argument(names=("parallel",), kind=int, help="How many hosts at once (default 10)."),
+                Argument(names=("parallel",), help="How many hosts at once (default 10)."),
                 Argument(names=("serial",), kind=bool, help="One host at a time (--parallel 1)."),
                 Argument(names=("batch",), help="Rolling batches: N hosts or N% of them at a time."),
-                Argument(names=("max-fail-percent",), kind=int,
+                Argument(names=("max-fail-percent",),
                          help="Start no new batch once more than this % of hosts failed.")]
 
     def parse_core(self, argv: list[str] | None) -> None:  # type: ignore[override]
-        super().parse_core(argv)
+        with input_boundary(argv):
+            super().parse_core(argv)
         # -d turns on Invoke's debug logging (it dumps the configuration, sudo password included):
         # every handler masks secrets. paramiko logs a broken handshake with a traceback on stderr;
         # the per-host report says it in one line instead.
@@ -46,32 +53,103 @@ class Hostsetup(Fab):
             logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
     def create_config(self) -> None:
-        super().create_config()
-        # ./hostsetup.yaml is the project configuration file.
-        self.config.set_project_location(os.getcwd())
-        self.config.load_project()
+        with input_boundary([]):
+            super().create_config()
+            # ./hostsetup.yaml is the project configuration file.
+            self.config.set_project_location(os.getcwd())
+            self.config.load_project()
+
+    def parse_collection(self) -> None:
+        with input_boundary(self.argv):
+            super().parse_collection()
+
+    def parse_tasks(self) -> None:
+        with input_boundary(self.argv, self._flag_names()):
+            super().parse_tasks()
+
+    def _flag_names(self) -> list[str]:
+        names = [f"--{n}" if len(n) > 1 else f"-{n}" for a in self.core_args() for n in a.names]
+        for context in self.collection.to_contexts():
+            names += [f"--{n}" if len(n) > 1 else f"-{n}" for a in context.flags.values() for n in a.names]
+        return names
 
     def update_config(self) -> None:  # type: ignore[override]
-        super().update_config()
-        hosts = split_hosts(self.args["hosts"].value)
-        if hosts:
-            self.config._overrides["hosts"] = hosts
-        fleet = {"inventory": self.args["inventory"].value, "limit": self.args["limit"].value,
-                 "parallel": 1 if self.args["serial"].value else self.args["parallel"].value,
-                 "batch": self.args["batch"].value, "max_fail_percent": self.args["max-fail-percent"].value}
-        self.config._overrides.update({k: v for k, v in fleet.items() if v not in (None, "")})
-        self.config.merge()
+        with input_boundary(self.argv):
+            # Files named on the command line must exist (Fabric would raise, Invoke skip them quietly).
+            for flag, value in (("-f", self.args.config.value), ("-S", self.args["ssh-config"].value)):
+                if value is not None:
+                    existing_file(value, flag)
+            for path in self.args["identity"].value or []:
+                existing_file(path, "-i")
+            super().update_config()
+            flags: dict[str, Any] = {
+                "hosts": split_hosts(self.args["hosts"].value), "inventory": self.args["inventory"].value,
+                "limit": self.args["limit"].value,
+                "parallel": 1 if self.args["serial"].value else self.args["parallel"].value,
+                "batch": self.args["batch"].value, "max_fail_percent": self.args["max-fail-percent"].value}
+            flags = {k: v for k, v in flags.items() if v not in (None, "", [])}
+            self.config.check_flags(flags)
+            self.config._overrides.update(flags)
+            self.config.merge()
 
     def execute(self) -> None:
-        try:
+        with input_boundary(self.argv):
             super().execute()
-        except HostsetupError as exc:
-            raise Exit(f"hostsetup: {exc}", code=2) from None
-        except (UncastableEnvVar, AmbiguousEnvVar) as exc:
-            raise Exit(f"hostsetup: a HOSTSETUP_* environment variable does not fit its setting: {exc}",
-                       code=2) from None
-        except KeyboardInterrupt:
-            raise Exit("hostsetup: interrupted", code=130) from None
+
+
+@contextmanager
+def input_boundary(argv: list[str] | None, flag_names: list[str] | None = None) -> Iterator[None]:
+    """The CLI boundary: bad input ends in one line and exit 2, an interrupt in exit 130, and
+    anything else in one line and exit 70 (with ``--debug``, Python's traceback as well)."""
+    try:
+        yield
+    except Exit:
+        raise
+    except HostsetupError as exc:
+        raise Exit(f"hostsetup: {one_line(str(exc))}", code=2) from None
+    except (UncastableEnvVar, AmbiguousEnvVar) as exc:
+        raise Exit(f"hostsetup: a HOSTSETUP_* environment variable does not fit its setting: {exc}",
+                   code=2) from None
+    except ParseError as exc:
+        raise Exit(f"hostsetup: {parse_error_line(str(exc), flag_names or [])}; see hostsetup --help",
+                   code=2) from None
+    except ValueError as exc:
+        if "invalid literal for int()" in str(exc):  # an INT flag (-T, -t, sandbox --hosts) given text
+            raise Exit(f"hostsetup: {int_flag_line(argv or [], str(exc))}", code=2) from None
+        raise Exit(internal_error_line(exc), code=70) from exc
+    except KeyboardInterrupt:
+        raise Exit("hostsetup: interrupted", code=130) from None
+    except Exception as exc:
+        if logging.getLogger("invoke").isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        raise Exit(internal_error_line(exc), code=70) from None
+
+
+def one_line(message: str) -> str:
+    """Bad input is reported on one line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def internal_error_line(exc: BaseException) -> str:
+    return (f"hostsetup: internal error: {type(exc).__name__}: {one_line(secrets.mask(str(exc)))} "
+            "(a bug in hostsetup; please report it, with the output of --debug)")
+
+
+def parse_error_line(message: str, flag_names: list[str]) -> str:
+    """Invoke's parse errors, with "did you mean" for an unknown flag."""
+    unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
+    if unknown:
+        word = unknown.group(1).split("=", 1)[0]
+        return f"unknown option or task {word!r}{did_you_mean(word, flag_names)}"
+    return message.rstrip("!.")
+
+
+def int_flag_line(argv: list[str], message: str) -> str:
+    """``-T abc``: name the flag whose value is not a whole number."""
+    value = message.rpartition(": ")[2].strip("'\"")
+    flag = next((argv[i - 1] for i in range(1, len(argv)) if argv[i] == value and argv[i - 1].startswith("-")),
+                next((a.split("=", 1)[0] for a in argv if a.startswith("-") and a.endswith("=" + value)), "a flag"))
+    return f"{flag}: {value!r} is not a whole number"
 
 
 program = Hostsetup(

@@ -7,6 +7,7 @@ variables, ``-f FILE`` and command-line flags.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -17,6 +18,10 @@ from invoke.env import Environment
 from hostsetup import secrets
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.config import check_tree, env_label, file_label, flag_label
+from hostsetup.inputs import InputError
+from hostsetup.inputs.files import load_mapping
+from hostsetup.inputs.values import did_you_mean
 from hostsetup.settings import INSTALL_DEFAULTS, parse_bool
 
 DEFAULTS: dict[str, Any] = {
@@ -40,26 +45,29 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# HOSTSETUP_* variables that are not settings: the sandbox's directories.
+NOT_SETTINGS = {"HOSTSETUP_CACHE", "HOSTSETUP_SANDBOX_HOME"}
+
+
 class StrictEnvironment(Environment):
-    """``HOSTSETUP_*`` variables cast strictly: Invoke makes any non-empty string, ``false`` too,
-    a True boolean; here a boolean setting takes true/false, yes/no, 1/0 and nothing else, and a
-    value that does not fit is refused naming the variable."""
+    """``HOSTSETUP_*`` variables checked like every other layer (``hostsetup.inputs``): Invoke makes
+    any non-empty string, ``false`` too, a True boolean and raises on a number that is not one; here
+    a boolean setting takes true/false, yes/no, 1/0 and nothing else, a number must be one in range,
+    and a value that does not fit is refused naming the variable."""
 
     def _cast(self, old: Any, new: Any) -> Any:
-        if isinstance(old, bool):
-            return parse_bool(new, "value")
+        if isinstance(old, (bool, int)):  # checked and converted by hostsetup.inputs, with ranges
+            return new
         return super()._cast(old, new)
 
     def load(self) -> dict[str, Any]:
-        for env_var, key_path in self._crawl(key_path=[], env_vars={}).items():
-            name = (self._prefix or "") + env_var
-            if name in os.environ:
-                try:
-                    self._path_set(key_path, os.environ[name])
-                except (HostsetupError, ValueError) as exc:
-                    raise HostsetupError(f"{name}={os.environ[name]!r} does not fit its setting: "
-                                         f"{str(exc).removeprefix('value: ')}") from None
-        return self.data
+        known = {(self._prefix or "") + name for name in self._crawl(key_path=[], env_vars={})}
+        for name in sorted(os.environ):
+            if name.startswith(self._prefix or "\0") and name not in known | NOT_SETTINGS:
+                raise InputError(f"{name}: no such setting{did_you_mean(name, known)}; unset it or fix its name")
+        data: dict[str, Any] = super().load()
+        check_tree(data, HostsetupConfig.global_defaults(), env_label(self._prefix.rstrip("_") or "HOSTSETUP"))
+        return data
 
 
 class HostsetupConfig(Config):
@@ -74,6 +82,23 @@ class HostsetupConfig(Config):
         # HOSTSETUP_SUDO_PASSWORD and friends arrive only now: masked from here on.
         secrets.register(self.sudo.password, self.connect_kwargs.get("password"),
                          self.connect_kwargs.get("passphrase"))
+
+    def _load_yaml(self, path: Any) -> Any:
+        """A configuration file, read by the one validation layer (size, UTF-8, YAML limits,
+        duplicate keys, a mapping at the top, lines kept for messages)."""
+        if not os.path.exists(path):  # Invoke tries hostsetup.yaml, .yml, .json: a missing one is skipped
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        data = load_mapping(path, "configuration file")
+        check_tree(data, self.global_defaults(), file_label(str(path)))  # before Invoke merges it
+        return data
+
+    _load_yml = _load_yaml
+    _load_json = _load_yaml
+
+    def check_flags(self, flags: dict[str, Any]) -> None:
+        """Check the fleet flags like a layer (files are checked as they are read, variables as
+        they are loaded), converting values in place; raises ``InputError`` naming the flag."""
+        check_tree(flags, self.global_defaults(), flag_label)
 
     @staticmethod
     def global_defaults() -> dict[str, Any]:

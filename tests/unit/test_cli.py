@@ -133,7 +133,7 @@ def test_env_value_that_is_no_boolean_names_the_variable() -> None:
     env = {**os.environ, "HOSTSETUP_INSTALL_HOLD": "maybe"}
     result = hostsetup("-H", "h", "install", env=env)
     assert result.returncode == 2
-    assert "HOSTSETUP_INSTALL_HOLD='maybe' does not fit its setting" in result.stderr
+    assert "HOSTSETUP_INSTALL_HOLD: 'maybe' is not a boolean" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,0 +1,155 @@
+"""The configuration, layer by layer, checked against the defaults before anything runs.
+
+Each layer (``/etc/hostsetup.yaml``, ``~/.hostsetup.yaml``, ``./hostsetup.yaml``, ``-f FILE``,
+``HOSTSETUP_*`` variables, command-line flags) is walked key by key against the defaults tree:
+
+* a key the defaults do not have is refused, with "did you mean" (mappings whose default is
+  empty, like ``connect_kwargs`` or ``daemon.settings``, are free-form);
+* a value takes the kind of its default (a boolean, a whole number, text, a list, a mapping),
+  and ``RULES`` add ranges and meanings (ports, host strings, files that must exist);
+* values are converted in place ("5" from a flag or a variable becomes 5, "yes" becomes True),
+  so the merged configuration holds checked values only.
+
+Each refusal names its source: ``./hostsetup.yaml:3: parallel: ...``, ``HOSTSETUP_PARALLEL: ...``
+or ``--parallel: ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from hostsetup.errors import HostsetupError
+from hostsetup.inputs import InputError
+from hostsetup.inputs.files import type_name, where
+from hostsetup.inputs.values import (
+    batch,
+    did_you_mean,
+    existing_file,
+    host_string,
+    login_name,
+    port,
+    seconds,
+    text,
+    text_list,
+    whole_number,
+)
+from hostsetup.settings import parse_bool
+
+Rule = Callable[[Any, str], Any]
+Label = Callable[[tuple[str, ...], Any, str], str]
+
+
+def _range(low: int, high: int) -> Rule:
+    return lambda value, label: whole_number(value, label, low, high)
+
+
+def _optional(rule: Rule) -> Rule:
+    return lambda value, label: value if value in (None, "") else rule(value, label)
+
+
+def _files(value: Any, label: str) -> list[str]:
+    items = [value] if isinstance(value, str) else text_list(value, label)
+    return [existing_file(item, label) for item in items]
+
+
+def hosts_rule(value: Any, label: str) -> list[str]:
+    """Host strings, each checked; the same machine twice is refused."""
+    seen: dict[tuple[str, int], str] = {}
+    out = []
+    for item in text_list(value, label):
+        spec = host_string(item, label)
+        if spec.endpoint in seen:
+            raise InputError(f"{label}: {seen[spec.endpoint]!r} and {item!r} are the same host; give it once")
+        seen[spec.endpoint] = item
+        out.append(item.strip())
+    return out
+
+
+def _bool(value: Any, label: str) -> bool:
+    try:
+        return parse_bool(value, label)
+    except HostsetupError as exc:  # SettingsError: the same words, from the one place
+        raise InputError(str(exc)) from None
+
+
+RULES: dict[str, Rule] = {
+    "hosts": hosts_rule,
+    "known_hosts": _files,
+    "inventory": _optional(existing_file),
+    "limit": text,
+    "parallel": _range(1, 1000),
+    "max_fail_percent": _range(0, 100),
+    "connect_attempts": _range(1, 20),
+    "batch": batch,
+    "user": _optional(login_name),
+    "port": port,
+    "ssh_config_path": _optional(existing_file),
+    "connect_kwargs.key_filename": _files,
+    "connect_kwargs.port": port,
+    "connect_kwargs.timeout": _optional(seconds),
+    "timeouts.connect": _optional(seconds),
+    "timeouts.command": _optional(seconds),
+    "install.users": text_list,
+    "install.version": text,
+    "install.key_fingerprint": text,
+    "install.mirror": text,
+    "daemon.profiles": text_list,
+    "daemon.template": _optional(existing_file),
+}
+
+
+def check_tree(data: MutableMapping[str, Any], defaults: Mapping[str, Any], label: Label,
+               path: tuple[str, ...] = ()) -> None:
+    """Check ``data`` against ``defaults`` (recursively), converting values in place."""
+    for key in list(data):
+        name = str(key)
+        here = (*path, name)
+        dotted = ".".join(here)
+        value = data[key]
+        rule = RULES.get(dotted)
+        if name not in defaults and not (isinstance(defaults, Mapping) and not defaults and path):
+            choices = [str(k) for k in defaults]
+            known = f"; known here: {', '.join(sorted(choices))}" if 0 < len(choices) <= 12 else ""
+            raise InputError(f"{label(here, data, name)}: unknown setting{did_you_mean(name, choices)}{known}")
+        default = defaults.get(name)
+        if rule is not None:
+            data[key] = rule(value, label(here, data, name))
+        elif isinstance(default, bool):
+            data[key] = _bool(value, label(here, data, name))
+        elif isinstance(default, int):
+            data[key] = whole_number(value, label(here, data, name), 0, 10 ** 9)
+        elif isinstance(default, float):
+            data[key] = seconds(value, label(here, data, name), 0, 10 ** 9)
+        elif isinstance(default, str):
+            data[key] = text(value, label(here, data, name))
+        elif isinstance(default, (list, tuple)):
+            if not isinstance(value, (list, tuple)):
+                raise InputError(f"{label(here, data, name)}: expected a list, got a {type_name(value)}")
+        elif isinstance(default, Mapping):
+            if value is None:
+                data[key] = {}
+            elif not isinstance(value, MutableMapping):
+                raise InputError(f"{label(here, data, name)}: expected a mapping (key: value), "
+                                 f"got a {type_name(value)}")
+            else:
+                check_tree(value, default, label, here)
+
+
+def file_label(source: str) -> Label:
+    """Labels for a file layer: ``file:line: dotted.key``."""
+    return lambda path, mapping, key: f"{where(source, mapping, key)}: {'.'.join(path)}"
+
+
+def env_label(prefix: str) -> Label:
+    return lambda path, mapping, key: f"{prefix.upper()}_{'_'.join(path).upper()}"
+
+
+FLAG_NAMES = {"hosts": "-H", "parallel": "--parallel", "batch": "--batch", "limit": "--limit",
+              "inventory": "--inventory", "max_fail_percent": "--max-fail-percent"}
+
+
+def flag_label(path: tuple[str, ...], mapping: Any, key: str) -> str:
+    return FLAG_NAMES.get(".".join(path), "--" + ".".join(path).replace("_", "-"))
+
+
