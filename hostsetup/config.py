@@ -17,12 +17,11 @@ from invoke.env import Environment
 
 from hostsetup import secrets
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
-from hostsetup.errors import HostsetupError
-from hostsetup.inputs.config import check_tree, env_label, file_label, flag_label
 from hostsetup.inputs import InputError
+from hostsetup.inputs.config import check_tree, env_label, file_label, flag_label
 from hostsetup.inputs.files import load_mapping
 from hostsetup.inputs.values import did_you_mean
-from hostsetup.settings import INSTALL_DEFAULTS, parse_bool
+from hostsetup.settings import INSTALL_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     # Target hosts given with -H (filled in by the program).
