@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from fabric.main import Fab
-from invoke import Argument, Executor, Exit, ParseError
+from invoke import Argument, Executor, Exit, ParseError, ParserContext
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
 
 from hostsetup import __version__, secrets
 from hostsetup.config import HostsetupConfig
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.config import TASK_FLAG_RULES
 from hostsetup.inputs.values import did_you_mean, existing_file
 from hostsetup.tasks import namespace
 
@@ -94,7 +95,18 @@ class Hostsetup(Fab):
 
     def execute(self) -> None:
         with input_boundary(self.argv):
+            check_task_flags(self.tasks)
             super().execute()
+
+
+def check_task_flags(tasks: list[ParserContext]) -> None:
+    """Task flags with a meaning beyond their type (``TASK_FLAG_RULES``), checked before the task
+    starts: a report's directory must exist now, not after the hosts were worked on."""
+    for context in tasks:
+        for arg in context.args.values():
+            rule = TASK_FLAG_RULES.get(arg.name)
+            if rule is not None and arg.got_value and arg.value not in (None, ""):
+                rule(arg.value, f"--{arg.name.replace('_', '-')}")
 
 
 @contextmanager

@@ -24,15 +24,26 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hostsetup.errors import HostsetupError
+from hostsetup.daemon.settings import DAEMON_DEFAULTS
+from hostsetup.inputs import InputError
+from hostsetup.inputs.config import check_tree, file_label
+from hostsetup.inputs.files import (
+    MAX_INVENTORY_BYTES,
+    Located,
+    line_of,
+    parse_toml,
+    parse_yaml,
+    read_text,
+    type_name,
+    where,
+)
+from hostsetup.inputs.values import HostSpec, did_you_mean, host_address, login_name, port, text
+from hostsetup.settings import INSTALL_DEFAULTS
 
 CONNECTION_VARS = ("host", "user", "port", "key")
 SETTING_VARS = ("install", "daemon")
@@ -41,7 +52,7 @@ ANSIBLE_VARS = {"ansible_host": "host", "ansible_user": "user", "ansible_port": 
                 "ansible_ssh_port": "port"}
 
 
-class InventoryError(HostsetupError):
+class InventoryError(InputError):
     """The inventory cannot be read; the message names the file, line and reason."""
 
 
@@ -54,12 +65,15 @@ class InventoryHost:
     vars: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def spec(self) -> HostSpec:
+        """Where to connect: ``host`` (the name when none), ``user`` and ``port`` from the variables."""
+        address = self.vars.get("host") or host_address(self.name, f"inventory host {self.name!r}")
+        return HostSpec(str(address), self.vars.get("user") or None, self.vars.get("port") or None)
+
+    @property
     def target(self) -> str:
-        """A Fabric host string: ``user@host:port`` from the variables (the name when no ``host``)."""
-        address = str(self.vars.get("host") or self.name)
-        user = self.vars.get("user")
-        port = self.vars.get("port")
-        return f"{user + '@' if user else ''}{address}{':' + str(port) if port else ''}"
+        """A Fabric host string: ``user@host:port``."""
+        return str(self.spec)
 
     @property
     def key(self) -> str | None:
@@ -106,79 +120,92 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-# -- reading YAML with line numbers -------------------------------------------------------
+# -- checking variables ------------------------------------------------------------------
 
-class _Located(dict):  # type: ignore[type-arg]
-    """A mapping that remembers the line of each key (1-based)."""
-
-    lines: dict[str, int]
-
-
-def _to_python(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out = _Located()
-        out.lines = {}
-        for key_node, value_node in node.value:
-            key = _to_python(key_node)
-            out[str(key)] = _to_python(value_node)
-            out.lines[str(key)] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(n) for n in node.value]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        node = yaml.compose(path.read_text())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InventoryError(f"{path}{line}: {exc.problem}") from None
-    return _to_python(node) if node is not None else {}
+# A key file must exist only for the hosts a run selects (``targets_from`` checks it).
+VAR_RULES = {"host": host_address, "user": login_name, "port": port, "key": text}
+SETTING_DEFAULTS: dict[str, Mapping[str, Any]] = {"install": INSTALL_DEFAULTS, "daemon": DAEMON_DEFAULTS}
 
 
 def _where(path: Path, mapping: Any, key: str) -> str:
-    line = getattr(mapping, "lines", {}).get(key)
-    return f"{path}:{line}" if line else str(path)
+    return where(str(path), mapping, key)
+
+
+def _check_vars(source: str, variables: Any, own: bool, line: str = "") -> dict[str, Any]:
+    """Connection variables and settings checked in place (``own``: unknown names refused);
+    ``line``: the ``file:line`` of an INI line, whose variables have no lines of their own."""
+    if variables is None:
+        return {}
+    if not isinstance(variables, MutableMapping):
+        raise InventoryError(f"{line or where(source, variables)}: variables must be a mapping (name: value), "
+                             f"not a {type_name(variables)}")
+    for key in list(variables):
+        label = f"{line or where(source, variables, key)}: {key}"
+        if key in VAR_RULES:
+            variables[key] = VAR_RULES[key](variables[key], label)
+        elif key in SETTING_DEFAULTS:
+            section = variables[key]
+            if section is None:
+                variables[key] = {}
+            elif not isinstance(section, MutableMapping):
+                raise InventoryError(f"{label}: expected a mapping of {key} settings, not a {type_name(section)}")
+            else:
+                check_tree(section, SETTING_DEFAULTS[key], file_label(source), (key,))
+        elif own:
+            allowed = (*CONNECTION_VARS, *SETTING_VARS)
+            raise InventoryError(f"{label}: unknown variable{did_you_mean(str(key), allowed)}; "
+                                 f"hostsetup inventories know {', '.join(allowed)}")
+    return dict(variables)
+
+
+def _name_list(path: Path, mapping: Any, key: str, what: str) -> list[str]:
+    """A list of names (``hosts: [a, b]``): a single name as text would be read letter by letter."""
+    value = mapping.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InventoryError(f"{_where(path, mapping, key)}: {what} must be a list of names ([a, b]), "
+                             f"not a {type_name(value)}")
+    names = [text(item, f"{_where(path, mapping, key)}: {what}") for item in value]
+    for name in names:
+        if names.count(name) > 1:
+            raise InventoryError(f"{_where(path, mapping, key)}: {name!r} is listed twice in {what}")
+    return names
 
 
 # -- own format -----------------------------------------------------------------------------
 
 def _check_keys(path: Path, mapping: Any, allowed: set[str], what: str) -> None:
     if not isinstance(mapping, Mapping):
-        raise InventoryError(f"{path}: {what} must be a mapping")
+        raise InventoryError(f"{where(str(path), mapping)}: {what} must be a mapping, not a {type_name(mapping)}")
     for key in mapping:
         if key not in allowed:
-            raise InventoryError(f"{_where(path, mapping, key)}: unknown key {key!r} in {what} "
-                                 f"(expected {', '.join(sorted(allowed))})")
+            raise InventoryError(f"{_where(path, mapping, key)}: unknown key {key!r} in {what}"
+                                 f"{did_you_mean(str(key), allowed)} (expected {', '.join(sorted(allowed))})")
 
 
 def _own_format(path: Path, data: Any) -> Inventory:
+    source = str(path)
     _check_keys(path, data, {"vars", "hosts", "groups"}, "the inventory")
-    base_vars = data.get("vars") or {}
+    base_vars = _check_vars(source, data.get("vars"), own=True)
     raw_hosts = data.get("hosts") or {}
     if isinstance(raw_hosts, list):
-        raw_hosts = {str(h): {} for h in raw_hosts}
+        raw_hosts = dict.fromkeys(_name_list(path, data, "hosts", "hosts"))
     _check_keys(path, raw_hosts, set(raw_hosts), "hosts")
-    for name, host_vars in raw_hosts.items():
-        if host_vars is not None and not isinstance(host_vars, Mapping):
-            raise InventoryError(f"{_where(path, raw_hosts, name)}: host {name!r} must map to variables")
+    for name in raw_hosts:
+        raw_hosts[name] = _check_vars(source, raw_hosts[name], own=True, line="" if isinstance(
+            raw_hosts[name], Mapping) or raw_hosts[name] is None else f"{_where(path, raw_hosts, name)}: host {name}")
     raw_groups = data.get("groups") or {}
+    _check_keys(path, raw_groups, set(raw_groups), "groups")
+    groups: dict[str, tuple[list[Any], Mapping[str, Any], list[str]]] = {}
     for name, group in raw_groups.items():
-        _check_keys(path, group or {}, {"hosts", "vars", "children"}, f"group {name!r}")
-        for member in (group or {}).get("hosts") or []:
-            raw_hosts.setdefault(str(member), {})
-    groups = {n: (dict(g or {}).get("hosts") or [], dict(g or {}).get("vars") or {},
-                  dict(g or {}).get("children") or []) for n, g in raw_groups.items()}
+        group = group if group is not None else {}
+        _check_keys(path, group, {"hosts", "vars", "children"}, f"group {name!r}")
+        members = _name_list(path, group, "hosts", f"group {name!r} hosts")
+        for member in members:
+            raw_hosts.setdefault(member, {})
+        groups[name] = (members, _check_vars(source, group.get("vars"), own=True),
+                        _name_list(path, group, "children", f"group {name!r} children"))
     for name, (_, _, children) in groups.items():
         for child in children:
             if child not in groups:
@@ -211,15 +238,28 @@ def _build(source: str, base_vars: Mapping[str, Any], hosts: dict[str, dict[str,
         for group in host_groups:
             merged = deep_merge(merged, groups[group][1])
         inventory_hosts[name] = InventoryHost(name, tuple(host_groups), deep_merge(merged, own))
+    seen: dict[tuple[str, int], str] = {}
+    for name, host in inventory_hosts.items():
+        endpoint = host.spec.endpoint
+        if endpoint in seen:
+            raise InventoryError(f"{source}: hosts {seen[endpoint]!r} and {name!r} are the same machine "
+                                 f"({host.spec}); give it once")
+        seen[endpoint] = name
     return Inventory(inventory_hosts, {**resolved, "all": tuple(hosts)}, source)
 
 
 # -- Ansible --------------------------------------------------------------------------------
 
-def _ansible_vars(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _ansible_vars(raw: Any, path: Path) -> Any:
+    """Ansible's variable names turned into hostsetup's (lines kept)."""
+    if not isinstance(raw, Mapping):
+        return raw
+    out = Located()
+    out.lines, out.line = {}, getattr(raw, "line", 0)
     for key, value in raw.items():
-        out[ANSIBLE_VARS.get(key, key)] = value
+        name = ANSIBLE_VARS.get(str(key), str(key))
+        out[name] = value
+        out.lines[name] = line_of(raw, str(key)) or 0
     return out
 
 
@@ -228,14 +268,21 @@ def _ansible_yaml(path: Path, data: Any) -> Inventory:
     groups: dict[str, tuple[list[Any], Mapping[str, Any], list[str]]] = {}
 
     def walk(name: str, group: Any) -> None:
-        group = group or {}
+        group = group if group is not None else {}
         if not isinstance(group, Mapping):
-            raise InventoryError(f"{path}: group {name!r} must be a mapping")
+            raise InventoryError(f"{where(str(path), group)}: group {name!r} must be a mapping, "
+                                 f"not a {type_name(group)}")
         member_hosts = group.get("hosts") or {}
-        for host, host_vars in member_hosts.items():
-            hosts[str(host)] = deep_merge(hosts.get(str(host), {}), _ansible_vars(host_vars or {}))
         children = group.get("children") or {}
-        groups[name] = (list(member_hosts), _ansible_vars(group.get("vars") or {}), list(children))
+        for key, value in (("hosts", member_hosts), ("children", children)):
+            if not isinstance(value, Mapping):
+                raise InventoryError(f"{_where(path, group, key)}: {key} of group {name!r} must be a mapping "
+                                     f"(name: ...), not a {type_name(value)}")
+        for host, host_vars in member_hosts.items():
+            checked = _check_vars(str(path), _ansible_vars(host_vars, path), own=False)
+            hosts[str(host)] = deep_merge(hosts.get(str(host), {}), checked)
+        groups[name] = (list(member_hosts), _check_vars(str(path), _ansible_vars(group.get("vars"), path), own=False),
+                        list(children))
         for child, child_group in children.items():
             walk(str(child), child_group)
 
@@ -257,11 +304,11 @@ def _ini_value(text: str) -> Any:
     return int(text) if text.isdigit() else text
 
 
-def _ansible_ini(path: Path) -> Inventory:
+def _ansible_ini(path: Path, text_of: str) -> Inventory:
     hosts: dict[str, dict[str, Any]] = {}
     groups: dict[str, tuple[list[Any], Mapping[str, Any], list[str]]] = {}
     section, kind = "ungrouped", "hosts"
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    for number, raw in enumerate(text_of.splitlines(), 1):
         line = raw.split(" #")[0].strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -281,7 +328,8 @@ def _ansible_ini(path: Path) -> Inventory:
                 raise InventoryError(f"{path}:{number}: expected key=value in [{section}:vars]")
             group_vars = group[1]
             assert isinstance(group_vars, dict)
-            group_vars[ANSIBLE_VARS.get(key.strip(), key.strip())] = _ini_value(value)
+            name = ANSIBLE_VARS.get(key.strip(), key.strip())
+            group_vars.update(_check_vars(str(path), {name: _ini_value(value)}, own=False, line=f"{path}:{number}"))
         elif kind == "children":
             group[2].append(line)
         else:
@@ -291,6 +339,7 @@ def _ansible_ini(path: Path) -> Inventory:
             name = match.group(1)
             assignments = re.findall(r"""(\S+?)=("[^"]*"|'[^']*'|\S+)""", match.group(2))
             host_vars = {ANSIBLE_VARS.get(k, k): _ini_value(v) for k, v in assignments}
+            _check_vars(str(path), host_vars, own=False, line=f"{path}:{number}")
             hosts[name] = deep_merge(hosts.get(name, {}), host_vars)
             group[0].append(name)
     for name, (_, _, children) in groups.items():
@@ -309,20 +358,18 @@ def _looks_like_ansible_yaml(data: Any) -> bool:
 def load_inventory(file: str | Path) -> Inventory:
     """Read an inventory: own YAML/TOML, Ansible YAML, or Ansible INI (chosen by content)."""
     path = Path(file).expanduser()
-    if not path.is_file():
-        raise InventoryError(f"inventory {path} does not exist")
+    content = read_text(path, "inventory", MAX_INVENTORY_BYTES)
     if path.suffix == ".toml":
-        try:
-            data: Any = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise InventoryError(f"{path}: {exc}") from None
-        return _own_format(path, data)
-    text = path.read_text()
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("#", ";"))),
+        return _own_format(path, parse_toml(content, str(path)))
+    first = next((ln.strip() for ln in content.splitlines() if ln.strip() and not ln.strip().startswith(("#", ";"))),
                  "")
     if path.suffix in (".ini", ".cfg") or first.startswith("[") or (path.suffix == "" and "=" in first):
-        return _ansible_ini(path)
-    data = _load_yaml(path)
+        return _ansible_ini(path, content)
+    data = parse_yaml(content, str(path))
+    if data is None:
+        raise InventoryError(f"{path}: the inventory is empty")
+    if not isinstance(data, Mapping):
+        raise InventoryError(f"{path}: the top level must be a mapping (vars, hosts, groups), not a {type_name(data)}")
     if _looks_like_ansible_yaml(data):
         return _ansible_yaml(path, data)
     return _own_format(path, data)

@@ -8,6 +8,8 @@ from typing import Any
 from invoke import Config
 
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs import InputError
+from hostsetup.inputs.values import existing_file, host_string
 from hostsetup.inventory import load_inventory
 
 
@@ -23,13 +25,22 @@ class Target:
 
 
 def targets_from(config: Config) -> list[Target]:
-    """``-H`` hosts, then the ``--inventory`` hosts selected by ``--limit``; duplicates dropped."""
+    """``-H`` hosts, then the ``--inventory`` hosts selected by ``--limit``; the same machine given
+    twice (by name or by address and port) is refused, as is a key file that does not exist."""
     found: dict[str, Target] = {h: Target(h, h) for h in config.hosts}
+    endpoints = {host_string(h, "-H").endpoint: f"-H {h!r}" for h in config.hosts}
     if config.get("inventory"):
         inventory = load_inventory(config.inventory)
         for host in inventory.select(config.get("limit") or None):
-            found.setdefault(host.name, Target(host.name, host.target, host.key, host.settings("install"),
-                                               host.settings("daemon")))
+            given = endpoints.get(host.spec.endpoint) or (f"-H {host.name!r}" if host.name in found else None)
+            if given:
+                raise InputError(f"{given} is also inventory host {host.name!r} in {inventory.source}; "
+                                 "give it once")
+            endpoints[host.spec.endpoint] = host.name
+            if host.key:
+                existing_file(host.key, f"{inventory.source}: host {host.name}: key")
+            found[host.name] = Target(host.name, host.target, host.key, host.settings("install"),
+                                      host.settings("daemon"))
     elif config.get("limit"):
         raise HostsetupError("--limit selects from an inventory: give --inventory FILE too")
     if not found:

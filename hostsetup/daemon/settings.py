@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.files import read_text
 from hostsetup.render import environment, to_json
 from hostsetup.settings import parse_bool
 
@@ -74,16 +75,25 @@ def render_profile(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_template_file(path: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """A user's template: read by the validation layer (exists, size, UTF-8), rendered strictly;
+    any failure of the template itself (a syntax error, an undefined or mistyped variable) is the
+    user's input error, named with the file."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise DaemonSettingsError(f"daemon template {path} does not exist")
+    try:
+        source = read_text(file, "daemon template")
+    except HostsetupError as exc:
+        raise DaemonSettingsError(str(exc)) from None
     env = Environment(loader=FileSystemLoader(str(file.parent)), undefined=StrictUndefined,
                       keep_trailing_newline=True, autoescape=False)
     env.filters["json"] = to_json
     try:
-        text = env.get_template(file.name).render(**variables)
+        text = env.from_string(source).render(**variables)
     except TemplateError as exc:
-        raise DaemonSettingsError(f"{path}: {exc}") from None
+        lineno = getattr(exc, "lineno", None)
+        line = f":{lineno}" if lineno else ""
+        raise DaemonSettingsError(f"{path}{line}: {exc}") from None
+    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+        raise DaemonSettingsError(f"{path}: rendering failed: {type(exc).__name__}: {exc}") from None
     return _render_object(text, str(path))
 
 

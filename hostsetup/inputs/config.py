@@ -28,6 +28,7 @@ from hostsetup.inputs.values import (
     existing_file,
     host_string,
     login_name,
+    output_file,
     port,
     seconds,
     text,
@@ -96,6 +97,14 @@ RULES: dict[str, Rule] = {
     "install.mirror": text,
     "daemon.profiles": text_list,
     "daemon.template": _optional(existing_file),
+}
+
+
+# Task flags with the same name mean the same thing in every task.
+TASK_FLAG_RULES: dict[str, Rule] = {
+    "json": output_file,
+    "junit_xml": output_file,
+    "template": existing_file,
 }
 
 

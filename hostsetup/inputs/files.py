@@ -21,8 +21,8 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from hostsetup.inputs import InputError
 
 MAX_CONFIG_BYTES = 1 << 20          # a settings file, a template
-MAX_INVENTORY_BYTES = 4 << 20       # ~40,000 hosts
-MAX_NODES = 200_000                 # YAML nodes after aliases are expanded
+MAX_INVENTORY_BYTES = 1 << 20       # ~25,000 hosts; a bigger file takes seconds to parse
+MAX_EXPANDED = 1_000_000            # YAML values once aliases are expanded (a 4 MiB file has fewer)
 MAX_DEPTH = 64
 MERGE_TAG = "tag:yaml.org,2002:merge"
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -80,18 +80,41 @@ class _Builder:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.nodes = 0
         self.scalars = SafeConstructor()
         self.path: set[int] = set()
 
     def fail(self, node: yaml.Node, message: str) -> InputError:
         return InputError(f"{self.source}:{node.start_mark.line + 1}: {message}")
 
+    def expanded_size(self, root: yaml.Node) -> int:
+        """How many values ``root`` stands for once every alias is expanded, computed without
+        expanding (each node once); a recursive alias is refused here."""
+        sizes: dict[int, int] = {}
+        on_path: set[int] = set()
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if isinstance(node, yaml.ScalarNode):
+                sizes[id(node)] = 1
+                continue
+            if children_done:
+                on_path.discard(id(node))
+                children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) \
+                    else list(node.value)
+                sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+                continue
+            if id(node) in sizes:
+                continue
+            if id(node) in on_path:
+                raise self.fail(node, "an alias refers to a value that contains it (a recursive alias)")
+            on_path.add(id(node))
+            stack.append((node, True))
+            children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) \
+                else list(node.value)
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+        return sizes[id(root)]
+
     def build(self, node: yaml.Node, depth: int = 0) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise self.fail(node, f"more than {MAX_NODES} values once aliases are expanded "
-                                  "(an alias bomb?); refusing to read further")
         if depth > MAX_DEPTH:
             raise self.fail(node, f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, yaml.ScalarNode):
@@ -151,7 +174,14 @@ def parse_yaml(text: str, source: str) -> Any:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
         raise InputError(f"{source}: nested too deeply to read") from None
-    return None if node is None else _Builder(source).build(node)
+    if node is None:
+        return None
+    builder = _Builder(source)
+    size = builder.expanded_size(node)
+    if size > MAX_EXPANDED:
+        raise InputError(f"{source}: aliases expand to {size} values, more than {MAX_EXPANDED} "
+                         "(an alias bomb?); refusing to read it")
+    return builder.build(node)
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hostsetup.inputs import InputError
 from hostsetup.inventory import InventoryError, deep_merge, load_inventory
 
 OWN = """
@@ -112,7 +113,7 @@ def test_ansible_yaml(tmp_path: Path) -> None:
     ("bad.toml", "[hosts\n", r"bad\.toml: "),
 ])
 def test_malformed_inventory_names_file_line_and_reason(tmp_path: Path, name: str, text: str, message: str) -> None:
-    with pytest.raises(InventoryError, match=message):
+    with pytest.raises(InputError, match=message):
         load_inventory(write(tmp_path, name, text))
 
 
