@@ -15,10 +15,12 @@ from typing import Any
 from fabric.main import Fab
 from invoke import Argument, Executor, Exit, ParseError, ParserContext
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
+from paramiko.config import ConfigParseError
 
 from hostsetup import __version__, secrets
 from hostsetup.config import HostsetupConfig
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs import InputError
 from hostsetup.inputs.config import TASK_FLAG_RULES
 from hostsetup.inputs.values import did_you_mean, existing_file
 from hostsetup.tasks import namespace
@@ -80,9 +82,16 @@ class Hostsetup(Fab):
             for flag, value in (("-f", self.args.config.value), ("-S", self.args["ssh-config"].value)):
                 if value is not None:
                     existing_file(value, flag)
+            runtime = self.args.config.value
+            if runtime is not None and os.path.splitext(runtime)[1] not in (".yaml", ".yml", ".json"):
+                raise InputError(f"-f: {runtime}: a settings file is YAML or JSON: name it *.yaml, *.yml or *.json")
             for path in self.args["identity"].value or []:
                 existing_file(path, "-i")
-            super().update_config()
+            try:
+                super().update_config()
+            except ConfigParseError as exc:  # -S or ~/.ssh/config
+                path = self.args["ssh-config"].value or "~/.ssh/config"
+                raise InputError(f"{path}: not a valid ssh_config: {exc}") from None
             flags: dict[str, Any] = {
                 "hosts": split_hosts(self.args["hosts"].value), "inventory": self.args["inventory"].value,
                 "limit": self.args["limit"].value,

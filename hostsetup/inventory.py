@@ -191,12 +191,12 @@ def _own_format(path: Path, data: Any) -> Inventory:
     raw_hosts = data.get("hosts") or {}
     if isinstance(raw_hosts, list):
         raw_hosts = dict.fromkeys(_name_list(path, data, "hosts", "hosts"))
-    _check_keys(path, raw_hosts, set(raw_hosts), "hosts")
+    _check_keys(path, raw_hosts, set(raw_hosts) if isinstance(raw_hosts, Mapping) else set(), "hosts")
     for name in raw_hosts:
         raw_hosts[name] = _check_vars(source, raw_hosts[name], own=True, line="" if isinstance(
             raw_hosts[name], Mapping) or raw_hosts[name] is None else f"{_where(path, raw_hosts, name)}: host {name}")
     raw_groups = data.get("groups") or {}
-    _check_keys(path, raw_groups, set(raw_groups), "groups")
+    _check_keys(path, raw_groups, set(raw_groups) if isinstance(raw_groups, Mapping) else set(), "groups")
     groups: dict[str, tuple[list[Any], Mapping[str, Any], list[str]]] = {}
     for name, group in raw_groups.items():
         group = group if group is not None else {}

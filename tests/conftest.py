@@ -7,6 +7,7 @@ CI=true a sandbox that cannot start fails the run.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,6 +22,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    contract = sys.modules.get("tests.unit.contract")
+    if contract is not None:
+        terminalreporter.write_line(f"input contract: {contract.RUNS['count']} generated inputs tried")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError
@@ -74,6 +76,24 @@ def render_profile(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
     return _render_object(text, f"profile {name}")
 
 
+class UserTemplates(SandboxedEnvironment):
+    """A user's daemon.json template renders in Jinja's sandbox (no attribute tricks, ``range``
+    bounded) and cannot build huge values with ``*`` or ``**``: a template is input, and input must
+    not hang the run."""
+
+    intercepted_binops = frozenset(["*", "**"])
+    MAX_SIZE = 1 << 20
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError(f"the power {right} is too large for a template")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > self.MAX_SIZE:
+                    raise SecurityError("a value repeated into more than 1 MiB is too large for a template")
+        return super().call_binop(context, operator, left, right)
+
+
 def render_template_file(path: str, variables: Mapping[str, Any]) -> dict[str, Any]:
     """A user's template: read by the validation layer (exists, size, UTF-8), rendered strictly;
     any failure of the template itself (a syntax error, an undefined or mistyped variable) is the
@@ -83,8 +103,8 @@ def render_template_file(path: str, variables: Mapping[str, Any]) -> dict[str, A
         source = read_text(file, "daemon template")
     except HostsetupError as exc:
         raise DaemonSettingsError(str(exc)) from None
-    env = Environment(loader=FileSystemLoader(str(file.parent)), undefined=StrictUndefined,
-                      keep_trailing_newline=True, autoescape=False)
+    env = UserTemplates(loader=FileSystemLoader(str(file.parent)), undefined=StrictUndefined,
+                        keep_trailing_newline=True, autoescape=False)
     env.filters["json"] = to_json
     try:
         text = env.from_string(source).render(**variables)

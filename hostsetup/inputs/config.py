@@ -135,6 +135,8 @@ def check_tree(data: MutableMapping[str, Any], defaults: Mapping[str, Any], labe
         elif isinstance(default, (list, tuple)):
             if not isinstance(value, (list, tuple)):
                 raise InputError(f"{label(here, data, name)}: expected a list, got a {type_name(value)}")
+        elif default is None and isinstance(value, Mapping) and not (not defaults and path):
+            raise InputError(f"{label(here, data, name)}: expected a single value, got a mapping")
         elif isinstance(default, Mapping):
             if value is None:
                 data[key] = {}
