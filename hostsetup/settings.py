@@ -60,6 +60,23 @@ def valid_user(user: str) -> bool:
     return _USER.fullmatch(user) is not None
 
 
+def check_version(value: str, label: str = "version") -> str | None:
+    """A docker-ce version pin as written (None: the newest), or ``SettingsError`` naming ``label``."""
+    version = value.strip() or None
+    if version and not _VERSION.fullmatch(version):
+        raise SettingsError(f"{label}: {version!r} is neither a short version like 25.0 or 25.0.3 nor an exact "
+                            "package version like 5:25.0.3-1~debian.12~bookworm")
+    return version
+
+
+def check_users(users: list[str], label: str = "users") -> tuple[str, ...]:
+    """Users for the docker group, each a valid user name."""
+    for user in users:
+        if not valid_user(user):
+            raise SettingsError(f"{label}: {user!r} is not a valid user name")
+    return tuple(users)
+
+
 def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -81,14 +98,8 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
             fingerprint = normalize_fingerprint(str(values["key_fingerprint"]))
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
-    version = str(values["version"]).strip() or None
-    if version and not _VERSION.fullmatch(version):
-        raise SettingsError(f"version {version!r} is neither a short version like 25.0 or "
-                            "25.0.3 nor an exact package version like 5:25.0.3-1~debian.12~bookworm")
-    users = tuple(_as_list(values["users"]))
-    for user in users:
-        if not valid_user(user):
-            raise SettingsError(f"{user!r} is not a valid user name")
+    version = check_version(str(values["version"]))
+    users = check_users(_as_list(values["users"]))
     return InstallSettings(name, url, fingerprint, version, flags["hold"], flags["plugins"], users)
 
 

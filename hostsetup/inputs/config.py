@@ -35,7 +35,7 @@ from hostsetup.inputs.values import (
     text_list,
     whole_number,
 )
-from hostsetup.settings import parse_bool
+from hostsetup.settings import check_users, check_version, parse_bool
 
 Rule = Callable[[Any, str], Any]
 Label = Callable[[tuple[str, ...], Any, str], str]
@@ -74,6 +74,14 @@ def _bool(value: Any, label: str) -> bool:
         raise InputError(str(exc)) from None
 
 
+def _settings_rule(check: Callable[[Any, str], Any], value: Any, label: str) -> Any:
+    """One of hostsetup.settings' checks, its refusal as an input error."""
+    try:
+        return check(value, label)
+    except HostsetupError as exc:
+        raise InputError(str(exc)) from None
+
+
 RULES: dict[str, Rule] = {
     "hosts": hosts_rule,
     "known_hosts": _files,
@@ -91,8 +99,8 @@ RULES: dict[str, Rule] = {
     "connect_kwargs.timeout": _optional(seconds),
     "timeouts.connect": _optional(seconds),
     "timeouts.command": _optional(seconds),
-    "install.users": text_list,
-    "install.version": text,
+    "install.users": lambda value, label: list(_settings_rule(check_users, text_list(value, label), label)),
+    "install.version": lambda value, label: _settings_rule(check_version, text(value, label), label) or "",
     "install.key_fingerprint": text,
     "install.mirror": text,
     "daemon.profiles": text_list,

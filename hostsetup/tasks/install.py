@@ -11,11 +11,12 @@ from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.config import check_tree
 from hostsetup.inventory import deep_merge
 from hostsetup.plan import plan_install
 from hostsetup.report import fleet_table, host_block, summary_line, write_json
 from hostsetup.runner import HostReport, Planner, StepPrinter, converge_host, run_fleet
-from hostsetup.settings import InstallSettings, install_settings
+from hostsetup.settings import INSTALL_DEFAULTS, InstallSettings, install_settings
 from hostsetup.targets import Target, targets_from
 
 
@@ -30,8 +31,10 @@ def _flags(flags: dict[str, Any]) -> dict[str, Any]:
 def settings_from(c: Context, target: Target | None = None, **flags: Any) -> InstallSettings:
     """Config layers (files, HOSTSETUP_INSTALL_* env), then the host's inventory settings, then flags."""
     raw = deep_merge(dict(c.config.install), target.install if target else {})
+    given = _flags(flags)
+    check_tree(given, INSTALL_DEFAULTS, lambda path, mapping, key: "--" + key.replace("_", "-"), ("install",))
     try:
-        return install_settings({**raw, **_flags(flags)})
+        return install_settings({**raw, **given})
     except HostsetupError as exc:
         raise HostsetupError(f"{target.name}: {exc}" if target and target.install else str(exc)) from None
 
