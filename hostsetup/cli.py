@@ -70,6 +70,23 @@ class Hostsetup(Fab):
         with input_boundary(self.argv, self._flag_names()):
             super().parse_tasks()
 
+    def parse_cleanup(self) -> None:
+        with input_boundary(self.argv):
+            list_format = self.args["list-format"].value
+            if list_format not in ("flat", "nested", "json"):
+                raise InputError(f"--list-format: {list_format!r}: choose flat, nested or json")
+            super().parse_cleanup()
+
+    def run(self, argv: list[str] | None = None, exit: bool = True) -> None:
+        """Invoke's run, inside a last boundary: whatever a phase let through is one line, exit 70."""
+        try:
+            super().run(argv, exit)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            print(internal_error_line(exc), file=sys.stderr)
+            sys.exit(70)
+
     def _flag_names(self) -> list[str]:
         names = [f"--{n}" if len(n) > 1 else f"-{n}" for a in self.core_args() for n in a.names]
         for context in self.collection.to_contexts():
@@ -161,7 +178,7 @@ def parse_error_line(message: str, flag_names: list[str]) -> str:
     unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
     if unknown:
         word = unknown.group(1).split("=", 1)[0]
-        return f"unknown option or task {word!r}{did_you_mean(word, flag_names)}"
+        return f"unknown option or task {word!r}{did_you_mean(word, [n for n in flag_names if n != word])}"
     return message.rstrip("!.")
 
 

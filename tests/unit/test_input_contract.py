@@ -132,6 +132,11 @@ FLAG_VALUES = {
     "-f": st.sampled_from(["/nonexistent.yaml", "/tmp", "CONFIG"]),
     "-T": st.sampled_from(TRICKY),
     "-t": st.sampled_from(TRICKY),
+    "--list-format": st.sampled_from(["flat", "json", "bogus", ""]),
+    "--list-depth": st.sampled_from(TRICKY),
+    "--print-completion-script": st.sampled_from(["bash", "bogus"]),
+    "--hide": st.sampled_from(["both", "bogus"]),
+    "-c": st.sampled_from(TRICKY),
 }
 TASK_FLAG_VALUES = {
     "--mirror": st.sampled_from(TRICKY), "--version": st.sampled_from(TRICKY), "--users": st.sampled_from(TRICKY),
