@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,22 @@ hosts = st.one_of(
               st.one_of(st.just(""), ports.map(lambda p: ":" + p))))
 
 
+def shaped_like(defaults: Mapping[str, Any], depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+    """Mappings with the defaults' own keys (and near misses), each value of the right shape or not."""
+    keys = sorted(str(k) for k in defaults) or ["x"]
+
+    def value_for(key: str) -> st.SearchStrategy[Any]:
+        default = defaults.get(key)
+        if isinstance(default, Mapping) and default and depth < 2:
+            return st.one_of(shaped_like(default, depth + 1), values)
+        return values
+    pairs = st.one_of(st.sampled_from(keys), typos(keys)).flatmap(lambda k: st.tuples(st.just(k), value_for(k)))
+    return st.lists(pairs, max_size=4).map(dict)
+
+
 def settings_documents() -> st.SearchStrategy[dict[str, Any]]:
-    sections = st.fixed_dictionaries({}, optional={
-        "install": st.dictionaries(st.one_of(st.sampled_from(sorted(INSTALL_DEFAULTS)),
-                                             typos(sorted(INSTALL_DEFAULTS))), values, max_size=4),
-        "daemon": st.dictionaries(st.one_of(st.sampled_from(sorted(DAEMON_DEFAULTS)), typos(sorted(DAEMON_DEFAULTS))),
-                                  values, max_size=4)})
-    top = st.dictionaries(st.one_of(st.sampled_from(TOP_KEYS), typos(TOP_KEYS), no_nul_text), values, max_size=4)
-    return st.builds(lambda a, b: {**a, **b}, top, sections)
+    top = st.dictionaries(st.one_of(st.sampled_from(TOP_KEYS), typos(TOP_KEYS), no_nul_text), values, max_size=3)
+    return st.builds(lambda a, b: {**a, **b}, top, shaped_like(HostsetupConfig.global_defaults()))
 
 
 def as_yaml(data: Any) -> bytes:
