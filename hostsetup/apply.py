@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from invoke.runners import Result
 
@@ -51,7 +51,7 @@ BACKUPS_KEPT = 5
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    status: str          # ok, changed, failed, skipped
+    status: str          # ok, changed, failed, skipped; reverted: changed, then put back as it was
     summary: str
     seconds: float = 0.0
     error: str = ""
@@ -71,6 +71,8 @@ class RepositoryGuard:
     kept: list[str] = field(default_factory=list)
     started: bool = False
     proofs: dict[str, list[str]] = field(default_factory=dict)  # step name -> the files its refresh proves
+    kept_by: dict[str, str] = field(default_factory=dict)       # path -> the step that changed it first
+    reverted: set[str] = field(default_factory=set)             # steps whose files were put back
 
     @classmethod
     def for_platform(cls, platform: Platform) -> RepositoryGuard:
@@ -79,7 +81,7 @@ class RepositoryGuard:
                    frozenset((family.repo_file, family.key_file, *family.legacy_files)),
                    repository_refresh_command(platform.package_manager, family.repo_file))
 
-    def keep(self, paths: Iterable[str]) -> str:
+    def keep(self, step: str, paths: Iterable[str]) -> str:
         """The script that keeps those of ``paths`` that are guarded and not kept yet ("" if none)."""
         new = [p for p in paths if p in self.guarded and p not in self.kept]
         if not new:
@@ -87,6 +89,7 @@ class RepositoryGuard:
         lines = [] if self.started else [rollback.begin_script()]
         self.started = True
         self.kept.extend(new)
+        self.kept_by.update({p: step for p in new if p not in self.kept_by})
         return "\n".join([*lines, *(rollback.keep_script(p) for p in new)]) + "\n"
 
     def prove(self, step: str, command: str) -> str:
@@ -113,6 +116,7 @@ class RepositoryGuard:
             message = f"refreshing the repository's index failed: {cause}"
             if rollback.RESTORED in result.stdout:
                 message += f"; {self.put_back(paths)}"
+                self.reverted |= {self.kept_by[p] for p in paths if p in self.kept_by}
             elif paths:
                 message += (f"; putting back {', '.join(paths)} failed: the previous files are in "
                             f"{rollback.ROLLBACK_DIR}")
@@ -167,9 +171,9 @@ def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
     if isinstance(op, Run):
         return guard.prove(step.name, op.command) if op.command == guard.refresh else op.command
     if isinstance(op, WriteFile):
-        return guard.keep([op.path]) + write_file_script(op)
+        return guard.keep(step.name, [op.path]) + write_file_script(op)
     if isinstance(op, RemoveFiles):
-        return guard.keep(op.paths) + remove_files_script(op)
+        return guard.keep(step.name, op.paths) + remove_files_script(op)
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
         return f"{guard.prove(step.name, refresh_command(op))}\n{install_command(op, op.version)}"
     return None
@@ -191,7 +195,7 @@ def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
     """Run a step that cannot be batched: fetched keys and versions resolved on the host."""
     for op in step.operations:
         if isinstance(op, FetchKey):
-            script = guard.keep([op.path]) + _fetch_key(remote, op)
+            script = guard.keep(step.name, [op.path]) + _fetch_key(remote, op)
             result = remote.root("set -e\n" + script)
             if not result.ok:
                 raise RemoteError(f"writing {op.path} failed: {tail(result)}")
@@ -252,18 +256,22 @@ def apply_plan(remote: Remote, plan: Plan,
         results[result.name] = result
         progress(result)
 
+    def reverted(result: StepResult) -> StepResult:
+        if result.name not in guard.reverted or result.status != "changed":
+            return result
+        return replace(result, status="reverted", summary=f"{result.summary} (put back as it was)")
+
     def flush() -> bool:
         if not pending:
             return True
         steps = [step for step, _ in pending]
         output = remote.root(batch_script(pending))
         pending.clear()
-        for result in batch_results(steps, output.stdout, "" if output.ok else tail(output)):
-            if result.status == "failed":
-                step = next(s for s in steps if s.name == result.name)
-                result = StepResult(result.name, result.status, result.summary, result.seconds,
-                                    guard.failure(step, output))
-            record(result)
+        batch = [replace(r, error=guard.failure(next(s for s in steps if s.name == r.name), output))
+                 if r.status == "failed" else r
+                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output))]
+        for result in batch:
+            record(reverted(result))
         return output.ok
 
     failed = False
@@ -287,7 +295,7 @@ def apply_plan(remote: Remote, plan: Plan,
             # Download and check now; installing the key joins the next batch.
             try:
                 fetched = _fetch_key(remote, step.operations[0])
-                pending.append((step, guard.keep([step.operations[0].path]) + fetched))
+                pending.append((step, guard.keep(step.name, [step.operations[0].path]) + fetched))
             except RemoteError as exc:
                 failed = True
                 record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
@@ -298,6 +306,8 @@ def apply_plan(remote: Remote, plan: Plan,
         except RemoteError as exc:
             failed = True
             record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
+            for earlier in [r for r in results.values() if reverted(r) != r]:  # recorded in an earlier session
+                record(reverted(earlier))
     if not failed:
         if guard.kept and pending:  # written, and nothing in the plan reads them: nothing to put back
             last_step, last_script = pending[-1]

@@ -105,13 +105,14 @@ class SandboxMirror:
         """Every request the mirror served so far: ``<scheme> <host> <method> <path> <status>``."""
         return docker("logs", self.container).stderr.splitlines()
 
-    def set_faults(self, faults: Mapping[str, int | bytes]) -> None:
+    def set_faults(self, faults: Mapping[str, int | bytes], host: str = "*") -> None:
         """Make the mirror misbehave from the next request on, for real HTTP clients: each
         ``pattern`` (an ``fnmatch`` glob over the path in the mirror tree, e.g.
         ``/linux/*/gpg``, the same under every preset's host name) answers with that status
-        code, or serves those bytes instead of its file. Replaces the faults set before."""
-        rules = [serve.Fault(pattern, body=answer) if isinstance(answer, bytes) else serve.Fault(pattern, answer)
-                 for pattern, answer in faults.items()]
+        code, or serves those bytes instead of its file; only under the host names matching
+        ``host`` (a glob, e.g. ``mirrors.aliyun.com``). Replaces the faults set before."""
+        rules = [serve.Fault(pattern, body=answer, host=host) if isinstance(answer, bytes)
+                 else serve.Fault(pattern, answer, host=host) for pattern, answer in faults.items()]
         text = serve.faults_json(rules)
         serve.parse_faults(text)  # a rule the server would refuse fails here, not as 500s there
         # Renamed into place: a request never reads half a file.
@@ -124,9 +125,9 @@ class SandboxMirror:
         docker("exec", self.container, "rm", "-f", serve.FAULTS_FILE)
 
     @contextmanager
-    def faults(self, faults: Mapping[str, int | bytes]) -> Iterator[None]:
+    def faults(self, faults: Mapping[str, int | bytes], host: str = "*") -> Iterator[None]:
         """``set_faults`` for the ``with`` block; cleared however it ends."""
-        self.set_faults(faults)
+        self.set_faults(faults, host)
         try:
             yield
         finally:

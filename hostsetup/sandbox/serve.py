@@ -11,9 +11,10 @@ Every request is logged on one line: ``<scheme> <host> <method> <path> <status>`
 Faults on request (tests of what a client does when the mirror misbehaves): a JSON file
 (``FAULTS_FILE`` unless ``--faults PATH``), read on every request, lists rules
 ``{"path": GLOB, "status": CODE}`` (answer CODE) or ``{"path": GLOB, "body": BASE64}`` (serve
-that content instead, 200). GLOB (``fnmatch``) is matched against the path in the mirror tree,
-after a preset's prefix is taken off, so one rule holds under every host name; the first rule
-that matches wins. No file: no faults. A file that cannot be read as such rules makes every
+that content instead, 200), each optionally with ``"host": GLOB`` (default: any). The path GLOB
+(``fnmatch``) is matched against the path in the mirror tree, after a preset's prefix is taken
+off, so one rule holds under every host name; the host GLOB against the request's host name.
+The first rule that matches wins. No file: no faults. A file that cannot be read as such rules makes every
 request a 500, so a broken fault is never mistaken for a working mirror.
 
     python3 serve.py [--faults PATH] ROOT CERT KEY host=prefix [host=prefix ...]
@@ -43,6 +44,7 @@ class Fault:
     pattern: str
     status: int = 200
     body: bytes | None = None
+    host: str = "*"
 
 
 class FaultFileError(ValueError):
@@ -60,26 +62,29 @@ def parse_faults(text: str) -> list[Fault]:
     faults = []
     for rule in rules:
         if not isinstance(rule, dict) or not isinstance(rule.get("path"), str) \
-                or set(rule) - {"path", "status", "body"} or ("status" in rule) == ("body" in rule):
-            raise FaultFileError(f"rule {rule!r}: want {{path, status}} or {{path, body}}")
+                or not isinstance(rule.get("host", ""), str) \
+                or set(rule) - {"path", "status", "body", "host"} or ("status" in rule) == ("body" in rule):
+            raise FaultFileError(f"rule {rule!r}: want {{path, status}} or {{path, body}}, and a host if any")
+        host = rule.get("host", "*")
         if "status" in rule:
             status = rule["status"]
             if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
                 raise FaultFileError(f"rule {rule!r}: status must be an error code (400-599)")
-            faults.append(Fault(rule["path"], status))
+            faults.append(Fault(rule["path"], status, host=host))
         else:
             try:
                 body = base64.b64decode(rule["body"], validate=True)
             except (binascii.Error, TypeError, ValueError):
                 raise FaultFileError(f"rule for {rule['path']!r}: body is not base64") from None
-            faults.append(Fault(rule["path"], 200, body))
+            faults.append(Fault(rule["path"], 200, body, host))
     return faults
 
 
 def faults_json(faults: list[Fault]) -> str:
     """A fault file holding ``faults`` (what ``parse_faults`` reads back)."""
-    return json.dumps([{"path": f.pattern, "body": base64.b64encode(f.body).decode()} if f.body is not None
-                       else {"path": f.pattern, "status": f.status} for f in faults])
+    return json.dumps([{"path": f.pattern, "host": f.host,
+                        **({"body": base64.b64encode(f.body).decode()} if f.body is not None else {"status": f.status})}
+                       for f in faults])
 
 
 def load_faults(path: str) -> list[Fault]:
@@ -94,8 +99,9 @@ def load_faults(path: str) -> list[Fault]:
     return parse_faults(text)
 
 
-def matching_fault(faults: list[Fault], path: str) -> Fault | None:
-    return next((f for f in faults if fnmatch.fnmatchcase(path, f.pattern)), None)
+def matching_fault(faults: list[Fault], path: str, host: str = "") -> Fault | None:
+    return next((f for f in faults if fnmatch.fnmatchcase(path, f.pattern) and fnmatch.fnmatchcase(host, f.host)),
+                None)
 
 
 class MirrorHandler(http.server.SimpleHTTPRequestHandler):
@@ -120,7 +126,8 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
     def _faulted(self, head: bool) -> bool:
         """Answer from the fault file if a rule matches this request (True: answered)."""
         try:
-            fault = matching_fault(load_faults(self.faults_file), unquote(self.path.split("?", 1)[0]))
+            fault = matching_fault(load_faults(self.faults_file), unquote(self.path.split("?", 1)[0]),
+                                   getattr(self, "log_host", ""))
         except FaultFileError as exc:
             self.send_error(500, None, f"the mirror's fault file {self.faults_file} is broken: {exc}")
             return True

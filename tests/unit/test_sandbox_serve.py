@@ -150,6 +150,13 @@ def test_faults_are_read_per_request_first_match_wins_and_match_the_decoded_path
     assert get(ports[0], MIRROR_ALIAS, "/linux/debian/a%7Eb.deb") == (200, b"DEB\n")
 
 
+def test_a_fault_for_one_host_name_leaves_the_others_alone(ports: tuple[int, int], tls: SandboxTls,
+                                                           faults: Callable[[list[Fault]], None]) -> None:
+    faults([Fault("/linux/*/gpg", 404, host="mirrors.aliyun.com")])
+    assert get(ports[1], "mirrors.aliyun.com", "/docker-ce/linux/debian/gpg", tls)[0] == 404
+    assert get(ports[1], "download.docker.com", "/linux/debian/gpg", tls) == (200, b"KEY\n")
+
+
 def test_a_broken_fault_file_fails_every_request_loudly(ports: tuple[int, int], faults_file: Path,
                                                         faults: Callable[[list[Fault]], None]) -> None:
     faults_file.write_text("[{\"path\": ")
@@ -160,6 +167,7 @@ def test_a_broken_fault_file_fails_every_request_loudly(ports: tuple[int, int], 
     "{}", "[1]", '[{"status": 404}]', '[{"path": "/x"}]', '[{"path": "/x", "status": 200}]',
     '[{"path": "/x", "status": "404"}]', '[{"path": "/x", "status": true}]', '[{"path": "/x", "body": "!!"}]',
     '[{"path": "/x", "status": 404, "body": ""}]', '[{"path": "/x", "status": 404, "when": 1}]', "not json",
+    '[{"path": "/x", "status": 404, "host": 1}]',
 ])
 def test_rules_that_are_not_a_status_or_a_body_are_refused(text: str) -> None:
     with pytest.raises(FaultFileError):
@@ -167,5 +175,5 @@ def test_rules_that_are_not_a_status_or_a_body_are_refused(text: str) -> None:
 
 
 def test_fault_file_round_trip() -> None:
-    rules = [Fault("/a/*", 404), Fault("/b", body=b"\x00\xff"), Fault("/c", 500)]
+    rules = [Fault("/a/*", 404), Fault("/b", body=b"\x00\xff"), Fault("/c", 500, host="*.example")]
     assert parse_faults(faults_json(rules)) == rules
