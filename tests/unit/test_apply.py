@@ -9,10 +9,12 @@ import pytest
 from invoke.runners import Result
 
 from hostsetup import apply, rollback, scripts
-from hostsetup.apply import RepositoryGuard, batch_results, batch_script, step_script
+from hostsetup.apply import RepositoryGuard, apply_plan, batch_results, batch_script, step_script
+from hostsetup.distros import parse_os_release, resolve_platform
 from hostsetup.downloads import curl_failure, failed_download
 from hostsetup.operations import InstallPackages, RemoveFiles, Run, WriteFile
 from hostsetup.plan import Step
+from hostsetup.steps import Plan
 
 
 def run_batch(steps: list[tuple[Step, str]]) -> tuple[str, int]:
@@ -199,3 +201,36 @@ def test_a_package_download_failure_names_the_url_and_keeps_the_proven_repositor
     assert message.startswith("downloading https://download.docker.com/linux/debian/dists/bookworm/pool/stable/amd64/"
                               "docker-ce_20.10.24-1%7edebian.12%7ebookworm_amd64.deb failed: 404 Not Found; ")
     assert "no package was changed" in message and "\n" not in message
+
+
+class LocalRemote:
+    """Root scripts run here, in ``sh`` (the paths they touch are all under a test's tmp_path)."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+
+    def root(self, script: str, timeout: float | None = None) -> Result:
+        self.sessions += 1
+        proc = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30)
+        return Result(stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode)
+
+
+@pytest.mark.parametrize(("refresh", "statuses"), [
+    ("true", ["changed", "changed", "ok"]),
+    (f"printf '{APT_INDEX_404}'; false", ["reverted", "failed", "ok"]),   # ok: nothing to do there
+])
+def test_apply_reports_the_steps_whose_files_were_put_back_as_reverted(
+        layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch, refresh: str, statuses: list[str]) -> None:
+    monkeypatch.setattr(RepositoryGuard, "for_platform", classmethod(lambda cls, platform: guard_for(layout, refresh)))
+    platform = resolve_platform(parse_os_release('ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'))
+    steps = (*repository_steps(layout, refresh, None), Step("group", "docker group exists"))
+    seen: list[str] = []
+    results = apply_plan(LocalRemote(), Plan(platform, steps), lambda r: seen.append(r.status))  # type: ignore[arg-type]
+    assert [r.status for r in results] == statuses
+    assert sorted(seen) == sorted(statuses)  # shown as they are: a step put back is never shown as changed
+    assert layout["key"].exists() == layout["repo"].exists() == (statuses[0] == "changed")
+    if statuses[0] == "reverted":
+        assert results[0].summary == "install the key (put back as it was)"
+        assert results[1].error.endswith(
+            f"the repository file, the key and {layout['legacy']} were put back as they were")
+    assert not layout["rollback"].exists()
