@@ -2,15 +2,26 @@
 
 Files are written to a temporary file beside the target and renamed into place;
 the previous version is kept under ``/var/backups/hostsetup`` (the last few).
+
+The repository configuration (repository file, key, legacy files) is proven only by the
+package manager's refresh of that repository's index. Until then each such file a run
+changes is kept as it was (``hostsetup.rollback``); if the refresh fails, they are all put
+back, so that a mirror that does not answer as it should never leaves a source behind that
+breaks the host's own ``apt-get update`` / ``dnf makecache``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
+from invoke.runners import Result
+
+from hostsetup import rollback
 from hostsetup.daemon.apply import apply_configure
+from hostsetup.distros import Platform
+from hostsetup.downloads import curl_failure, failed_download
 from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
     ConfigureDaemon,
@@ -21,7 +32,12 @@ from hostsetup.operations import (
     Run,
     WriteFile,
 )
-from hostsetup.pkgcommands import install_command, list_versions_command, refresh_command
+from hostsetup.pkgcommands import (
+    install_command,
+    list_versions_command,
+    refresh_command,
+    repository_refresh_command,
+)
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.scripts import remove_files_script, write_file_script
@@ -35,15 +51,94 @@ BACKUPS_KEPT = 5
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    status: str          # ok, changed, failed, skipped
+    status: str          # ok, changed, failed, skipped; reverted: changed, then put back as it was
     summary: str
     seconds: float = 0.0
     error: str = ""
 
 
-def _run_packages(remote: Remote, op: InstallPackages) -> None:
-    result = remote.root_ok(refresh_command(op) + " >/dev/null && " + list_versions_command(op),
-                            "refreshing the Docker repository index")
+@dataclass
+class RepositoryGuard:
+    """The repository configuration files this run changed that no refresh has proven yet.
+
+    Scripts are made in the order they run: a write of a guarded file first keeps it
+    (``rollback.keep_script``); the next refresh of the repository is its proof."""
+
+    repo_file: str
+    key_file: str
+    guarded: frozenset[str]
+    refresh: str                  # the plan's refresh of the repository alone (a Run of it proves too)
+    kept: list[str] = field(default_factory=list)
+    started: bool = False
+    proofs: dict[str, list[str]] = field(default_factory=dict)  # step name -> the files its refresh proves
+    kept_by: dict[str, str] = field(default_factory=dict)       # path -> the step that changed it first
+    reverted: set[str] = field(default_factory=set)             # steps whose files were put back
+
+    @classmethod
+    def for_platform(cls, platform: Platform) -> RepositoryGuard:
+        family = platform.family
+        return cls(family.repo_file, family.key_file,
+                   frozenset((family.repo_file, family.key_file, *family.legacy_files)),
+                   repository_refresh_command(platform.package_manager, family.repo_file))
+
+    def keep(self, step: str, paths: Iterable[str]) -> str:
+        """The script that keeps those of ``paths`` that are guarded and not kept yet ("" if none)."""
+        new = [p for p in paths if p in self.guarded and p not in self.kept]
+        if not new:
+            return ""
+        lines = [] if self.started else [rollback.begin_script()]
+        self.started = True
+        self.kept.extend(new)
+        self.kept_by.update({p: step for p in new if p not in self.kept_by})
+        return "\n".join([*lines, *(rollback.keep_script(p) for p in new)]) + "\n"
+
+    def prove(self, step: str, command: str) -> str:
+        """``command`` (a refresh) as the proof of the kept files: on failure they are put back."""
+        self.proofs[step], self.kept = self.kept, []
+        return rollback.proof_script(command, self.proofs[step])
+
+    def put_back(self, paths: list[str]) -> str:
+        """``'the repository file and key were'`` and the like, for ``paths``."""
+        names = [name for name, path in (("the repository file", self.repo_file), ("the key", self.key_file))
+                 if path in paths] + [p for p in paths if p not in (self.repo_file, self.key_file)]
+        what = names[-1] if len(names) < 2 else f"{', '.join(names[:-1])} and {names[-1]}"
+        plural = len(names) > 1
+        return f"{what} {'were' if plural else 'was'} put back as {'they were' if plural else 'it was'}"
+
+    def failure(self, step: Step, result: Result) -> str:
+        """One line on why ``step`` failed in ``result``: the URL that failed and what it answered;
+        after a failed refresh, what was put back."""
+        output = f"{result.stdout}\n{result.stderr}"
+        download = failed_download(output)
+        if rollback.PROOF_FAILED in result.stdout:
+            paths = self.proofs.get(step.name, [])
+            cause = f"{download[0]} answered {download[1]}" if download else _clean_tail(result)
+            message = f"refreshing the repository's index failed: {cause}"
+            if rollback.RESTORED in result.stdout:
+                message += f"; {self.put_back(paths)}"
+                self.reverted |= {self.kept_by[p] for p in paths if p in self.kept_by}
+            elif paths:
+                message += (f"; putting back {', '.join(paths)} failed: the previous files are in "
+                            f"{rollback.ROLLBACK_DIR}")
+            return message
+        if download and any(isinstance(op, InstallPackages) for op in step.operations):
+            # apt and dnf fetch every package before they change any: nothing was installed.
+            return (f"downloading {download[0]} failed: {download[1]}; no package was changed; the repository "
+                    "stays configured (its index was read and verified)")
+        return _clean_tail(result)
+
+
+def _clean_tail(result: Result) -> str:
+    """``tail`` without hostsetup's own marker lines."""
+    lines = [line for line in (result.stderr.strip() or result.stdout.strip()).splitlines()
+             if not line.startswith(("@@hostsetup", MARK))]
+    return "\n".join(lines[-6:]) or f"exit code {result.exited}"
+
+
+def _run_packages(remote: Remote, op: InstallPackages, step: Step, guard: RepositoryGuard) -> None:
+    result = remote.root("set -e\n" + guard.prove(step.name, refresh_command(op)) + "\n" + list_versions_command(op))
+    if not result.ok:
+        raise RemoteError(guard.failure(step, result))
     version = op.version
     if op.pin and not version:
         available = tuple(line.strip() for line in result.stdout.splitlines() if line.strip())
@@ -51,54 +146,67 @@ def _run_packages(remote: Remote, op: InstallPackages) -> None:
             version = resolve_version(op.pin, available)
         except PlanError as exc:
             raise RemoteError(str(exc)) from None
-    remote.root_ok(install_command(op, version), "installing packages")
+    result = remote.root(install_command(op, version))
+    if not result.ok:
+        raise RemoteError(f"installing packages failed: {guard.failure(step, result)}")
 
 
 def _fetch_key(remote: Remote, op: FetchKey) -> str:
-    """Download and check the key; return the script that installs it."""
+    """Download and check the key; return the script that installs it. Nothing is written
+    on the host unless the key is the expected one."""
     # The URL may carry a mirror's password: curl reads it from stdin (-K -), never argv.
     result = remote.run("curl -fsSL --retry 2 --max-time 60 -K -", stdin=f'url = "{op.url}"\n')
     if not result.ok:
-        raise RemoteError(f"downloading {op.url} failed: {tail(result)}")
+        raise RemoteError(f"downloading the repository key {op.url} failed: "
+                          f"{curl_failure(result.stderr) or tail(result)}; nothing was written")
     problem = key_file_problem(result.stdout.encode(), op.fingerprints)
     if problem is not None:
-        raise RemoteError(f"key from {op.url}: {problem}; refusing to trust it "
+        raise RemoteError(f"key from {op.url}: {problem}; refusing to trust it, nothing was written "
                           "(set install.key_fingerprint for a private mirror's own key)")
     return write_file_script(WriteFile(op.path, result.stdout, op.old, mode="0644"))  # apt's _apt reads it
 
 
-def _script(op: Operation) -> str | None:
+def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
     """The shell form of ``op``, or None when it needs this machine in the middle."""
     if isinstance(op, Run):
-        return op.command
+        return guard.prove(step.name, op.command) if op.command == guard.refresh else op.command
     if isinstance(op, WriteFile):
-        return write_file_script(op)
+        return guard.keep(step.name, [op.path]) + write_file_script(op)
     if isinstance(op, RemoveFiles):
-        return remove_files_script(op)
+        return guard.keep(step.name, op.paths) + remove_files_script(op)
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
-        return f"{refresh_command(op)} >/dev/null\n{install_command(op, op.version)}"
+        return f"{guard.prove(step.name, refresh_command(op))}\n{install_command(op, op.version)}"
     return None
 
 
-def step_script(step: Step) -> str | None:
+def _batchable(op: Operation) -> bool:
+    return isinstance(op, Run | WriteFile | RemoveFiles) or (
+        isinstance(op, InstallPackages) and not (op.pin and not op.version))
+
+
+def step_script(step: Step, guard: RepositoryGuard) -> str | None:
     """One shell script for the whole step, or None when a step needs a round trip of its own."""
-    scripts = [_script(op) for op in step.operations]
-    if any(script is None for script in scripts):
+    if not all(_batchable(op) for op in step.operations):
         return None
-    return "\n".join(s for s in scripts if s is not None)
+    return "\n".join(s for s in (_script(op, step, guard) for op in step.operations) if s is not None)
 
 
-def apply_step(remote: Remote, step: Step) -> None:
+def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
     """Run a step that cannot be batched: fetched keys and versions resolved on the host."""
     for op in step.operations:
         if isinstance(op, FetchKey):
-            remote.root_ok(_fetch_key(remote, op), f"writing {op.path}")
+            script = guard.keep(step.name, [op.path]) + _fetch_key(remote, op)
+            result = remote.root("set -e\n" + script)
+            if not result.ok:
+                raise RemoteError(f"writing {op.path} failed: {tail(result)}")
         elif isinstance(op, ConfigureDaemon):
             apply_configure(remote, op)
         elif isinstance(op, InstallPackages) and op.pin and not op.version:
-            _run_packages(remote, op)
+            _run_packages(remote, op, step, guard)
         else:
-            remote.root_ok("set -e\n" + (_script(op) or ""), step.name)
+            result = remote.root("set -e\n" + (_script(op, step, guard) or ""))
+            if not result.ok:
+                raise RemoteError(f"{step.name} failed: {guard.failure(step, result)}")
 
 
 def batch_script(steps: list[tuple[Step, str]]) -> str:
@@ -142,10 +250,16 @@ def apply_plan(remote: Remote, plan: Plan,
     """
     results: dict[str, StepResult] = {}
     pending: list[tuple[Step, str]] = []
+    guard = RepositoryGuard.for_platform(plan.platform)
 
     def record(result: StepResult) -> None:
         results[result.name] = result
         progress(result)
+
+    def reverted(result: StepResult) -> StepResult:
+        if result.name not in guard.reverted or result.status != "changed":
+            return result
+        return replace(result, status="reverted", summary=f"{result.summary} (put back as it was)")
 
     def flush() -> bool:
         if not pending:
@@ -153,8 +267,11 @@ def apply_plan(remote: Remote, plan: Plan,
         steps = [step for step, _ in pending]
         output = remote.root(batch_script(pending))
         pending.clear()
-        for result in batch_results(steps, output.stdout, "" if output.ok else tail(output)):
-            record(result)
+        batch = [replace(r, error=guard.failure(next(s for s in steps if s.name == r.name), output))
+                 if r.status == "failed" else r
+                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output))]
+        for result in batch:
+            record(reverted(result))
         return output.ok
 
     failed = False
@@ -165,7 +282,7 @@ def apply_plan(remote: Remote, plan: Plan,
         if not step.changes:
             record(StepResult(step.name, "ok", step.summary))
             continue
-        script = step_script(step)
+        script = step_script(step, guard)
         if script is not None:
             pending.append((step, script))
             continue
@@ -177,17 +294,25 @@ def apply_plan(remote: Remote, plan: Plan,
         if len(step.operations) == 1 and isinstance(step.operations[0], FetchKey):
             # Download and check now; installing the key joins the next batch.
             try:
-                pending.append((step, _fetch_key(remote, step.operations[0])))
+                fetched = _fetch_key(remote, step.operations[0])
+                pending.append((step, guard.keep(step.name, [step.operations[0].path]) + fetched))
             except RemoteError as exc:
                 failed = True
                 record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
             continue
         try:
-            apply_step(remote, step)
+            apply_step(remote, step, guard)
             record(StepResult(step.name, "changed", step.summary, time.monotonic() - start))
         except RemoteError as exc:
             failed = True
             record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
+            for earlier in [r for r in results.values() if reverted(r) != r]:  # recorded in an earlier session
+                record(reverted(earlier))
     if not failed:
+        if guard.kept and pending:  # written, and nothing in the plan reads them: nothing to put back
+            last_step, last_script = pending[-1]
+            pending[-1] = (last_step, f"{last_script}\n{rollback.discard_script()}")
+        elif guard.kept:
+            remote.root(rollback.discard_script())
         flush()
     return [results[step.name] for step in plan.steps]

@@ -22,7 +22,9 @@ import shutil
 import subprocess
 import time
 from base64 import b64encode
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,6 +104,34 @@ class SandboxMirror:
     def requests(self) -> list[str]:
         """Every request the mirror served so far: ``<scheme> <host> <method> <path> <status>``."""
         return docker("logs", self.container).stderr.splitlines()
+
+    def set_faults(self, faults: Mapping[str, int | bytes], host: str = "*") -> None:
+        """Make the mirror misbehave from the next request on, for real HTTP clients: each
+        ``pattern`` (an ``fnmatch`` glob over the path in the mirror tree, e.g.
+        ``/linux/*/gpg``, the same under every preset's host name) answers with that status
+        code, or serves those bytes instead of its file; only under the host names matching
+        ``host`` (a glob, e.g. ``mirrors.aliyun.com``). Replaces the faults set before."""
+        rules = [serve.Fault(pattern, body=answer, host=host) if isinstance(answer, bytes)
+                 else serve.Fault(pattern, answer, host=host) for pattern, answer in faults.items()]
+        text = serve.faults_json(rules)
+        serve.parse_faults(text)  # a rule the server would refuse fails here, not as 500s there
+        # Renamed into place: a request never reads half a file.
+        docker("exec", "-i", self.container, "sh", "-c",
+               f"cat > {serve.FAULTS_FILE}.new && mv -f {serve.FAULTS_FILE}.new {serve.FAULTS_FILE}",
+               input=text.encode())
+
+    def clear_faults(self) -> None:
+        """Serve the mirror tree as it is again."""
+        docker("exec", self.container, "rm", "-f", serve.FAULTS_FILE)
+
+    @contextmanager
+    def faults(self, faults: Mapping[str, int | bytes], host: str = "*") -> Iterator[None]:
+        """``set_faults`` for the ``with`` block; cleared however it ends."""
+        self.set_faults(faults, host)
+        try:
+            yield
+        finally:
+            self.clear_faults()
 
 
 class Sandbox:

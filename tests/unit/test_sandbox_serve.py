@@ -6,13 +6,13 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hostsetup.sandbox.hosts import MIRROR_ALIAS, preset_vhosts
-from hostsetup.sandbox.serve import make_servers
+from hostsetup.sandbox.serve import Fault, FaultFileError, faults_json, make_servers, parse_faults
 from hostsetup.sandbox.tls import SandboxTls, ensure_tls
 
 
@@ -22,12 +22,18 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> SandboxTls:
 
 
 @pytest.fixture(scope="module")
-def ports(tls: SandboxTls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+def faults_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults") / "faults.json"
+
+
+@pytest.fixture(scope="module")
+def ports(tls: SandboxTls, tmp_path_factory: pytest.TempPathFactory, faults_file: Path) -> Iterator[tuple[int, int]]:
     root = tmp_path_factory.mktemp("root")
     (root / "linux" / "debian").mkdir(parents=True)
     (root / "linux" / "debian" / "gpg").write_text("KEY\n")
+    (root / "linux" / "debian" / "a~b.deb").write_text("DEB\n")
     plain, secure = make_servers(str(root), str(tls.server_cert), str(tls.server_key), preset_vhosts(),
-                                 http_port=0, https_port=0, bind="127.0.0.1")
+                                 http_port=0, https_port=0, bind="127.0.0.1", faults_file=str(faults_file))
     for server in (plain, secure):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     yield plain.server_address[1], secure.server_address[1]
@@ -35,18 +41,25 @@ def ports(tls: SandboxTls, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     secure.shutdown()
 
 
-def get(port: int, host: str, path: str, tls: SandboxTls | None = None, check_name: bool = True) -> tuple[int, bytes]:
+def request(port: int, host: str, path: str, tls: SandboxTls | None = None, check_name: bool = True,
+            method: str = "GET") -> tuple[str, bytes]:
+    """(status line and headers, body)."""
     sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
     if tls is not None:
         context = ssl.create_default_context(cafile=str(tls.ca_cert))  # the sandbox CA only
         context.check_hostname = check_name
         sock = context.wrap_socket(sock, server_hostname=host)
     with sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode(), body
+
+
+def get(port: int, host: str, path: str, tls: SandboxTls | None = None, check_name: bool = True) -> tuple[int, bytes]:
+    head, body = request(port, host, path, tls, check_name)
     return int(head.split()[1]), body
 
 
@@ -95,3 +108,72 @@ def test_ca_made_once_and_server_certificate_remade_when_names_change(tmp_path: 
     changed = ensure_tls(tmp_path, ["a.example", "c.example"], "unit")
     assert changed.ca_cert.read_bytes() == ca and changed.server_cert.read_bytes() != cert
     assert oct(first.ca_key.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture
+def faults(faults_file: Path) -> Iterator[Callable[[list[Fault]], None]]:
+    """Write the server's fault file (as ``SandboxMirror.set_faults`` does); removed after the test."""
+    def write(rules: list[Fault]) -> None:
+        faults_file.write_text(faults_json(rules))
+    yield write
+    faults_file.unlink(missing_ok=True)
+
+
+def test_a_fault_answers_its_status_under_every_host_name_and_only_for_its_paths(
+        ports: tuple[int, int], tls: SandboxTls, faults: Callable[[list[Fault]], None]) -> None:
+    faults([Fault("/linux/*/gpg", 404)])
+    head, _ = request(ports[1], "download.docker.com", "/linux/debian/gpg", tls)
+    assert head.startswith("HTTP/1.1 404 Not Found\r\n")  # the standard reason, as clients print it
+    assert get(ports[1], "mirrors.aliyun.com", "/docker-ce/linux/debian/gpg", tls)[0] == 404
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/gpg")[0] == 404
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/a~b.deb") == (200, b"DEB\n")
+    assert get(ports[1], "mirrors.aliyun.com", "/linux/debian/gpg", tls)[0] == 404  # still the vhost's own 404
+
+
+def test_a_fault_serves_other_content_in_place_of_the_file(ports: tuple[int, int], tls: SandboxTls,
+                                                           faults: Callable[[list[Fault]], None]) -> None:
+    faults([Fault("/linux/debian/gpg", body=b"OTHER KEY\n")])
+    head, body = request(ports[1], "download.docker.com", "/linux/debian/gpg", tls)
+    assert head.startswith("HTTP/1.1 200 ") and "Content-Length: 10" in head and body == b"OTHER KEY\n"
+    head, body = request(ports[0], MIRROR_ALIAS, "/linux/debian/gpg", method="HEAD")
+    assert head.startswith("HTTP/1.1 200 ") and "Content-Length: 10" in head and body == b""
+
+
+def test_faults_are_read_per_request_first_match_wins_and_match_the_decoded_path(
+        ports: tuple[int, int], faults: Callable[[list[Fault]], None], faults_file: Path) -> None:
+    faults([Fault("/linux/debian/a~b.deb", 503), Fault("/linux/*", 404)])
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/a%7Eb.deb")[0] == 503  # apt quotes ~
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/gpg")[0] == 404
+    faults([])
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/gpg") == (200, b"KEY\n")
+    faults_file.unlink()
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/a%7Eb.deb") == (200, b"DEB\n")
+
+
+def test_a_fault_for_one_host_name_leaves_the_others_alone(ports: tuple[int, int], tls: SandboxTls,
+                                                           faults: Callable[[list[Fault]], None]) -> None:
+    faults([Fault("/linux/*/gpg", 404, host="mirrors.aliyun.com")])
+    assert get(ports[1], "mirrors.aliyun.com", "/docker-ce/linux/debian/gpg", tls)[0] == 404
+    assert get(ports[1], "download.docker.com", "/linux/debian/gpg", tls) == (200, b"KEY\n")
+
+
+def test_a_broken_fault_file_fails_every_request_loudly(ports: tuple[int, int], faults_file: Path,
+                                                        faults: Callable[[list[Fault]], None]) -> None:
+    faults_file.write_text("[{\"path\": ")
+    assert get(ports[0], MIRROR_ALIAS, "/linux/debian/gpg")[0] == 500
+
+
+@pytest.mark.parametrize("text", [
+    "{}", "[1]", '[{"status": 404}]', '[{"path": "/x"}]', '[{"path": "/x", "status": 200}]',
+    '[{"path": "/x", "status": "404"}]', '[{"path": "/x", "status": true}]', '[{"path": "/x", "body": "!!"}]',
+    '[{"path": "/x", "status": 404, "body": ""}]', '[{"path": "/x", "status": 404, "when": 1}]', "not json",
+    '[{"path": "/x", "status": 404, "host": 1}]',
+])
+def test_rules_that_are_not_a_status_or_a_body_are_refused(text: str) -> None:
+    with pytest.raises(FaultFileError):
+        parse_faults(text)
+
+
+def test_fault_file_round_trip() -> None:
+    rules = [Fault("/a/*", 404), Fault("/b", body=b"\x00\xff"), Fault("/c", 500, host="*.example")]
+    assert parse_faults(faults_json(rules)) == rules
