@@ -242,20 +242,27 @@ class Sandbox:
         volume = f"{name}-docker"
         docker("volume", "create", "--label", self.label, volume)
         hostname = f"{flavor}-{name.removeprefix(f'hs-{self.name}-')}"
+        # Names the engine's DNS does not know go to the mirror's name server ("no such name", at
+        # once), not to the machine's resolver (unreachable from an internal network: 20 s a lookup).
+        mirror = self._address(f"hs-{self.name}-mirror")
         docker("run", "-d", "--name", name, "--hostname", hostname,
                "--label", self.label, "--label", f"hostsetup.flavor={flavor}",
-               "--network", self.network, "--network-alias", hostname,
+               "--network", self.network, "--network-alias", hostname, *(["--dns", mirror] if mirror else []),
                *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker", tag, "/sbin/init")
         # The relay targets the host's address, not its name: a name the engine's DNS does not
         # know (a stopped host) would be asked of the machine's upstream resolver.
-        address = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}',
-                         name).stdout.strip()
+        address = self._address(name)
         gateway = f"{name}-ssh"
         docker("create", "--name", gateway, "--label", self.label, "--label", f"{GATEWAY_LABEL}={name}",
                "--network", self.publish_network, "-p", "127.0.0.1::22",
                tag, "python3", "-c", Path(forward.__file__).read_text(), address, "22")
         docker("network", "connect", self.network, gateway)
         docker("start", gateway)
+
+    def _address(self, container: str) -> str:
+        """The container's address on the sandbox network ("" when it is not there)."""
+        return docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}',
+                      container, check=False).stdout.strip()
 
     def _await_boot(self, name: str, timeout: float = 120) -> None:
         """Wait for systemd, install our public key, and wait for sshd."""

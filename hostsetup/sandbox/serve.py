@@ -8,6 +8,9 @@
 
 Every request is logged on one line: ``<scheme> <host> <method> <path> <status>``.
 
+On UDP port 53 it is also the sandbox network's name server for names the engine does not know:
+each is answered "no such name" at once (see ``serve_dns``).
+
 Faults on request (tests of what a client does when the mirror misbehaves): a JSON file
 (``FAULTS_FILE`` unless ``--faults PATH``), read on every request, lists rules
 ``{"path": GLOB, "status": CODE}`` (answer CODE) or ``{"path": GLOB, "body": BASE64}`` (serve
@@ -28,6 +31,7 @@ import fnmatch
 import functools
 import http.server
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -188,6 +192,46 @@ def make_servers(root: str, cert: str, key: str, vhosts: dict[str, str],
     return http_server, https_server
 
 
+def query_name(packet: bytes) -> tuple[str, int] | None:
+    """The first question's name and where the question ends (None: not a DNS query we can read)."""
+    if len(packet) < 12 or packet[2] & 0x80 or int.from_bytes(packet[4:6], "big") < 1:
+        return None
+    labels, i = [], 12
+    while i < len(packet) and packet[i] != 0:
+        if packet[i] & 0xC0:  # no compression in a question we answer
+            return None
+        labels.append(packet[i + 1:i + 1 + packet[i]].decode("ascii", "replace"))
+        i += packet[i] + 1
+    if i + 5 > len(packet):
+        return None
+    return ".".join(labels), i + 5
+
+
+def nxdomain(packet: bytes) -> bytes | None:
+    """The answer "no such name" to a query: its id and question, flags QR, RD (as asked), RA, NXDOMAIN."""
+    parsed = query_name(packet)
+    if parsed is None:
+        return None
+    _, end = parsed
+    flags = 0x8000 | (int.from_bytes(packet[2:4], "big") & 0x7900) | 0x0080 | 3
+    return packet[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00" + packet[12:end]
+
+
+def serve_dns(port: int = 53, bind: str = "") -> None:
+    """The sandbox network's name server for names the engine does not know: every such name does
+    not exist, at once. The hosts' engine DNS forwards unknown names here (``--dns``), instead of to
+    the machine's own resolver, which an internal network cannot reach (a lookup would wait 20 s,
+    and nothing should leave the sandbox). Each query is logged as ``dns <name> NXDOMAIN``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((bind, port))
+    while True:
+        packet, peer = sock.recvfrom(4096)
+        reply = nxdomain(packet)
+        if reply is not None:
+            sock.sendto(reply, peer)
+            sys.stderr.write(f"dns {query_name(packet)[0]} NXDOMAIN\n")  # type: ignore[index]
+
+
 def main(argv: list[str]) -> None:
     faults_file = FAULTS_FILE
     if argv[:1] == ["--faults"]:
@@ -196,6 +240,7 @@ def main(argv: list[str]) -> None:
     vhosts = {host.lower(): prefix.rstrip("/") for host, prefix in (pair.split("=", 1) for pair in pairs)}
     http_server, https_server = make_servers(root, cert, key, vhosts, faults_file=faults_file)
     threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    threading.Thread(target=serve_dns, daemon=True).start()
     https_server.serve_forever()
 
 

@@ -76,11 +76,11 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
         return
     started = time.monotonic()
     box.prepare()  # a Docker engine first: on a fresh machine none runs yet
+    sandbox_mirror = box.start_mirror()  # first: the hosts use its name server
     host = next((h for h in box.hosts() if h.flavor == flavor), None)
     if host is None:
         print(f"starting a {flavor} sandbox host (the first run builds its image: about a minute)")
         host = box.start_hosts([flavor])[0]
-    sandbox_mirror = box.start_mirror()
     settings = demo_settings(mirror, sandbox_mirror)
     daemon = demo_daemon()
     c.config.set_runtime_ssh_path(str(box.ssh_config_path))

@@ -44,8 +44,8 @@ def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
         print(engine_missing(name))
         return
     if action == "up":
+        mirror = box.start_mirror()  # first: the hosts use its name server
         started = box.up(hosts, tuple(f.strip() for f in flavor.split(",") if f.strip()))
-        mirror = box.start_mirror()
         for host in started:
             print(describe(box, host))
         print(f"docker-ce mirror for the hosts: every preset's name over HTTPS (sandbox CA {box.ca_path}) "

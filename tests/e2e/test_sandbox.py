@@ -4,6 +4,7 @@ install docker-ce from the local mirror and run a container offline."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -83,3 +84,10 @@ def test_network_is_internal_and_hosts_reach_the_presets_on_the_mirror(
         wrong = c.run("curl -sS -o /dev/null -w '%{http_code}' https://mirrors.aliyun.com/linux/debian/gpg",
                       hide=True).stdout
         assert wrong == "404"  # each preset answers only under its own path layout
+        # A name nobody in the sandbox knows does not exist, at once, and is asked of the mirror's
+        # name server (not of the machine's resolver): apt's SRV lookups do this on every update.
+        started = time.monotonic()
+        assert not c.run("getent hosts _http._tcp.no-such-name.invalid", hide=True, warn=True).ok
+        assert time.monotonic() - started < 3
+    assert any(line == "dns _http._tcp.no-such-name.invalid NXDOMAIN"
+               for line in docker("logs", mirror.container).stderr.splitlines())

@@ -177,3 +177,37 @@ def test_rules_that_are_not_a_status_or_a_body_are_refused(text: str) -> None:
 def test_fault_file_round_trip() -> None:
     rules = [Fault("/a/*", 404), Fault("/b", body=b"\x00\xff"), Fault("/c", 500, host="*.example")]
     assert parse_faults(faults_json(rules)) == rules
+
+
+def _query(name: str, ident: int = 0x1234) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
+
+
+def test_name_server_says_no_such_name_at_once() -> None:
+    from hostsetup.sandbox.serve import serve_dns
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    threading.Thread(target=serve_dns, args=(port, "127.0.0.1"), daemon=True).start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    query = _query("_http._tcp.deb.example.invalid")
+    for _ in range(50):  # the server thread may not be bound yet
+        client.sendto(query, ("127.0.0.1", port))
+        try:
+            reply = client.recv(512)
+            break
+        except TimeoutError:
+            continue
+    assert reply[:2] == query[:2]                       # the same id
+    assert reply[2] & 0x80 and reply[3] & 0x0F == 3      # an answer, NXDOMAIN
+    assert reply[12:] == query[12:]                     # the question echoed, no records
+
+
+def test_name_server_ignores_what_is_not_a_query() -> None:
+    from hostsetup.sandbox.serve import nxdomain
+    assert nxdomain(b"short") is None
+    assert nxdomain(_query("a.b")[:2] + b"\x81\x80" + _query("a.b")[4:]) is None  # a reply, not a query
+    assert nxdomain(_query("a.b")[:14]) is None                                     # cut off
