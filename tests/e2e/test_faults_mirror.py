@@ -83,9 +83,6 @@ def prepare(sandbox: Sandbox, host: SandboxHost, mirror: SandboxMirror, layout: 
     """The host's own source besides Docker's (served by the sandbox, like the distribution's)."""
     if layout.apt:
         root_run(sandbox, host,
-                 # The sandbox's DNS forwards the SRV lookups apt makes to an upstream it cannot reach
-                 # (10 s per run); a real resolver answers them at once.
-                 "echo 'Acquire::EnableSrvRecords \"false\";' > /etc/apt/apt.conf.d/99sandbox-no-srv && "
                  f"curl -fsS {mirror.url}/{mirror.build.key_path} -o /etc/apt/keyrings/fixtures.asc && "
                  "printf 'Types: deb\\nURIs: %s/%s\\nSuites: %s\\nComponents: main\\n"
                  "Signed-By: /etc/apt/keyrings/fixtures.asc\\n' "
