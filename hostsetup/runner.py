@@ -204,7 +204,7 @@ class StepGuard:
 
     def __init__(self, interrupt: FleetInterrupt | None) -> None:
         self.interrupt = interrupt
-        self.phase = "connecting"
+        self.phase = "while connecting"
         self.between_steps = True
 
     def enter(self, phase: str) -> None:
@@ -249,7 +249,7 @@ def open_connection(target: Target, config: Config, interrupt: FleetInterrupt | 
     stopping = interrupt.stopping if interrupt is not None else threading.Event()
     for attempt in range(1, attempts + 1):
         if stopping.is_set():
-            raise Interrupted("connecting")
+            raise Interrupted("while connecting")
         conn = connect(target.address, config, connect_kwargs=dict(kwargs), connect_timeout=tcp_timeout)
         if interrupt is not None:
             interrupt.track(target.name, conn)
