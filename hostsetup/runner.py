@@ -332,8 +332,9 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
 
     try:
         remote = open_connection(target, config, interrupt)
-        if dead_host_timeout(config) > 0 and remote.conn.transport is not None:
-            watchdog = Watchdog(remote.conn.transport, dead_host_timeout(config), name=target.name).start()
+        transport = getattr(remote.conn, "transport", None)  # None: not a paramiko connection (tests)
+        if dead_host_timeout(config) > 0 and transport is not None:
+            watchdog = Watchdog(transport, dead_host_timeout(config), name=target.name).start()
         remote.before_session = guard.before_session
         guard.enter("while gathering facts")
         facts = gather_facts(remote, users)
