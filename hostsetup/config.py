@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "max_fail_percent": 100,
     # SSH connection attempts per host (retried with backoff on connection errors only).
     "connect_attempts": 3,
+    # Seconds a host may stay silent (no reply to SSH keepalives, no SSH greeting, no answer
+    # during authentication) before it is given up as not answering; 0 turns the check off.
+    "dead_host_timeout": 60,
     # Install settings (see hostsetup.settings); env: HOSTSETUP_INSTALL_MIRROR etc.
     "install": INSTALL_DEFAULTS,
     # daemon.json settings (see hostsetup.daemon.settings).

@@ -26,8 +26,10 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from fabric import Config, Connection
 from paramiko import MissingHostKeyPolicy, RejectPolicy, SSHClient
@@ -178,3 +180,84 @@ def connect(target: str, config: Config, known_hosts: Iterable[Path | str] = (),
     extra_files = [Path(str(path)).expanduser() for path in (*config.get("known_hosts", []), *known_hosts)]
     check_host_keys(conn, extra_files)
     return conn
+
+
+# The liveness probe OpenSSH's own ServerAliveInterval sends: a global request the server
+# answers (with a refusal: it knows no such request), so any reply proves the peer alive.
+KEEPALIVE_REQUEST = "keepalive@openssh.com"
+
+
+def liveness_kwargs(config: Config, timeout: float) -> dict[str, Any]:
+    """paramiko ``connect`` bounds for a host that accepts TCP but never speaks SSH (no banner),
+    or stops during the handshake or authentication: ``timeout`` seconds each, unless the
+    configuration's ``connect_kwargs`` already sets them."""
+    if timeout <= 0:
+        return {}
+    given = config.get("connect_kwargs", {})
+    return {name: timeout for name in ("banner_timeout", "auth_timeout", "channel_timeout") if name not in given}
+
+
+class Transport(Protocol):
+    """What the watchdog needs of a paramiko ``Transport``."""
+
+    def global_request(self, kind: str, data: Any = None, wait: bool = True) -> Any: ...
+
+    def is_active(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Watchdog:
+    """Closes an SSH transport whose peer stops answering (a hung host: its TCP stack still up,
+    its processes frozen, so no error ever comes; a command would wait for its whole timeout).
+
+    A pinger thread sends a keepalive global request with want_reply every ``interval`` seconds
+    and waits for the reply; a checker thread closes the transport once nothing came back for
+    ``timeout`` seconds. Closing ends every session on it at once (they see the channel closed);
+    ``fired`` then tells the caller why."""
+
+    def __init__(self, transport: Transport, timeout: float, interval: float | None = None,
+                 name: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.interval = interval if interval is not None else min(10.0, max(0.2, timeout / 4))
+        self.name = name
+        self.clock = clock
+        self.last_reply = clock()
+        self.fired = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Watchdog:
+        for role, loop in (("ping", self._ping), ("check", self._check)):
+            thread = threading.Thread(target=loop, name=f"hostsetup-{role}-{self.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def silent_for(self) -> float:
+        return self.clock() - self.last_reply
+
+    def _ping(self) -> None:
+        while not self._stop.is_set() and self.transport.is_active():
+            try:
+                self.transport.global_request(KEEPALIVE_REQUEST, wait=True)
+            except Exception:  # the transport is gone (closed, broken): nothing left to watch
+                return
+            if not self.transport.is_active():
+                return
+            self.last_reply = self.clock()
+            self._stop.wait(self.interval)
+
+    def _check(self) -> None:
+        step = min(1.0, self.interval)
+        while not self._stop.wait(step):
+            if self.silent_for() > self.timeout:
+                if self._stop.is_set():
+                    return
+                self.fired.set()
+                self.transport.close()
+                return

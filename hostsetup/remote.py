@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,26 +59,38 @@ class Remote:
     sudo_asks: bool = False      # sudo wants the login user's password (facts say so)
     sessions: int = 0
     command_timeout: float | None = 900
+    # Asked before every new session with what it will run (the command or the root script); it
+    # may raise to start nothing (a Ctrl-C asked the fleet to start no new step).
+    before_session: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.conn.config.runners.remote = ScriptRunner
 
+    def _starting(self, what: str) -> None:
+        if self.before_session is not None:
+            self.before_session(what)
+
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
         """Run ``command`` as the login user (``stdin`` fed to it); failures are returned, not raised."""
+        self._starting(command)
+        return self._session(command, timeout, stdin)
+
+    def _session(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
         self.sessions += 1
         return self.conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin) if stdin is not None
                              else False, timeout=timeout or self.command_timeout)
 
     def root(self, script: str, timeout: float | None = None) -> Result:
         """Run a shell script as root (through sudo unless logged in as root), the script on stdin."""
+        self._starting(script)
         if self.as_root:
-            return self.run("sh -s", timeout, stdin=script)
+            return self._session("sh -s", timeout, stdin=script)
         if not self.sudo_asks:
-            return self.run("sudo -n sh -s", timeout, stdin=script)
+            return self._session("sudo -n sh -s", timeout, stdin=script)
         # sudo reads the password from stdin: the script goes to a file only the login user can
         # read, which root runs and removes.
-        stored = self.run('umask 077 && f=$(mktemp "${TMPDIR:-/tmp}/.hostsetup-XXXXXXXX") && cat > "$f" && echo "$f"',
-                          60, stdin=script)
+        stored = self._session('umask 077 && f=$(mktemp "${TMPDIR:-/tmp}/.hostsetup-XXXXXXXX") && cat > "$f" '
+                               '&& echo "$f"', 60, stdin=script)
         path = stored.stdout.strip()
         if not stored.ok or not path.startswith("/"):
             return stored
@@ -87,7 +100,7 @@ class Remote:
             return self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
                                   hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
         except BaseException:  # a refused password or a timeout must not leave the script behind
-            self.run(f"rm -f {quoted}", 30)
+            self._session(f"rm -f {quoted}", 30)
             raise
 
     def root_ok(self, script: str, what: str, timeout: float | None = None) -> Result:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from hostsetup.runner import HostReport
+from hostsetup.runner import INTERRUPTED, NOT_STARTED, HostReport
 from hostsetup.secrets import mask_data
 
 
@@ -26,7 +26,8 @@ def host_block(report: HostReport, verbose: bool = False, live: bool = False) ->
             lines.append(f"  {step.status:8} {step.name:14} {step.summary}{timing}")
             if step.error:
                 lines += [f"           {line}" for line in step.error.splitlines()]
-    if report.error and report.status == "failed" and not any(s.error for s in report.steps):
+    stopped = report.status in (INTERRUPTED, NOT_STARTED)  # its one line says what was done and not
+    if report.error and (stopped or (report.status == "failed" and not any(s.error for s in report.steps))):
         lines += [f"  error: {line}" for line in report.error.splitlines()]
     lines += [f"  WARNING: {w}" for w in report.warnings]
     changed = len(report.changed)

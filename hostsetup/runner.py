@@ -2,24 +2,39 @@
 
 Hosts run in parallel (one connection each); a host's failure is recorded in its
 own report and never stops the others.
+
+Faults of the fleet run itself:
+
+* Ctrl-C (SIGINT reaches only the main thread, hosts run on worker threads): the first one
+  starts no new host and no new step, lets the steps in progress finish (no host is left in the
+  middle of a package transaction or a file write) and reports each host as ``interrupted`` (with
+  what was done and what was not) or ``not started``; a second one closes every connection at
+  once (:class:`FleetInterrupt`).
+* A host that stops answering (frozen, its TCP stack still up): a :class:`~hostsetup.connection.
+  Watchdog` on its connection gives up after ``dead_host_timeout`` seconds of silence; that host
+  fails with one line saying so, the others go on.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import TypeVar
 
-from fabric import Config
+from fabric import Config, Connection
 from jinja2 import TemplateError
 from paramiko.ssh_exception import NoValidConnectionsError, SSHException
 
 from hostsetup import secrets
-from hostsetup.apply import StepResult, apply_plan
-from hostsetup.connection import connect
+from hostsetup.apply import MARK, StepResult, apply_plan
+from hostsetup.connection import Watchdog, connect, liveness_kwargs
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts, parse_file_rows, read_files_script
 from hostsetup.plan import PlanError
@@ -34,7 +49,7 @@ class HostReport:
 
     host: str
     system: str = ""
-    status: str = "ok"            # ok, changed, failed, planned
+    status: str = "ok"            # ok, changed, failed, planned, skipped, interrupted, not started
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0
@@ -102,32 +117,226 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def open_connection(target: Target, config: Config) -> Remote:
-    """Connect, retrying with backoff on connection errors only (never on a refused key or host key)."""
+INTERRUPTED = "interrupted"
+NOT_STARTED = "not started"
+
+
+class Interrupted(Exception):
+    """Raised on a host's thread where a Ctrl-C keeps it from starting anything new."""
+
+
+class FleetInterrupt:
+    """Ctrl-C during a fleet run, seen by every host's thread.
+
+    The first (``stopping``): no host and no step starts any more; steps in progress finish.
+    The second (``aborted``): every open connection is closed now, cutting what runs on it."""
+
+    def __init__(self, write: Callable[[str], object] | None = None) -> None:
+        self.stopping = threading.Event()
+        self.aborted = threading.Event()
+        self.write = write or (lambda text: os.write(2, text.encode()))
+        self._lock = threading.RLock()   # a handler may run while the main thread holds it
+        self._running: set[str] = set()
+        self._open: dict[str, Connection] = {}
+        self.closed: set[str] = set()    # hosts whose connection the second Ctrl-C closed
+
+    def started(self, host: str) -> None:
+        with self._lock:
+            self._running.add(host)
+
+    def ended(self, host: str) -> None:
+        with self._lock:
+            self._running.discard(host)
+            self._open.pop(host, None)
+
+    def track(self, host: str, conn: Connection) -> None:
+        """Remember ``conn`` to close it on a second Ctrl-C (closed at once if that came already)."""
+        with self._lock:
+            self._open[host] = conn
+            late = self.aborted.is_set()
+        if late:
+            self._close(host, conn)
+
+    def request(self) -> None:
+        """One Ctrl-C."""
+        with self._lock:
+            running = sorted(self._running)
+            if not self.stopping.is_set():
+                self.stopping.set()
+                self.write(f"\ninterrupted: finishing the steps in progress on {len(running)} host(s), "
+                           "starting nothing new; Ctrl-C again to stop now\n")
+                return
+            if self.aborted.is_set():
+                self.write(f"\nstill stopping: waiting for {len(running)} host(s) to close\n")
+                return
+            self.aborted.set()
+            opened = list(self._open.items())
+            self.write(f"\ninterrupted again: closing the connections to {len(opened)} host(s) now\n")
+        for host, conn in opened:
+            self._close(host, conn)
+
+    def _close(self, host: str, conn: Connection) -> None:
+        self.closed.add(host)
+        with suppress(Exception):  # closing is all that is left to do; the host's report says the rest
+            conn.close()
+
+    @contextmanager
+    def on_sigint(self) -> Iterator[None]:
+        """Take over SIGINT while the fleet runs (only possible on the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.request()
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class StepGuard:
+    """Asked by a host's ``Remote`` before each new session: after a Ctrl-C, a session that
+    would start a new step (or a new phase: facts, the re-check) raises ``Interrupted``; one that
+    continues the step in progress (the next command of a multi-command step) runs."""
+
+    def __init__(self, interrupt: FleetInterrupt | None) -> None:
+        self.interrupt = interrupt
+        self.phase = "while connecting"
+        self.between_steps = True
+
+    def enter(self, phase: str) -> None:
+        self.phase, self.between_steps = phase, True
+
+    def step_recorded(self) -> None:
+        self.between_steps = True
+
+    def before_session(self, what: str) -> None:
+        # A batch of steps (apply.batch_script, marked) always starts steps of its own.
+        starts_steps = self.between_steps or MARK in what
+        if self.interrupt is not None and self.interrupt.stopping.is_set() and starts_steps:
+            raise Interrupted(self.phase)
+        self.between_steps = False
+
+
+class NoGreeting(HostsetupError):
+    """The port accepted the connection but no SSH greeting (banner) came."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"cannot connect: no SSH greeting within {seconds:g} s (the port accepts connections "
+                         "but nothing there speaks SSH)")
+
+
+def dead_host_timeout(config: Config) -> float:
+    return float(config.get("dead_host_timeout", 60) or 0)
+
+
+def open_connection(target: Target, config: Config, interrupt: FleetInterrupt | None = None) -> Remote:
+    """Connect, retrying with backoff on connection errors only (never on a refused key or host key).
+
+    Every wait is bounded: the TCP connect (``-t``/``timeouts.connect``, else ``dead_host_timeout``),
+    the SSH greeting, the handshake and authentication (``dead_host_timeout`` each)."""
     attempts = max(1, int(config.get("connect_attempts", 3)))
+    silent = dead_host_timeout(config)
+    kwargs = {k: v for k, v in dict(config.get("connect_kwargs", {})).items() if k != "key_filename"}
+    kwargs.update(liveness_kwargs(config, silent))
+    if target.key:
+        kwargs["key_filename"] = [target.key]
+    # -t N arrives as connect_kwargs["timeout"]; Fabric refuses a second one beside it.
+    tcp_timeout = None if "timeout" in kwargs else (config.timeouts.connect or silent or None)
+    stopping = interrupt.stopping if interrupt is not None else threading.Event()
     for attempt in range(1, attempts + 1):
-        conn = connect(target.address, config,
-                       connect_kwargs={"key_filename": [target.key]} if target.key else {})
+        if stopping.is_set():
+            raise Interrupted("while connecting")
+        conn = connect(target.address, config, connect_kwargs=dict(kwargs), connect_timeout=tcp_timeout)
+        if interrupt is not None:
+            interrupt.track(target.name, conn)
         try:
             conn.open()
             return Remote(conn)
+        except SSHException as exc:
+            transport = conn.client.get_transport()
+            conn.close()
+            if silent and transport is not None and not transport.remote_version:
+                raise NoGreeting(silent) from exc  # paramiko says something vaguer ("No existing session")
+            raise
         except (NoValidConnectionsError, TimeoutError, ConnectionError, EOFError):
             conn.close()
             if attempt == attempts:
                 raise
-            time.sleep(0.5 * 2 ** (attempt - 1))
+            stopping.wait(0.5 * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
+
+
+CUT_SHORT = "connection closed by the second Ctrl-C while this step ran"
+
+
+def _interrupted_report(report: HostReport, plan: Plan | None, done: list[StepResult], where: str,
+                        cut: bool) -> None:
+    """``report`` says what a Ctrl-C left: each step done, cut short (``cut``: the second Ctrl-C
+    closed the connection under it) or not done, all in one line."""
+    recorded = {r.name: r for r in done}
+    results = []
+    for step in plan.steps if plan is not None else ():
+        result = recorded.get(step.name)
+        if result is not None and (result.status in ("ok", "changed", INTERRUPTED)
+                                   or (result.status == "failed" and not cut)):
+            result = replace(result, summary=step.summary) if result.status == INTERRUPTED else result
+        elif result is not None and result.status == "failed":
+            result = replace(result, status=INTERRUPTED, error=CUT_SHORT)
+        elif not step.changes:
+            result = StepResult(step.name, "ok", step.summary)
+        else:
+            result = StepResult(step.name, INTERRUPTED, step.summary)
+        results.append(result)
+    report.steps = results
+    report.status = INTERRUPTED
+    changed = [r.name for r in results if r.status == "changed"]
+    cut_short = [r.name for r in results if r.status == INTERRUPTED and r.error]
+    not_done = [r.name for r in results if r.status == INTERRUPTED and not r.error]
+    how = "connection closed by the second Ctrl-C" if cut else "interrupted by Ctrl-C"
+    parts = [f"{how} {where}", f"done: {', '.join(changed) or 'nothing'}"]
+    if cut_short:
+        parts.append(f"cut short: {', '.join(cut_short)} (may be half done)")
+    if not_done:
+        parts.append(f"not done: {', '.join(not_done)}")
+    report.error = "; ".join(parts) + ("; rerun to finish" if cut_short or not_done or plan is None else "")
 
 
 def converge_host(target: Target, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
                   dry_run: bool = False,
-                  on_step: Callable[[str, StepResult], None] = lambda h, r: None) -> HostReport:
+                  on_step: Callable[[str, StepResult], None] = lambda h, r: None,
+                  interrupt: FleetInterrupt | None = None) -> HostReport:
     """Facts, plan, apply, re-plan on one host; every failure ends up in the report, never raised."""
     report = HostReport(target.name)
     start = time.monotonic()
     remote: Remote | None = None
+    watchdog: Watchdog | None = None
+    guard = StepGuard(interrupt)
+    plan: Plan | None = None
+    done: list[StepResult] = []
+
+    def recorded(result: StepResult) -> None:
+        # A step the watchdog or a second Ctrl-C cut off says so as it is printed, not with the
+        # raw tail of a broken session.
+        if watchdog is not None and watchdog.fired.is_set() and result.status == "failed":
+            result = replace(result, error=_stopped_line(watchdog.timeout, f"during step {result.name}"))
+        elif interrupt is not None and target.name in interrupt.closed and result.status in ("failed", "skipped"):
+            result = replace(result, status=INTERRUPTED, summary=result.summary if result.status == "failed"
+                             else "not done", error=CUT_SHORT if result.status == "failed" else "")
+        done.append(result)
+        guard.step_recorded()
+        on_step(target.name, result)
+
     try:
-        remote = open_connection(target, config)
+        remote = open_connection(target, config, interrupt)
+        transport = getattr(remote.conn, "transport", None)  # None: not a paramiko connection (tests)
+        if dead_host_timeout(config) > 0 and transport is not None:
+            watchdog = Watchdog(transport, dead_host_timeout(config), name=target.name).start()
+        remote.before_session = guard.before_session
+        guard.enter("while gathering facts")
         facts = gather_facts(remote, users)
         plan = make_plan(facts)
         report.warnings = [w for step in plan.steps for w in step.warnings]
@@ -140,7 +349,8 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
             return report
         if plan.changes:
             _check_privileges(facts, config)
-        report.steps = apply_plan(remote, plan, lambda r: on_step(target.name, r))
+        guard.enter("before the first step")
+        report.steps = apply_plan(remote, plan, recorded)
         failed = [s for s in report.steps if s.status == "failed"]
         if failed:
             report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
@@ -148,11 +358,14 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
             report.status = "changed"
             # The re-plan reads the group database, so no new login session is needed here;
             # whatever must run with the user's new groups opens its own connection.
+            guard.enter("before the re-check after applying")
             again = make_plan(gather_facts(remote, users))
             if again.changes:
                 report.status = "failed"
                 report.error = ("not converged after applying; still to do: "
                                 + ", ".join(f"{s.name} ({s.summary})" for s in again.changes))
+    except Interrupted as exc:
+        _interrupted_report(report, plan, done, _before_next_step(plan, done) or str(exc), cut=False)
     except (HostsetupError, PlanError) as exc:
         report.status, report.error = "failed", str(exc)
     except TemplateError as exc:  # a packaging fault, not the network's
@@ -162,11 +375,44 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
     except Exception as exc:  # one host's surprise must not take the others down
         report.status, report.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if remote is not None:
             report.sessions = remote.sessions
             remote.conn.close()
+        if interrupt is not None:
+            interrupt.ended(target.name)
         report.seconds = time.monotonic() - start
+    if watchdog is not None and watchdog.fired.is_set() and report.status not in ("ok", "changed"):
+        _stopped_answering(report, guard, watchdog.timeout)
+    elif interrupt is not None and target.name in interrupt.closed and report.status == "failed":
+        cut = next((s.name for s in done if s.status == INTERRUPTED and s.error), None)
+        _interrupted_report(report, plan, done, f"during step {cut}" if cut
+                            else guard.phase.replace("before", "during", 1), cut=True)
     return report
+
+
+def _before_next_step(plan: Plan | None, done: list[StepResult]) -> str:
+    """``before step X`` for the first step of ``plan`` with something to do that has no result yet."""
+    if plan is None or not done:
+        return ""
+    recorded = {r.name for r in done}
+    step = next((s for s in plan.steps if s.changes and s.name not in recorded), None)
+    return f"before step {step.name}" if step is not None else ""
+
+
+def _stopped_line(timeout: float, where: str) -> str:
+    return f"stopped answering: no reply for {timeout:g} s {where}"
+
+
+def _stopped_answering(report: HostReport, guard: StepGuard, timeout: float) -> None:
+    """The watchdog gave the host up: one line naming the step (or phase) it stopped in."""
+    failed = next((s for s in report.steps if s.status == "failed"), None)
+    where = f"during step {failed.name}" if failed is not None else guard.phase.replace("before", "during", 1)
+    report.status, report.error = "failed", _stopped_line(timeout, where)
+    if failed is not None:
+        report.steps = [replace(s, error=f"{report.error} (connection closed; rerun once the host answers)")
+                        if s is failed else s for s in report.steps]
 
 
 def run_hosts(targets: Sequence[T], work: Callable[[T], R], parallel: int = 10) -> list[R]:
@@ -189,27 +435,48 @@ def batch_size(batch: str | int | None, total: int) -> int:
     return size
 
 
+def not_started(target: Target) -> HostReport:
+    return HostReport(target.name, status=NOT_STARTED, error="not started: interrupted by Ctrl-C")
+
+
 def run_fleet(targets: Sequence[Target], work: Callable[[Target], HostReport], parallel: int = 10,
               batch: str | int | None = None, max_fail_percent: int = 100,
-              on_done: Callable[[HostReport], None] = lambda r: None) -> list[HostReport]:
+              on_done: Callable[[HostReport], None] = lambda r: None,
+              interrupt: FleetInterrupt | None = None) -> list[HostReport]:
     """Work on hosts in rolling batches, each host independently (no lock-step inside a batch);
-    once more than ``max_fail_percent`` of the hosts failed, later batches are not started."""
+    once more than ``max_fail_percent`` of the hosts failed, later batches are not started.
+
+    With ``interrupt`` (which ``work`` must watch too), a Ctrl-C starts no further host (each is
+    reported ``not started``) and lets the hosts in progress end as their guard says."""
     size = batch_size(batch, len(targets))
     reports: list[HostReport] = []
 
     def tracked(target: Target) -> HostReport:
-        report = work(target)
+        if interrupt is not None and interrupt.stopping.is_set():
+            report = not_started(target)
+        else:
+            if interrupt is not None:
+                interrupt.started(target.name)
+            try:
+                report = work(target)
+            finally:
+                if interrupt is not None:
+                    interrupt.ended(target.name)
         on_done(report)
         return report
 
-    for start in range(0, len(targets), size):
-        failed = sum(1 for r in reports if r.status == "failed")
-        if reports and failed * 100 > max_fail_percent * len(targets):
-            reports += [HostReport(t.name, status="skipped",
-                                   error=f"not started: {failed} of {len(targets)} hosts failed, more than "
-                                         f"--max-fail-percent {max_fail_percent}") for t in targets[start:]]
-            break
-        reports += run_hosts(targets[start:start + size], tracked, parallel)
+    with interrupt.on_sigint() if interrupt is not None else nullcontext():
+        for start in range(0, len(targets), size):
+            if interrupt is not None and interrupt.stopping.is_set():
+                reports += [not_started(t) for t in targets[start:]]
+                break
+            failed = sum(1 for r in reports if r.status == "failed")
+            if reports and failed * 100 > max_fail_percent * len(targets):
+                reports += [HostReport(t.name, status="skipped",
+                                       error=f"not started: {failed} of {len(targets)} hosts failed, more than "
+                                             f"--max-fail-percent {max_fail_percent}") for t in targets[start:]]
+                break
+            reports += run_hosts(targets[start:start + size], tracked, parallel)
     return reports
 
 

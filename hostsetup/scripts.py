@@ -9,6 +9,9 @@ from hostsetup.operations import RemoveFiles, WriteFile
 
 BACKUP_DIR = "/var/backups/hostsetup"
 BACKUPS_KEPT = 5
+# Signals after which a cut-off write removes its temporary file (name, number: exit 128+n).
+TRAPPED_SIGNALS = (("HUP", 1), ("INT", 2), ("PIPE", 13), ("TERM", 15))
+TEMP_PREFIX = ".hostsetup."
 
 
 def backup_script(path: str) -> str:
@@ -22,15 +25,27 @@ def backup_script(path: str) -> str:
 
 
 def write_file_script(op: WriteFile) -> str:
+    """Write ``op.path`` whole or not at all: a temporary file beside it, renamed into place.
+
+    The temporary file goes away however the script ends before the rename: a failed command
+    (``set -e``), the end of the shell, or a signal (the session cut off: HUP; Ctrl-C: INT;
+    TERM; a closed output: PIPE). Only SIGKILL can leave one behind. The traps are cleared after
+    the rename, so a later command of the same script is not affected."""
     q = shlex.quote
     payload = base64.b64encode(op.content.encode()).decode()
+    cleanup = '[ -z "$tmp" ] || rm -f "$tmp"'
     return "\n".join((
         f'd=$(dirname {q(op.path)}); install -d -m 0755 "$d"',
-        'tmp=$(mktemp "$d/.hostsetup.XXXXXX")',
+        "tmp=",
+        f"trap '{cleanup}' EXIT",
+        *(f"trap '{cleanup}; trap - EXIT; exit {128 + number}' {name}" for name, number in TRAPPED_SIGNALS),
+        f'tmp=$(mktemp "$d/{TEMP_PREFIX}XXXXXX")',
         f'echo {payload} | base64 -d > "$tmp"',
         f'chmod {op.mode} "$tmp"',
         backup_script(op.path),
         f'mv -f "$tmp" {q(op.path)}',
+        "tmp=",
+        "trap - EXIT " + " ".join(name for name, _ in TRAPPED_SIGNALS),
     ))
 
 

@@ -15,7 +15,16 @@ from hostsetup.inputs.config import check_tree
 from hostsetup.inventory import deep_merge
 from hostsetup.plan import plan_install
 from hostsetup.report import fleet_table, host_block, summary_line, write_json
-from hostsetup.runner import HostReport, Planner, StepPrinter, converge_host, run_fleet
+from hostsetup.runner import (
+    INTERRUPTED,
+    NOT_STARTED,
+    FleetInterrupt,
+    HostReport,
+    Planner,
+    StepPrinter,
+    converge_host,
+    run_fleet,
+)
 from hostsetup.settings import INSTALL_DEFAULTS, InstallSettings, install_settings
 from hostsetup.targets import Target, targets_from
 
@@ -62,7 +71,7 @@ class Progress:
     """On a terminal, one live line (hosts done, changed, failed); otherwise a plain line per host."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.done, self.changed, self.failed = total, 0, 0, 0
+        self.total, self.done, self.changed, self.failed, self.interrupted = total, 0, 0, 0, 0
         self.tty = sys.stdout.isatty()
         self.lock = threading.Lock()
 
@@ -71,11 +80,13 @@ class Progress:
             self.done += 1
             self.changed += report.status == "changed"
             self.failed += report.status == "failed"
+            self.interrupted += report.status in (INTERRUPTED, NOT_STARTED)
             if self.total == 1:
                 return
             if self.tty:
                 end = "\n" if self.done == self.total else ""
-                print(f"\r{self.done}/{self.total} hosts done, {self.changed} changed, {self.failed} failed",
+                stopped = f", {self.interrupted} interrupted" if self.interrupted else ""
+                print(f"\r{self.done}/{self.total} hosts done, {self.changed} changed, {self.failed} failed{stopped}",
                       end=end, flush=True)
             else:
                 print(f"[{report.host}] {report.status} ({self.done}/{self.total})", flush=True)
@@ -83,13 +94,17 @@ class Progress:
 
 def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tuple[str, ...]], dry_run: bool,
                  json_path: str | None, targets: list[Target]) -> list[HostReport]:
-    """Converge every host (bounded pool, rolling batches), print the report, write JSON if asked."""
+    """Converge every host (bounded pool, rolling batches), print the report, write JSON if asked.
+
+    After a Ctrl-C (see ``runner.FleetInterrupt``) the report is printed and written all the
+    same, then the run ends with exit code 130, before anything else (such as install's checks)."""
     many = len(targets) > 1
     printer = StepPrinter(many=many and not sys.stdout.isatty())
+    interrupt = FleetInterrupt()
     reports = run_fleet(
-        targets, lambda t: converge_host(t, c.config, planners[t.name], users[t.name], dry_run, printer),
+        targets, lambda t: converge_host(t, c.config, planners[t.name], users[t.name], dry_run, printer, interrupt),
         parallel=int(c.config.parallel), batch=c.config.batch, max_fail_percent=int(c.config.max_fail_percent),
-        on_done=Progress(len(targets)))
+        on_done=Progress(len(targets)), interrupt=interrupt)
     if many and not dry_run:
         print("\n".join(fleet_table(reports)))
     else:
@@ -98,6 +113,8 @@ def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tupl
     print(summary_line(reports))
     if json_path:
         write_json(reports, json_path)
+    if interrupt.stopping.is_set():
+        exit_code(reports, interrupted=True)
     return reports
 
 
@@ -108,8 +125,10 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     return run_converge(c, planners, {t.name: settings.users for t in targets}, dry_run, json_path, targets)
 
 
-def exit_code(reports: list[HostReport]) -> None:
-    """0: every host ok or changed; 1: a host failed or was not started."""
+def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
+    """0: every host ok or changed; 1: a host failed or was not started; 130: Ctrl-C stopped the run."""
+    if interrupted or any(r.status in (INTERRUPTED, NOT_STARTED) for r in reports):
+        raise Exit("hostsetup: interrupted; the report above says what each host did (rerun to finish)", code=130)
     if any(r.status in ("failed", "skipped") for r in reports):
         raise Exit(code=1)
 

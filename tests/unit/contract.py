@@ -100,7 +100,7 @@ def run_cli(argv: list[str], cwd: Path, env: Mapping[str, str] | None = None) ->
     """``hostsetup ARGV`` in ``cwd`` (its ``hostsetup.yaml`` is the project file; HOME is ``cwd`` too)."""
     reached: list[tuple[str, Any]] = []
 
-    def fake_open(target: Any, config: Any) -> _FakeRemote:
+    def fake_open(target: Any, config: Any, interrupt: Any = None) -> _FakeRemote:
         reached.append((target.address, config))
         return _FakeRemote()
 
