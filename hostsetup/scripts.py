@@ -24,6 +24,22 @@ def backup_script(path: str) -> str:
             "xargs -r rm -f; fi")
 
 
+def cleanup_traps(cleanup: str, survive_hangup: bool = False) -> list[str]:
+    """Shell lines that run ``cleanup`` however the script ends: at its end (EXIT) and on each of
+    ``TRAPPED_SIGNALS`` (dash skips the EXIT trap on a signal that has no trap of its own).
+
+    ``survive_hangup``: a lost connection (HUP, then PIPE on the next output) does not stop the
+    script; for one that must reach its own end (restart, check, roll back) rather than stop half-way."""
+    ignored = ("HUP", "PIPE") if survive_hangup else ()
+    return [f"trap '{cleanup}' EXIT", *([f"trap '' {' '.join(ignored)}"] if ignored else []),
+            *(f"trap '{cleanup}; trap - EXIT; exit {128 + number}' {name}" for name, number in TRAPPED_SIGNALS
+              if name not in ignored)]
+
+
+def clear_traps() -> str:
+    return "trap - EXIT " + " ".join(name for name, _ in TRAPPED_SIGNALS)
+
+
 def write_file_script(op: WriteFile) -> str:
     """Write ``op.path`` whole or not at all: a temporary file beside it, renamed into place.
 
@@ -37,15 +53,14 @@ def write_file_script(op: WriteFile) -> str:
     return "\n".join((
         f'd=$(dirname {q(op.path)}); install -d -m 0755 "$d"',
         "tmp=",
-        f"trap '{cleanup}' EXIT",
-        *(f"trap '{cleanup}; trap - EXIT; exit {128 + number}' {name}" for name, number in TRAPPED_SIGNALS),
+        *cleanup_traps(cleanup),
         f'tmp=$(mktemp "$d/{TEMP_PREFIX}XXXXXX")',
         f'echo {payload} | base64 -d > "$tmp"',
         f'chmod {op.mode} "$tmp"',
         backup_script(op.path),
         f'mv -f "$tmp" {q(op.path)}',
         "tmp=",
-        "trap - EXIT " + " ".join(name for name, _ in TRAPPED_SIGNALS),
+        clear_traps(),
     ))
 
 

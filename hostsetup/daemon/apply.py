@@ -11,7 +11,7 @@ from typing import Any
 
 from hostsetup.operations import ConfigureDaemon
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.scripts import BACKUP_DIR, backup_script
+from hostsetup.scripts import BACKUP_DIR, backup_script, cleanup_traps
 
 RESULT = "@@hostsetup-daemon"
 WAIT_SECONDS = 60
@@ -47,7 +47,9 @@ def configure_script(op: ConfigureDaemon) -> str:
     # The rollback copy stays beside the file (a root-only directory), private (mktemp makes it
     # 0600 and `cat` keeps that), and goes away however the script ends.
     lines = ["set -u", 'since="$(date "+%Y-%m-%d %H:%M:%S")"', _WAIT, f"install -d -m 0755 $(dirname {path})",
-             f'prev=$(mktemp "$(dirname {path})/.daemon.json.prev.XXXXXX"); tmp=', 'trap \'rm -f "$prev" "$tmp"\' EXIT',
+             f'prev=$(mktemp "$(dirname {path})/.daemon.json.prev.XXXXXX"); tmp=',
+             # A lost connection does not stop it half-way: it restarts, checks and rolls back.
+             *cleanup_traps('rm -f "$prev" "$tmp"', survive_hangup=True),
              "had_prev=0", f"if [ -e {path} ]; then cat {path} > \"$prev\"; had_prev=1; "
              f"prev_mode=$(stat -c %a {path}); fi"]
     if op.content is not None:

@@ -446,3 +446,17 @@ def test_report_and_exit_code_after_ctrl_c() -> None:
         exit_code([HostReport("a", status="failed")])
     assert raised.value.code == 1
     exit_code(reports[:1])
+
+
+def test_a_script_that_survives_a_hangup_goes_on_and_still_cleans_up_on_int(tmp_path: Path) -> None:
+    """configure's script: a lost connection (HUP, then PIPE) does not stop it; INT still cleans up."""
+    from hostsetup.scripts import cleanup_traps
+    marker = tmp_path / "left"
+    traps = "\n".join(cleanup_traps(f"rm -f {marker}", survive_hangup=True))
+    hup = subprocess.run(["sh", "-c", f"touch {marker}\n{traps}\nkill -HUP $$\nkill -PIPE $$\necho went-on"],
+                         capture_output=True, text=True, timeout=10)
+    assert hup.stdout.strip() == "went-on" and hup.returncode == 0 and not marker.exists()
+    marker.touch()
+    cut = subprocess.run(["sh", "-c", f"{traps}\nkill -INT $$\necho went-on"], capture_output=True, text=True,
+                         timeout=10)
+    assert cut.returncode == 130 and "went-on" not in cut.stdout and not marker.exists()
