@@ -147,6 +147,8 @@ def _run_packages(remote: Remote, op: InstallPackages, step: Step, guard: Reposi
         except PlanError as exc:
             raise RemoteError(str(exc)) from None
     result = remote.root(install_command(op, version))
+    if connection_lost(result):
+        raise RemoteError(CONNECTION_LOST.format(step=step.name))
     if not result.ok:
         raise RemoteError(f"installing packages failed: {guard.failure(step, result)}")
 
@@ -220,7 +222,17 @@ def batch_script(steps: list[tuple[Step, str]]) -> str:
     return "\n".join(parts)
 
 
-def batch_results(steps: list[Step], stdout: str, error: str) -> list[StepResult]:
+CONNECTION_LOST = ("the SSH connection was lost (no exit status) during step {step}; the host may still be "
+                   "running it: rerun install (it waits for a package transaction still running and finishes "
+                   "an interrupted one)")
+
+
+def connection_lost(result: Result) -> bool:
+    """The session ended without an exit status: sshd or the connection went away mid-command."""
+    return result.exited == -1
+
+
+def batch_results(steps: list[Step], stdout: str, error: str, lost: bool = False) -> list[StepResult]:
     """Per-step results from a batch's markers (steps after a failure are skipped)."""
     marks = [line.split()[1:] for line in stdout.splitlines()
              if line.startswith(MARK + " ") and len(line.split()) == 4]
@@ -238,7 +250,9 @@ def batch_results(steps: list[Step], stdout: str, error: str) -> list[StepResult
     if not any(r.status == "failed" for r in results) and error:
         first = next((r for r in results if r.status == "skipped"), None)
         if first is not None:  # the session itself broke before the next marker
-            results[results.index(first)] = StepResult(first.name, "failed", first.summary, 0.0, error)
+            step = steps[results.index(first)]
+            results[results.index(first)] = StepResult(
+                step.name, "failed", step.summary, 0.0, CONNECTION_LOST.format(step=step.name) if lost else error)
     return results
 
 
@@ -267,9 +281,10 @@ def apply_plan(remote: Remote, plan: Plan,
         steps = [step for step, _ in pending]
         output = remote.root(batch_script(pending))
         pending.clear()
+        lost = connection_lost(output)
         batch = [replace(r, error=guard.failure(next(s for s in steps if s.name == r.name), output))
-                 if r.status == "failed" else r
-                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output))]
+                 if r.status == "failed" and not lost else r
+                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output), lost)]
         for result in batch:
             record(reverted(result))
         return output.ok
@@ -282,6 +297,8 @@ def apply_plan(remote: Remote, plan: Plan,
         if not step.changes:
             record(StepResult(step.name, "ok", step.summary))
             continue
+        if step.notice:  # shown now, as the step is about to run (it is not a result)
+            progress(StepResult(step.name, "waiting", step.notice))
         script = step_script(step, guard)
         if script is not None:
             pending.append((step, script))

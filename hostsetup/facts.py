@@ -19,6 +19,7 @@ from hostsetup.distros import (
     VERSIONLOCK_LISTS,
     parse_os_release,
 )
+from hostsetup.pkgcommands import holders_script
 
 FACT_PACKAGES = tuple(dict.fromkeys((
     *ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras",
@@ -72,6 +73,13 @@ sec available
 if command -v apt-cache >/dev/null 2>&1; then
   apt-cache madison docker-ce 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'
 fi
+sec pkg-state
+if command -v dpkg >/dev/null 2>&1; then
+  [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] && echo dpkg-journal
+  [ -n "$(dpkg --audit 2>/dev/null)" ] && echo dpkg-audit
+fi
+LOCK_HOLDERS
+hs_lock_holders | sed 's/^/holder /'
 sec end
 """
 
@@ -108,7 +116,8 @@ def facts_script(users: tuple[str, ...] = ()) -> str:
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
     return (_SCRIPT.replace("READ_FILES", read_files_script(FACT_FILES)).replace("PACKAGES", words(FACT_PACKAGES))
-            .replace("USERS", words(users)).replace("UNITS", words(UNITS)))
+            .replace("USERS", words(users)).replace("UNITS", words(UNITS))
+            .replace("LOCK_HOLDERS", holders_script()))
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,10 @@ class HostFacts:
     dockerd_version: str = ""
     docker_unit: str = ""          # `systemctl cat docker.service`: unit and drop-ins
     available_versions: tuple[str, ...] = ()
+    # An interrupted dpkg run: a journal in /var/lib/dpkg/updates or `dpkg --audit` not empty.
+    dpkg_interrupted: bool = False
+    lock_holders: tuple[str, ...] = ()   # "PID COMMAND" of whoever holds a package-manager lock
+    duplicates: frozenset[str] = frozenset()  # rpm: names installed twice (an upgrade cut short)
 
     def unit(self, name: str) -> UnitState:
         return self.units.get(name, UnitState())
@@ -203,10 +216,14 @@ def parse_facts(output: str) -> HostFacts:
     s = split_sections(output)
     arch_lines = [*s.get("arch", []), "", ""]
     identity = [*s.get("identity", []), "-1", ""]
-    packages = {}
+    packages: dict[str, str] = {}
+    duplicates = set()
     for row in _tabbed(s.get("packages", [])):
         if len(row) >= 3 and len(row[2]) >= 2 and row[2][1] == "i":
+            if row[0] in packages:
+                duplicates.add(row[0])
             packages[row[0]] = row[1]
+    state = s.get("pkg-state", [])
     files = parse_file_rows(s.get("files", []))
     group = s.get("group", [])
     members = tuple(m for m in group[0].split(":")[3].split(",") if m) if group else None
@@ -231,4 +248,7 @@ def parse_facts(output: str) -> HostFacts:
         dockerd_version=(s.get("dockerd") or [""])[0].strip(),
         docker_unit="\n".join(s.get("docker-unit", [])),
         available_versions=tuple(line.strip() for line in s.get("available", [])),
+        dpkg_interrupted=bool({"dpkg-journal", "dpkg-audit"} & {line.strip() for line in state}),
+        lock_holders=tuple(line.split(" ", 1)[1].strip() for line in state if line.startswith("holder ")),
+        duplicates=frozenset(duplicates),
     )

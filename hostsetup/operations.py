@@ -13,9 +13,15 @@ class Run:
     """Run a shell command as root."""
 
     command: str
+    display: str = ""    # what --dry-run shows when the script is more than its command (lock waits)
+
+    @property
+    def waits_for_lock(self) -> bool:
+        """The command waits for the package manager's locks first (``pkgcommands.locked``)."""
+        return "\nhs_wait_lock" in self.command
 
     def describe(self) -> list[str]:
-        return [f"$ {self.command}"]
+        return self.display.splitlines() if self.display else [f"$ {self.command}"]
 
 
 @dataclass(frozen=True)
@@ -78,16 +84,23 @@ class InstallPackages:
     pin: str | None = None
     version: str | None = None
     hold: bool = False
+    lock_timeout: int = 120      # seconds to wait for another package manager's locks
 
     def describe(self) -> list[str]:
-        from hostsetup.pkgcommands import install_command, list_versions_command, refresh_command
+        from hostsetup.pkgcommands import (
+            LOCKS,
+            list_versions_command,
+            repository_refresh_command,
+            transaction_command,
+        )
 
-        lines = [f"$ {refresh_command(self)}"]
+        lines = [f"wait up to {self.lock_timeout} s for the {LOCKS[self.manager].name} lock (then fail naming "
+                 "its holder)", f"$ {repository_refresh_command(self.manager, self.repo_file)}"]
         if self.pin and not self.version:
             lines += [f"$ {list_versions_command(self)}",
                       f"resolve version {self.pin} against that list"]
         shown = self.version or (f"<{self.pin} resolved>" if self.pin else None)
-        return [*lines, f"$ {install_command(self, shown)}"]
+        return [*lines, f"$ {transaction_command(self, shown)}"]
 
 
 @dataclass(frozen=True)

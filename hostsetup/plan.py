@@ -30,7 +30,16 @@ from hostsetup.operations import (
     Run,
     WriteFile,
 )
-from hostsetup.pkgcommands import PINNED_PACKAGES, repository_refresh_command, versionlocked
+from hostsetup.pkgcommands import (
+    LOCKS,
+    NO_LOCK_WAIT,
+    PINNED_PACKAGES,
+    apt_lock_option,
+    lock_wait_script,
+    locked,
+    repository_refresh_command,
+    versionlocked,
+)
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
@@ -78,14 +87,46 @@ def repo_file_content(platform: Platform, arch: str, settings: InstallSettings) 
                   releasever=platform.version, key_file=platform.family.key_file)
 
 
-def _conflicts(platform: Platform, facts: HostFacts) -> Step:
+def _locked_run(platform: Platform, command: str, settings: InstallSettings) -> Run:
+    """``command`` once no other package manager holds the locks (waiting up to the setting)."""
+    manager = platform.package_manager
+    return Run(locked(manager, command, settings.lock_timeout), f"{_wait_line(manager, settings)}\n$ {command}")
+
+
+def _wait_line(manager: str, settings: InstallSettings) -> str:
+    return f"wait up to {settings.lock_timeout} s for the {LOCKS[manager].name} lock (then fail naming its holder)"
+
+
+def _lock_flag(platform: Platform, settings: InstallSettings) -> str:
+    return apt_lock_option(settings.lock_timeout) if platform.family is APT else NO_LOCK_WAIT
+
+
+def _repair(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step | None:
+    """An earlier package transaction cut short (connection lost, killed, disk full): finish it
+    before anything else asks the package manager, which would refuse (dpkg) or trip over it (rpm)."""
+    if platform.family is APT and facts.dpkg_interrupted:
+        return Step("repair", "finish the interrupted dpkg transaction (dpkg --configure -a)", (_locked_run(
+            platform, "dpkg --configure -a && DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q"
+            f"{_lock_flag(platform, settings)}", settings),))
+    duplicates = sorted(facts.duplicates & {*ENGINE_PACKAGES, *PLUGIN_PACKAGES})
+    if platform.family is not APT and duplicates:
+        # an upgrade cut short leaves the old and the new version installed; the old one goes
+        command = (f"dnf remove -y{NO_LOCK_WAIT} --duplicates" if platform.package_manager == "dnf"
+                   else "package-cleanup -y --cleandupes")
+        return Step("repair", f"remove the older of the duplicated {', '.join(duplicates)} "
+                              "(an interrupted upgrade)", (_locked_run(platform, command, settings),))
+    return None
+
+
+def _conflicts(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
     present = [p for p in platform.conflicts if p in facts.packages]
     if not present:
         return Step("conflicts", "no conflicting packages installed")
     remove = ("apt-get remove -y -q" if platform.family is APT
               else f"{platform.package_manager} remove -y")
-    return Step("conflicts", f"remove conflicting {', '.join(present)}",
-                (Run(f"{_noninteractive(platform)}{remove} {' '.join(present)}"),))
+    return Step("conflicts", f"remove conflicting {', '.join(present)}", (_locked_run(
+        platform, f"{_noninteractive(platform)}{remove}{_lock_flag(platform, settings)} {' '.join(present)}",
+        settings),))
 
 
 def _noninteractive(platform: Platform) -> str:
@@ -96,17 +137,17 @@ def _prerequisites(platform: Platform, facts: HostFacts, settings: InstallSettin
     if platform.family is APT:
         missing = [p for p in platform.family.prerequisites if p not in facts.packages]
         command = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-                   f"apt-get install -y -q {' '.join(missing)}")
+                   f"apt-get install -y -q{_lock_flag(platform, settings)} {' '.join(missing)}")
     else:
         missing = [] if "curl" in facts.commands else ["curl"]
         lock_plugin = "yum-plugin-versionlock" if platform.package_manager == "yum" \
             else "python3-dnf-plugin-versionlock"
         if settings.hold and lock_plugin not in facts.packages:
             missing.append(lock_plugin)
-        command = f"{platform.package_manager} install -y {' '.join(missing)}"
+        command = f"{platform.package_manager} install -y{NO_LOCK_WAIT} {' '.join(missing)}"
     if not missing:
         return Step("prerequisites", "prerequisites present")
-    return Step("prerequisites", f"install {', '.join(missing)}", (Run(command),))
+    return Step("prerequisites", f"install {', '.join(missing)}", (_locked_run(platform, command, settings),))
 
 
 def _key(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
@@ -159,7 +200,8 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         pinned = f" at {version or settings.version}" if settings.version else ""
         return Step("packages", f"{', '.join(wanted)} installed{pinned}")
     if not missing and not stale:
-        return Step("packages", "hold docker-ce and docker-ce-cli", (Run(_hold_command(platform)),))
+        return Step("packages", "hold docker-ce and docker-ce-cli",
+                    (_locked_run(platform, _hold_command(platform), settings),))
     why = []
     if missing:
         why.append(f"install {', '.join(missing)}")
@@ -167,7 +209,7 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         why.append(f"change {', '.join(stale)} to {version or settings.version}")
     return Step("packages", "; ".join(why), (InstallPackages(
         platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
-        settings.hold),))
+        settings.hold, settings.lock_timeout),))
 
 
 def _held(platform: Platform, facts: HostFacts) -> bool:
@@ -221,17 +263,23 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
         raise PlanError(str(exc)) from None
     key = _key(platform, facts, settings)
     repository = _repository(platform, facts, settings)
-    conflicts = _conflicts(platform, facts)
+    conflicts = _conflicts(platform, facts, settings)
     packages = _packages(platform, facts, settings, repository.changes or key.changes)
     rewritten = any(isinstance(op, WriteFile) for op in repository.operations)
     if (rewritten or key.changes) and not packages.changes:
         # Nothing to install, so nothing would read the new repository: refresh its index now,
         # which proves that it serves metadata signed with the key.
-        refresh = Run(repository_refresh_command(platform.package_manager, platform.family.repo_file))
+        # The refresh proves the new files (apply's RepositoryGuard knows it by its command line): the
+        # lock wait goes first, before anything is written, so that a lock that stays held changes nothing.
+        manager = platform.package_manager
+        wait = Run(lock_wait_script(manager, settings.lock_timeout), _wait_line(manager, settings))
+        refresh = Run(repository_refresh_command(manager, platform.family.repo_file))
         summary = (f"{repository.summary}; refresh its index" if repository.changes
                    else "refresh the repository's index (its key changed)")
-        repository = replace(repository, summary=summary, operations=(*repository.operations, refresh))
+        repository = replace(repository, summary=summary, operations=(wait, *repository.operations, refresh))
+    repair = _repair(platform, facts, settings)
     steps: tuple[Step, ...] = (
+        *((repair,) if repair else ()),
         conflicts,
         _prerequisites(platform, facts, settings),
         key,
@@ -244,7 +292,26 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     if daemon is not None and daemon.configured:
         pinned = next((op.version for op in packages.operations if isinstance(op, InstallPackages)), None)
         steps += (_daemon(facts, daemon, pinned),)
-    return Plan(platform, steps)
+    return Plan(platform, _notice_lock_holders(steps, facts, platform, settings))
+
+
+def _uses_package_manager(step: Step) -> bool:
+    return any(isinstance(op, InstallPackages) or (isinstance(op, Run) and op.waits_for_lock)
+               for op in step.operations)
+
+
+def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Platform,
+                         settings: InstallSettings) -> tuple[Step, ...]:
+    """When another process held a package-manager lock as the facts were read, the first step
+    that needs the package manager says so as it starts (it waits for the lock on the host)."""
+    if not facts.lock_holders:
+        return steps
+    first = next((i for i, s in enumerate(steps) if _uses_package_manager(s)), None)
+    if first is None:
+        return steps
+    notice = (f"waiting for the {LOCKS[platform.package_manager].name} lock held by "
+              f"{', '.join(facts.lock_holders)} (up to {settings.lock_timeout} s)")
+    return (*steps[:first], replace(steps[first], notice=notice), *steps[first + 1:])
 
 
 def _daemon(facts: HostFacts, daemon: DaemonSettings, engine: str | None = None) -> Step:

@@ -20,7 +20,10 @@ INSTALL_DEFAULTS: dict[str, Any] = {
     "hold": False,
     "plugins": True,
     "users": "",           # comma-separated (a string, so HOSTSETUP_INSTALL_USERS=a,b works)
+    "lock_timeout": 120,   # seconds to wait for a package-manager lock another process holds
 }
+# Well inside the 900 s a remote command may take (remote.Remote.command_timeout), transaction included.
+MAX_LOCK_TIMEOUT = 600
 
 _VERSION = re.compile(r"\d+(\.\d+){0,2}|\d+:[\w.~+-]+")   # always fullmatch: "$" lets "x\n" through
 _USER = re.compile(r"[a-z_][a-z0-9_-]*[$]?")
@@ -41,6 +44,7 @@ class InstallSettings:
     hold: bool
     plugins: bool
     users: tuple[str, ...]
+    lock_timeout: int = INSTALL_DEFAULTS["lock_timeout"]
 
 
 def parse_bool(value: Any, name: str) -> bool:
@@ -100,7 +104,17 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
             raise SettingsError(str(exc)) from None
     version = check_version(str(values["version"]))
     users = check_users(_as_list(values["users"]))
-    return InstallSettings(name, url, fingerprint, version, flags["hold"], flags["plugins"], users)
+    return InstallSettings(name, url, fingerprint, version, flags["hold"], flags["plugins"], users,
+                           parse_lock_timeout(values["lock_timeout"]))
+
+
+def parse_lock_timeout(value: Any) -> int:
+    """Whole seconds, 0 (do not wait) to ``MAX_LOCK_TIMEOUT``; from YAML an int, from HOSTSETUP_* a string."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) > MAX_LOCK_TIMEOUT:
+        raise SettingsError(f"install.lock_timeout: {value!r} is not a number of seconds from 0 to "
+                            f"{MAX_LOCK_TIMEOUT} (how long to wait for another apt-get/dnf to finish)")
+    return int(text)
 
 
 def settings_as_dict(settings: InstallSettings) -> dict[str, Any]:

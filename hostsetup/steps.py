@@ -16,6 +16,7 @@ class Step:
     summary: str
     operations: tuple[Operation, ...] = ()
     warnings: tuple[str, ...] = ()
+    notice: str = ""      # shown as the step starts (e.g. another apt-get holds the lock it needs)
 
     @property
     def changes(self) -> bool:
