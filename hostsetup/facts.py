@@ -38,6 +38,7 @@ FACT_FILES = tuple(dict.fromkeys((
     "/etc/systemd/system/docker.service.d/http-proxy.conf",
 )))
 UNITS = ("docker.service", "docker.socket", "containerd.service")
+DPKG_UNFINISHED = "UHFWt"  # dpkg-query's ${db:Status-Abbrev} status letters of a package left mid-way
 
 _SCRIPT = r"""
 sec() { printf '\n@@%s\n' "$1"; }
@@ -76,7 +77,8 @@ fi
 sec pkg-state
 if command -v dpkg >/dev/null 2>&1; then
   [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] && echo dpkg-journal
-  [ -n "$(dpkg --audit 2>/dev/null)" ] && echo dpkg-audit
+  # as a user, dpkg --audit cannot check the lock while a journal is pending: then through sudo -n
+  [ -n "$(dpkg --audit 2>/dev/null || sudo -n dpkg --audit 2>/dev/null)" ] && echo dpkg-audit
 fi
 LOCK_HOLDERS
 hs_lock_holders | sed 's/^/holder /'
@@ -218,11 +220,15 @@ def parse_facts(output: str) -> HostFacts:
     identity = [*s.get("identity", []), "-1", ""]
     packages: dict[str, str] = {}
     duplicates = set()
+    half_installed = False
     for row in _tabbed(s.get("packages", [])):
         if len(row) >= 3 and len(row[2]) >= 2 and row[2][1] == "i":
             if row[0] in packages:
                 duplicates.add(row[0])
             packages[row[0]] = row[1]
+        # dpkg's status: unpacked, half-installed/-configured, triggers pending; R: reinstall required
+        elif len(row) >= 3 and len(row[2]) >= 2 and (row[2][1] in DPKG_UNFINISHED or row[2][2:3] == "R"):
+            half_installed = True
     state = s.get("pkg-state", [])
     files = parse_file_rows(s.get("files", []))
     group = s.get("group", [])
@@ -248,7 +254,7 @@ def parse_facts(output: str) -> HostFacts:
         dockerd_version=(s.get("dockerd") or [""])[0].strip(),
         docker_unit="\n".join(s.get("docker-unit", [])),
         available_versions=tuple(line.strip() for line in s.get("available", [])),
-        dpkg_interrupted=bool({"dpkg-journal", "dpkg-audit"} & {line.strip() for line in state}),
+        dpkg_interrupted=half_installed or bool({"dpkg-journal", "dpkg-audit"} & {line.strip() for line in state}),
         lock_holders=tuple(line.split(" ", 1)[1].strip() for line in state if line.startswith("holder ")),
         duplicates=frozenset(duplicates),
     )
