@@ -49,7 +49,7 @@ _HOLDERS = r"""hs_lock_holders() {
       [ -n "$p" ] && [ -d "/proc/$p" ] && echo "$p"
     done; } 2>/dev/null | sort -un | while read -r p; do
     [ "$p" = "$$" ] && continue
-    c=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{ i = 1; n = $1; sub(".*/", "", n)
+    c=$(tr '\0\n' '  ' < "/proc/$p/cmdline" 2>/dev/null | awk '{ i = 1; n = $1; sub(".*/", "", n)
         if (n ~ /^(python[0-9.]*|perl|sh|bash|dash)$/ && NF > 1 && $2 !~ /^-/) { i = 2; n = $2; sub(".*/", "", n) }
         m = $(i + 1); sub(".*/", "", m); print n (m == "" ? "" : " " m) }')
     [ -n "$c" ] && printf '%s %s
