@@ -309,8 +309,8 @@ def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Pl
     first = next((i for i, s in enumerate(steps) if _uses_package_manager(s)), None)
     if first is None:
         return steps
-    notice = (f"waiting for the {LOCKS[platform.package_manager].name} lock held by "
-              f"{', '.join(facts.lock_holders)} (up to {settings.lock_timeout} s)")
+    notice = (f"the {LOCKS[platform.package_manager].name} lock is held by {', '.join(facts.lock_holders)}: "
+              f"waiting for it (up to {settings.lock_timeout} s)")
     return (*steps[:first], replace(steps[first], notice=notice), *steps[first + 1:])
 
 

@@ -132,7 +132,7 @@ def test_package_manager_faults_then_rerun_converges(sandbox: Sandbox, mirror, c
         code, report, out = cli(host, "--users", "hostsetup", extra_env={"HOSTSETUP_INSTALL_LOCK_TIMEOUT": "3"})
         assert code == 1, out
         assert time.monotonic() - started < 60, out
-        assert f"waiting  packages       waiting for the {lock_name} lock held by " in out, out  # live, before
+        assert f"waiting  packages       the {lock_name} lock is held by " in out, out  # live, before it
         error = step(report, "packages")["error"]
         assert step(report, "packages")["status"] == "failed", out
         assert f"the {lock_name} lock is still held by " in error and f"{holder_name} after 3 s" in error, error
