@@ -52,8 +52,7 @@ _HOLDERS = r"""hs_lock_holders() {
     c=$(tr '\0\n' '  ' < "/proc/$p/cmdline" 2>/dev/null | awk '{ i = 1; n = $1; sub(".*/", "", n)
         if (n ~ /^(python[0-9.]*|perl|sh|bash|dash)$/ && NF > 1 && $2 !~ /^-/) { i = 2; n = $2; sub(".*/", "", n) }
         m = $(i + 1); sub(".*/", "", m); print n (m == "" ? "" : " " m) }')
-    [ -n "$c" ] && printf '%s %s
-' "$p" "$c"
+    [ -n "$c" ] && printf '%s %s\n' "$p" "$c"
   done
 }"""
 
