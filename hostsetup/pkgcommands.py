@@ -56,15 +56,15 @@ _HOLDERS = r"""hs_lock_holders() {
   done
 }"""
 
+# Quiet while it waits (what runs here is read once it ended; the live line is the plan's notice).
 _WAIT = r"""hs_wait_lock() {
-  w=0; said=
+  w=0
   while h=$(hs_lock_holders | awk 'NR > 1 { printf ", " } { printf "%s", $0 }'); [ -n "$h" ]; do
     if [ "$w" -ge TIMEOUT ]; then
       echo "hostsetup: the NAME lock is still held by $h after TIMEOUT s: let it finish (or stop it), then rerun" >&2
       return GIVE_UP
     fi
-    [ -n "$said" ] || echo "hostsetup: waiting for the NAME lock held by $h (up to TIMEOUT s)" >&2
-    said=1; sleep 1; w=$((w + 1))
+    sleep 1; w=$((w + 1))
   done
 }"""
 

@@ -2,7 +2,8 @@
 OS through four faults in turn, each ending with a rerun of ``install`` that converges:
 
 1. the dpkg/apt (rpm/dnf) lock held by another process: a live "waiting" line, a bounded wait
-   (``install.lock_timeout``), then a clear failure naming the holder; no package touched;
+   (``install.lock_timeout``), then a clear failure naming the holder; no package touched, and the
+   key and repository file written before it put back;
 2. the SSH session killed with everything it ran while dpkg or rpm installs docker-ce: "connection
    was lost during step packages", exit 1; dpkg is left interrupted, and the rerun repairs it first;
 3. only the connection killed (the session's sshd processes on the host) mid-transaction: the
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from fabric import Connection
 
+from hostsetup.distros import APT, RPM
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from tests.e2e.conftest import only_host, ssh, steps_with
 
@@ -139,6 +141,10 @@ def test_package_manager_faults_then_rerun_converges(sandbox: Sandbox, mirror, c
         assert "rerun" in error and "Traceback" not in out
         assert [s for s in ("service", "group") if step(report, s)["status"] != "skipped"] == []
         assert run(root, PACKAGE_STATE[flavor], warn=True) == packages_before  # no package touched
+        # Nothing half-done: the key and repository file written before the wait were put back (none here).
+        assert "were put back as they were" in error and steps_with(report, "reverted") == ["key", "repository"]
+        family = APT if flavor == "debian12" else RPM
+        assert run(root, f"ls {family.repo_file} {family.key_file} 2>&1; true").count("No such file") == 2
         assert run(root, f"systemctl is-active {HOLDER_UNIT}").strip() == "active"  # hostsetup left it alone
         run(root, f"systemctl stop {HOLDER_UNIT}")
 

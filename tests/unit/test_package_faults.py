@@ -22,7 +22,15 @@ from hostsetup import pkgcommands
 from hostsetup.apply import CONNECTION_LOST, apply_plan, batch_results, batch_script
 from hostsetup.facts import HostFacts, parse_facts
 from hostsetup.operations import InstallPackages, Run
-from hostsetup.pkgcommands import LOCK_GIVE_UP, ManagerLocks, diagnosed, holders_script, install_command, locked
+from hostsetup.pkgcommands import (
+    LOCK_GIVE_UP,
+    ManagerLocks,
+    diagnosed,
+    holders_script,
+    install_command,
+    locked,
+    repository_refresh_command,
+)
 from hostsetup.plan import plan_install
 from hostsetup.runner import describe_plan
 from hostsetup.settings import SettingsError, install_settings
@@ -107,9 +115,8 @@ def test_locked_command_fails_naming_the_holder_after_the_timeout(held_lock, mon
     result = sh(locked("apt-get", "echo ran", 2))
     assert 2 <= time.monotonic() - started < 10
     assert result.returncode == LOCK_GIVE_UP and "ran" not in result.stdout
-    first, last = result.stderr.splitlines()
-    assert first == f"hostsetup: waiting for the test lock held by {pid} {Path(sys.executable).name} -c (up to 2 s)"
-    assert last.startswith(f"hostsetup: the test lock is still held by {pid} ") and last.endswith("then rerun")
+    assert result.stderr == (f"hostsetup: the test lock is still held by {pid} {Path(sys.executable).name} -c "
+                             "after 2 s: let it finish (or stop it), then rerun\n")
 
 
 def test_locked_command_runs_once_the_lock_is_free(held_lock, monkeypatch) -> None:
@@ -117,8 +124,10 @@ def test_locked_command_runs_once_the_lock_is_free(held_lock, monkeypatch) -> No
     # the fcntl lock only: a killed holder stays a zombie (its /proc entry) until the fixture reaps it
     monkeypatch.setitem(pkgcommands.LOCKS, "apt-get", ManagerLocks("test", locks.files))
     subprocess.Popen(["sh", "-c", f"sleep 1.5; kill {pid}"])
+    started = time.monotonic()
     result = sh(locked("apt-get", "echo ran", 20))
-    assert result.returncode == 0 and result.stdout == "ran\n" and "waiting for the test lock" in result.stderr
+    assert result.returncode == 0 and result.stdout == "ran\n" and result.stderr == ""
+    assert 1 <= time.monotonic() - started < 10  # it waited for the holder to go
 
 
 def test_locked_runs_at_once_without_holders() -> None:
@@ -154,7 +163,17 @@ def test_install_command_is_valid_sh() -> None:
     op = InstallPackages("apt-get", ("docker-ce",), "/etc/apt/sources.list.d/docker.sources", lock_timeout=7)
     script = install_command(op, None)
     assert sh(f"sh -n -c {subprocess.list2cmdline([script])}").returncode == 0
-    assert "DPkg::Lock::Timeout=7" in script and "hs_wait_lock || exit $?" in script
+    assert "DPkg::Lock::Timeout=7" in script and "\nhs_wait_lock && { " in script
+
+
+def test_a_lock_that_stays_fails_the_command_also_where_its_status_is_tested(held_lock, monkeypatch) -> None:
+    """Inside ``if ! { ...; }`` (apply's proof of a refresh) the failed wait must fail the list, not
+    exit the script past its rollback, and never run an ``||`` fallback of the command."""
+    locks, _ = held_lock
+    monkeypatch.setitem(pkgcommands.LOCKS, "dnf", locks)
+    script = locked("dnf", "(echo install; false) || echo downgrade && echo relock", 0)
+    result = sh(f"if ! {{ {script}; }}; then echo 'proof failed, put back'; fi; echo after")
+    assert result.stdout == "proof failed, put back\nafter\n", result
 
 
 # --- planning ---------------------------------------------------------------------------------------
@@ -165,11 +184,24 @@ def test_interrupted_dpkg_is_repaired_before_any_package_step() -> None:
     assert plan.steps[0].name == "repair" and plan.steps[0].changes
     (repair,) = plan.steps[0].operations
     assert isinstance(repair, Run) and repair.waits_for_lock
-    assert repair.command.endswith("dpkg --configure -a && DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q "
-                                   "-o DPkg::Lock::Timeout=120")
+    assert repair.command.endswith("\nhs_wait_lock && { dpkg --configure -a && DEBIAN_FRONTEND=noninteractive "
+                                   "apt-get install -f -y -q -o DPkg::Lock::Timeout=120\n}")
     text = "\n".join(describe_plan(plan))
     assert "change   repair         finish the interrupted dpkg transaction" in text
     assert "wait up to 120 s for the dpkg/apt lock (then fail naming its holder)\n      $ dpkg --configure -a" in text
+
+
+def test_repository_only_refresh_waits_before_writing() -> None:
+    """Nothing to install: the refresh proves the new repository file; the wait comes before the write,
+    and the refresh is the plain command apply's RepositoryGuard recognises as that proof."""
+    facts = recorded("debian12-converged")
+    plan = plan_install(facts, sandbox_settings(facts, mirror="https://mirrors.aliyun.com/docker-ce", lock_timeout=4))
+    (repository,) = plan.changes
+    wait, _write, refresh = repository.operations
+    assert isinstance(wait, Run) and wait.waits_for_lock and wait.command.endswith("\nhs_wait_lock")
+    assert wait.describe() == ["wait up to 4 s for the dpkg/apt lock (then fail naming its holder)"]
+    assert isinstance(refresh, Run) and refresh.command == repository_refresh_command(
+        "apt-get", "/etc/apt/sources.list.d/docker.sources")
 
 
 def test_converged_host_with_an_interrupted_dpkg_plans_only_the_repair() -> None:
@@ -185,7 +217,8 @@ def test_rpm_duplicates_are_removed_first() -> None:
     assert plan.steps[0].name == "repair" and "docker-ce" in plan.steps[0].summary
     assert "libfoo" not in plan.steps[0].summary  # only the packages hostsetup manages
     (repair,) = plan.steps[0].operations
-    assert isinstance(repair, Run) and repair.command.endswith("dnf remove -y --setopt=exit_on_lock=True --duplicates")
+    assert isinstance(repair, Run)
+    assert repair.command.endswith("dnf remove -y --setopt=exit_on_lock=True --duplicates\n}")
     # a dpkg flag on an rpm host means nothing there
     assert plan_install(dataclasses.replace(facts, duplicates=frozenset(), dpkg_interrupted=True),
                         install_settings({})).steps[0].name == "conflicts"

@@ -112,11 +112,10 @@ def test_other_base_url_changes_only_the_repository_file() -> None:
     facts = recorded("debian12-converged")
     plan = plan_install(facts, sandbox_settings(facts, mirror="https://mirrors.aliyun.com/docker-ce"))
     assert [s.name for s in plan.changes] == ["repository"]
-    write, refresh = plan.changes[0].operations
+    _wait, write, refresh = plan.changes[0].operations  # the wait for the package manager's lock first
     assert isinstance(write, WriteFile) and write.old and "mirrors.aliyun.com" in write.content
     # nothing to install would read the new repository: its index is refreshed to prove it works
-    assert isinstance(refresh, Run) and "\n$ apt-get update -q -o Dir::Etc::SourceList=" in refresh.display
-    assert refresh.command.endswith(refresh.display.split("\n$ ")[1])  # after the lock wait
+    assert isinstance(refresh, Run) and refresh.command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
 
 
 def test_docker_io_host_removes_it_first() -> None:
