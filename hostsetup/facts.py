@@ -76,7 +76,9 @@ if command -v apt-cache >/dev/null 2>&1; then
 fi
 sec pkg-state
 if command -v dpkg >/dev/null 2>&1; then
-  [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] && echo dpkg-journal
+  # (dpkg's journal directory spelled as a glob: this script's command line, seen in ps, must not
+  # look like a package manager at work to a process search)
+  [ -n "$(ls -A /var/lib/dpkg/upd[a]tes 2>/dev/null)" ] && echo dpkg-journal
   # as a user, dpkg --audit cannot check the lock while a journal is pending: then through sudo -n
   [ -n "$(dpkg --audit 2>/dev/null || sudo -n dpkg --audit 2>/dev/null)" ] && echo dpkg-audit
 fi

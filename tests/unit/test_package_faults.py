@@ -314,3 +314,14 @@ def test_converged_host_still_plans_nothing_with_the_new_facts() -> None:
         assert not facts.dpkg_interrupted and facts.lock_holders == () and facts.duplicates == frozenset()
         assert plan_install(facts, sandbox_settings(facts)).empty
 
+
+
+def test_facts_command_line_does_not_look_like_a_package_transaction() -> None:
+    """The facts script travels as a command line (seen in ps): a search for a package manager at
+    work (``pgrep -f 'apt-get .* update'``, by a person, a monitor or a test) must not find it."""
+    import re
+
+    from hostsetup.facts import facts_script
+
+    line = facts_script(("hostsetup",)).replace("\n", " ")
+    assert not re.search(r"(apt-get|dnf|yum) .*(update|makecache|install)", line)
