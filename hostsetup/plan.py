@@ -266,8 +266,8 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     conflicts = _conflicts(platform, facts, settings)
     packages = _packages(platform, facts, settings, repository.changes or key.changes)
     rewritten = any(isinstance(op, WriteFile) for op in repository.operations)
-    if (rewritten or key.changes) and not packages.changes:
-        # Nothing to install, so nothing would read the new repository: refresh its index now,
+    if (rewritten or key.changes) and not any(isinstance(op, InstallPackages) for op in packages.operations):
+        # Nothing to install (at most a hold), so nothing would read the new repository: refresh its index now,
         # which proves that it serves metadata signed with the key.
         # The refresh proves the new files (apply's RepositoryGuard knows it by its command line): the
         # lock wait goes first, before anything is written, so that a lock that stays held changes nothing.

@@ -102,6 +102,8 @@ RULES: dict[str, Rule] = {
     "connect_kwargs.timeout": _optional(seconds),
     "timeouts.connect": _optional(seconds),
     "timeouts.command": _optional(seconds),
+    "install.lock_timeout": _range(0, 600),
+    "dead_host_timeout": _range(0, 86400),
     "install.users": lambda value, label: list(_settings_rule(check_users, text_list(value, label), label)),
     "install.version": lambda value, label: _settings_rule(check_version, text(value, label), label) or "",
     "install.key_fingerprint": text,

@@ -118,6 +118,13 @@ def test_other_base_url_changes_only_the_repository_file() -> None:
     assert isinstance(refresh, Run) and refresh.command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
 
 
+def test_other_base_url_with_only_a_hold_to_do_still_refreshes_the_new_repository() -> None:
+    facts = recorded("debian12-converged")
+    plan = plan_install(facts, sandbox_settings(facts, mirror="https://mirrors.aliyun.com/docker-ce", hold=True))
+    assert [s.name for s in plan.changes] == ["repository", "packages"]
+    assert plan.changes[0].operations[-1].command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
+
+
 def test_docker_io_host_removes_it_first() -> None:
     plan = plan_install(recorded("debian12-docker-io"), install_settings({}))
     assert plan.steps[0].name == "conflicts" and plan.steps[0].changes
