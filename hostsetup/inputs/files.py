@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,19 +185,22 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise InputError(f"{source}: nested too deeply to read") from None
+    return _parse(lambda: tomllib.loads(text), source, tomllib.TOMLDecodeError,
+                  lambda exc: f"{source}: not valid TOML: {exc}")
 
 
 def parse_json(text: str, source: str) -> Any:
+    return _parse(lambda: json.loads(text), source, json.JSONDecodeError,
+                  lambda exc: f"{source}:{exc.lineno}: not valid JSON: {exc.msg}")
+
+
+def _parse(load: Callable[[], Any], source: str, error: type[Exception],
+           message: Callable[[Any], str]) -> Any:
+    """``load()``, its own error and a nesting too deep for Python both refused in one line."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        return load()
+    except error as exc:
+        raise InputError(message(exc)) from None
     except RecursionError:
         raise InputError(f"{source}: nested too deeply to read") from None
 
