@@ -33,7 +33,7 @@ from jinja2 import TemplateError
 from paramiko.ssh_exception import NoValidConnectionsError, SSHException
 
 from hostsetup import secrets
-from hostsetup.apply import MARK, StepResult, apply_plan
+from hostsetup.apply import MARK, StepResult, apply_plan, connection_lost
 from hostsetup.connection import Watchdog, connect, liveness_kwargs
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts, parse_file_rows, read_files_script
@@ -74,6 +74,8 @@ def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
     """The host's facts in one session; files only root can read (hostsetup writes credential-
     bearing files 0600) need a second, root one when sudo asks for a password."""
     result = remote.run(facts_script(users), timeout=60)
+    if connection_lost(result):  # reading only: nothing on the host is half-done
+        raise RemoteError("the SSH connection was lost while gathering facts (nothing was changed): rerun")
     try:
         facts = parse_facts(result.stdout)
     except FactsError as exc:

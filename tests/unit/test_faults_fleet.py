@@ -460,3 +460,17 @@ def test_a_script_that_survives_a_hangup_goes_on_and_still_cleans_up_on_int(tmp_
     cut = subprocess.run(["sh", "-c", f"{traps}\nkill -INT $$\necho went-on"], capture_output=True, text=True,
                          timeout=10)
     assert cut.returncode == 130 and "went-on" not in cut.stdout and not marker.exists()
+
+
+def test_a_connection_lost_while_gathering_facts_is_said_so() -> None:
+    from invoke.runners import Result
+
+    from hostsetup.remote import RemoteError
+    from hostsetup.runner import gather_facts
+
+    class Lost:
+        def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
+            return Result(stdout="@@os-release\nID=debian\n", exited=-1)
+
+    with pytest.raises(RemoteError, match="connection was lost while gathering facts"):
+        gather_facts(Lost(), ())  # type: ignore[arg-type]
