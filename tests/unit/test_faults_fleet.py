@@ -45,9 +45,17 @@ def write_script(target: Path, content: str = "new\n") -> str:
     return "set -e\n" + scripts.write_file_script(WriteFile(str(target), content, None, mode="0644"))
 
 
+def default_signals() -> None:
+    """As sshd starts a session: every signal at its default. (A job started in the background
+    inherits SIGINT ignored, and a shell cannot trap a signal ignored on entry.)"""
+    for number in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def run_sh(script: str, path_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{path_dir}:{os.environ['PATH']}" if path_dir else os.environ["PATH"]}
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, env=env)
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, env=env,
+                          preexec_fn=default_signals)
 
 
 def shim(directory: Path, name: str, body: str) -> Path:
@@ -453,12 +461,10 @@ def test_a_script_that_survives_a_hangup_goes_on_and_still_cleans_up_on_int(tmp_
     from hostsetup.scripts import cleanup_traps
     marker = tmp_path / "left"
     traps = "\n".join(cleanup_traps(f"rm -f {marker}", survive_hangup=True))
-    hup = subprocess.run(["sh", "-c", f"touch {marker}\n{traps}\nkill -HUP $$\nkill -PIPE $$\necho went-on"],
-                         capture_output=True, text=True, timeout=10)
+    hup = run_sh(f"touch {marker}\n{traps}\nkill -HUP $$\nkill -PIPE $$\necho went-on")
     assert hup.stdout.strip() == "went-on" and hup.returncode == 0 and not marker.exists()
     marker.touch()
-    cut = subprocess.run(["sh", "-c", f"{traps}\nkill -INT $$\necho went-on"], capture_output=True, text=True,
-                         timeout=10)
+    cut = run_sh(f"{traps}\nkill -INT $$\necho went-on")
     assert cut.returncode == 130 and "went-on" not in cut.stdout and not marker.exists()
 
 
