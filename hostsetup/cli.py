@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,7 +67,7 @@ class Hostsetup(Fab):
             super().parse_collection()
 
     def parse_tasks(self) -> None:
-        with input_boundary(self.argv, self._flag_names()):
+        with input_boundary(self.argv, self._flag_names):
             super().parse_tasks()
 
     def parse_cleanup(self) -> None:
@@ -136,7 +136,7 @@ def check_task_flags(tasks: list[ParserContext]) -> None:
 
 
 @contextmanager
-def input_boundary(argv: list[str] | None, flag_names: list[str] | None = None) -> Iterator[None]:
+def input_boundary(argv: list[str] | None, flag_names: Callable[[], list[str]] | None = None) -> Iterator[None]:
     """The CLI boundary: bad input ends in one line and exit 2, an interrupt in exit 130, and
     anything else in one line and exit 70 (with ``--debug``, Python's traceback as well)."""
     try:
@@ -149,7 +149,7 @@ def input_boundary(argv: list[str] | None, flag_names: list[str] | None = None) 
         raise Exit(f"hostsetup: a HOSTSETUP_* environment variable does not fit its setting: {exc}",
                    code=2) from None
     except ParseError as exc:
-        raise Exit(f"hostsetup: {parse_error_line(str(exc), flag_names or [])}; see hostsetup --help",
+        raise Exit(f"hostsetup: {parse_error_line(str(exc), flag_names() if flag_names else [])}; see hostsetup --help",
                    code=2) from None
     except ValueError as exc:
         if "invalid literal for int()" in str(exc):  # an INT flag (-T, -t, sandbox --hosts) given text
