@@ -37,6 +37,7 @@ from hostsetup.apply import MARK, StepResult, apply_plan, connection_lost
 from hostsetup.connection import Watchdog, connect, liveness_kwargs
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts, parse_file_rows, read_files_script
+from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.steps import Plan
@@ -425,16 +426,10 @@ def run_hosts(targets: Sequence[T], work: Callable[[T], R], parallel: int = 10) 
 
 def batch_size(batch: str | int | None, total: int) -> int:
     """``"25%"`` of 20 hosts -> 5; ``"3"`` -> 3; nothing -> all at once."""
-    text = str(batch or "").strip()
+    text = checked_batch(str(batch or ""), "--batch")  # the validation layer's one reading of it
     if not text:
         return max(1, total)
-    try:
-        size = -(-total * int(text[:-1]) // 100) if text.endswith("%") else int(text)
-    except ValueError:
-        raise HostsetupError(f"--batch {text!r} is neither a number of hosts nor a percentage") from None
-    if size < 1:
-        raise HostsetupError(f"--batch {text!r} selects no host")
-    return size
+    return max(1, -(-total * int(text[:-1]) // 100)) if text.endswith("%") else int(text)
 
 
 def not_started(target: Target) -> HostReport:
