@@ -81,7 +81,7 @@ class Hostsetup(Fab):
         """Invoke's run, inside a last boundary: whatever a phase let through is one line, exit 70."""
         try:
             super().run(argv, exit)
-        except (SystemExit, KeyboardInterrupt):
+        except (SystemExit, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
             print(internal_error_line(exc), file=sys.stderr)
@@ -157,6 +157,8 @@ def input_boundary(argv: list[str] | None, flag_names: Callable[[], list[str]] |
         raise Exit(internal_error_line(exc), code=70) from exc
     except KeyboardInterrupt:
         raise Exit("hostsetup: interrupted", code=130) from None
+    except BrokenPipeError:
+        raise  # the reader went away (| head): main() ends quietly
     except Exception as exc:
         if logging.getLogger("invoke").isEnabledFor(logging.DEBUG):
             traceback.print_exc()
@@ -179,6 +181,10 @@ def parse_error_line(message: str, flag_names: list[str]) -> str:
     if unknown:
         word = unknown.group(1).split("=", 1)[0]
         return f"unknown option or task {word!r}{did_you_mean(word, [n for n in flag_names if n != word])}"
+    needs = re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!?", message)
+    if needs:
+        name = needs.group(1).replace("_", "-")
+        return f"{'-' if len(name) == 1 else '--'}{name} needs a value"
     return message.rstrip("!.")
 
 

@@ -44,6 +44,7 @@ class PackageFamily:
     key_file: str
     legacy_files: tuple[str, ...]   # older docker source/key files that clash with ours
     prerequisites: tuple[str, ...]
+    reinstall: str           # the command that reinstalls packages (their names follow)
 
 
 APT = PackageFamily(
@@ -60,6 +61,7 @@ APT = PackageFamily(
         "/etc/apt/trusted.gpg.d/docker.gpg",
     ),
     prerequisites=("ca-certificates", "curl"),
+    reinstall="apt-get install --reinstall -y",
 )
 
 # Where the versionlock plugin keeps its list: dnf (EL 8+, Fedora) and yum 3's yum-plugin-versionlock.
@@ -71,6 +73,7 @@ RPM = PackageFamily(
     key_file="/etc/pki/rpm-gpg/docker-ce.gpg",
     legacy_files=("/etc/yum.repos.d/docker-ce-staging.repo",),
     prerequisites=(),
+    reinstall="yum reinstall -y",   # yum on EL 7, dnf's alias on 8+
 )
 
 
@@ -123,6 +126,11 @@ class Platform:
     def repo_url(self, base: str) -> str:
         """The repository URL for this platform under a mirror ``base``."""
         return f"{base.rstrip('/')}/linux/{self.distro.repo_path}"
+
+
+def family_of(ids: tuple[str, ...] | list[str]) -> PackageFamily | None:
+    """The packaging family of a system known by its os-release ``ID`` and ``ID_LIKE`` words."""
+    return next((DISTROS[i].family for i in ids if i in DISTROS), None)
 
 
 def parse_os_release(text: str) -> dict[str, str]:

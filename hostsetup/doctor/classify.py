@@ -1,10 +1,13 @@
 """Pure rules: ``Probes`` in, findings out, root cause first.
 
-Journal lines are evidence only for the last start attempt and only when the
-current state still shows the cause (a fixed daemon.json does not stay
-"invalid" because an old line says so). ``HEALTHY`` needs the daemon to answer
-the user's own client and no error finding; a failing client that no rule
-explains is ``UNKNOWN`` with the evidence, never an all-clear.
+Journal lines are evidence only for the current failure (every attempt since the
+unit last started) and only when the current state does not contradict them (a
+fixed daemon.json does not stay "invalid" because an old line says so). Every
+fatal line of that failure becomes evidence: of the finding that already explains
+it, else of the finding its words point to (``hostsetup.doctor.causes``), else of
+``DAEMON_START_FAILED`` as logged. ``HEALTHY`` needs the daemon to answer the
+user's own client and no error finding; ``UNKNOWN`` is left for a client that
+fails with no fatal line anywhere, never an all-clear.
 """
 
 from __future__ import annotations
@@ -13,8 +16,16 @@ import json
 import re
 from typing import Any
 
+from hostsetup.distros import family_of
+from hostsetup.doctor.causes import (
+    CLIENT_CONFIG,
+    CONTAINERD_CAUSES,
+    DAEMON_CAUSES,
+    NOT_CLIENT_CONFIG,
+    classify_line,
+)
 from hostsetup.doctor.findings import ERROR, INFO, OK, WARNING, Finding, ordered
-from hostsetup.doctor.journal import Line, first_error, first_match, last_attempt
+from hostsetup.doctor.journal import Fatal, Line, current_failure, fatal_lines, first_error, first_match
 from hostsetup.doctor.probes import CLIENT_TIMEOUT, DAEMON_JSON, PIDFILE, Disk, Probes, Unit
 
 LOCAL_ENDPOINTS = ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock")
@@ -24,6 +35,13 @@ CONFLICT = r"specified both as a flag and in the configuration file"
 UNKNOWN_KEYS = r"don't match any configuration option: (.*)"
 RESTART = ("sudo systemctl reset-failed docker.service docker.socket && "
            "sudo systemctl start docker.socket docker.service")
+CONTAINERD_TOML = "/etc/containerd/config.toml"
+# Codes a fatal line only adds evidence to: the state-based rule decides whether they hold now.
+ATTACH_ONLY = ("DATA_ROOT_FULL", "DATA_ROOT_UNWRITABLE", "CONTAINERD_DOWN", "DOCKER_GROUP_MISSING")
+# The daemon.json key that chooses a subsystem: set there, it is what the failure is about.
+SUBSYSTEM_KEYS = {"STORAGE_DRIVER_FAILED": "storage-driver", "USERNS_FAILED": "userns-remap"}
+ROOTLESS = re.compile(r"^unix:///run/user/(\d+)/docker\.sock$")
+DESKTOP = re.compile(r"/\.docker/desktop/docker\.sock$")
 
 
 def parse_config(text: str, engine: tuple[int, int]) -> tuple[dict[str, Any] | None, str]:
@@ -51,6 +69,16 @@ def unit_state(unit: Unit) -> str:
     return text + (f" Result={unit.result}" if unit.result else "")
 
 
+def endpoint_kind(endpoint: str) -> str:
+    """What an endpoint is, for the evidence: a rootless engine's socket, Docker Desktop's, another address."""
+    rootless = ROOTLESS.match(endpoint)
+    if rootless:
+        return f"{endpoint} (the rootless engine socket of uid {rootless[1]})"
+    if DESKTOP.search(endpoint):
+        return f"{endpoint} (Docker Desktop's socket)"
+    return endpoint
+
+
 def _host_flag(argv: tuple[str, ...]) -> bool:
     return any(a in ("-H", "--host") or a.startswith("--host=") or (a.startswith("-H") and len(a) > 2)
                for a in argv[1:])
@@ -64,11 +92,29 @@ class _Rules:
         self.svc, self.sock, self.ctd = p.unit("docker.service"), p.unit("docker.socket"), p.unit("containerd.service")
         self.systemd = self.svc.installed
         self.up = self.svc.running if self.systemd else p.client.answers
-        # dockerd's errors from the last attempt matter only while the daemon is not up.
-        self.attempt = [] if self.up else last_attempt(p.journal_errors or [Line(text) for text in p.journal])
+        # dockerd's errors from the current failure matter only while the daemon is not up.
+        journal = list(p.journal_errors) or [Line(text) for text in p.journal]
+        self.attempt = [] if self.up else current_failure(journal, "docker")
         self.config, self.config_error = (parse_config(p.daemon_json, p.engine_version)
                                           if p.daemon_json is not None else ({}, ""))
+        self.fatals = [f for f in fatal_lines(self.attempt) if not self.stale(f)]
+        self.ctd_fatals = ([] if self.ctd.running or not self.ctd.installed
+                           else fatal_lines(current_failure(journal, "containerd")))
+        self.family = family_of(p.os_ids)
         self.out: list[Finding] = []
+
+    def stale(self, fatal: Fatal) -> bool:
+        """A line logged before daemon.json last changed, or one about a daemon.json that is gone or now
+        accepted: no attempt has been made since, so it says nothing about the host as it is."""
+        p = self.p
+        if fatal.last and p.daemon_json_mtime and fatal.last < p.daemon_json_mtime:
+            return True
+        if re.search(CONFIG_LINE, fatal.text):
+            return p.daemon_json is None or bool(p.validation and p.validation.supported and p.validation.ok)
+        return False
+
+    def reinstall(self, package: str) -> str:
+        return f"sudo {self.family.reinstall} {package}" if self.family else f"reinstall {package}"
 
     def add(self, code: str, severity: str, evidence: list[str | None], fix: str, command: str = "") -> None:
         self.out.append(Finding(code, severity, tuple(e for e in evidence if e), fix, command))
@@ -95,18 +141,43 @@ class _Rules:
                 sudo = "" if path.startswith(p.home + "/") else "sudo "
                 commands.append(f"{sudo}sed -i.bak '/^[^#]*DOCKER_\\(HOST\\|CONTEXT\\)=/d' {path}")
         if host is not None and host not in LOCAL_ENDPOINTS:
-            evidence.insert(0, f"DOCKER_HOST={host} (in the login environment)")
+            evidence.insert(0, f"DOCKER_HOST={endpoint_kind(host)} (in the login environment)")
             if not commands:
                 commands.append("unset DOCKER_HOST")
         context = p.env.get("DOCKER_CONTEXT") or ("" if host else p.current_context)
-        if context and context != "default" and p.contexts.get(context, "") not in LOCAL_ENDPOINTS:
-            evidence.insert(0, f"docker context {context}: {p.contexts.get(context) or 'endpoint unknown'}")
+        if context and context != "default" and context in p.contexts \
+                and p.contexts[context] not in LOCAL_ENDPOINTS:
+            evidence.insert(0, f"docker context {context}: {endpoint_kind(p.contexts[context])}")
             commands.append("docker context use default")
         if evidence:
             client = self.client_line(r"at (?!unix:///(var/)?run/docker\.sock)\S+://")
             self.add("DOCKER_HOST_ELSEWHERE", ERROR, [*evidence, client],
                      "Point the client back at this host's daemon: remove DOCKER_HOST/DOCKER_CONTEXT where it is "
                      "set and log in again.", " && ".join(dict.fromkeys(commands)))
+        self.client_config(context)
+
+    def client_config(self, context: str) -> None:
+        """The client stopped by its own configuration: a context that does not exist, a file it cannot read."""
+        p = self.p
+        if p.client.answers:
+            return
+        said = [line.strip() for line in p.client.err.splitlines()
+                if CLIENT_CONFIG.search(line) and not NOT_CLIENT_CONFIG.search(line)]
+        missing = context and context != "default" and context not in p.contexts
+        if not said and not missing:
+            return
+        evidence = [*said]
+        if missing:
+            where = "DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT") else f"{p.home}/.docker/config.json"
+            evidence.append(f"current context {context!r} ({where}) has no metadata under ~/.docker/contexts")
+        named = next((m[0] for line in said for m in [re.search(r"/\S*config\.json", line)] if m), "")
+        if missing or any("context" in line.lower() for line in said):
+            command = "unset DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT") else "docker context use default"
+            fix = "Switch the client back to the default context (or create the context it names)."
+        else:
+            command = f"editor {named}" if named else "docker version"
+            fix = f"Correct {named or 'the client configuration the error names'}, or move it aside."
+        self.add("CLIENT_CONFIG_INVALID", ERROR, evidence, fix, command)
 
     # -- units ---------------------------------------------------------------------------
     def units(self) -> None:
@@ -140,8 +211,10 @@ class _Rules:
         ctd = self.ctd
         dial = self.journal(r"failed to dial .*containerd|containerd did not exit successfully")
         if ctd.installed and not ctd.running:
-            last = self.p.journal_containerd[-1] if self.p.journal_containerd else None
-            self.add("CONTAINERD_DOWN", ERROR, [unit_state(ctd), dial, last],
+            self.containerd_causes()
+            said = [f.evidence for f in self.ctd_fatals]
+            last = self.p.journal_containerd[-1] if self.p.journal_containerd and not said else None
+            self.add("CONTAINERD_DOWN", ERROR, [unit_state(ctd), *said, dial, last],
                      ("Unmask and start" if ctd.masked else "Start") + " containerd.service.",
                      ("sudo systemctl unmask containerd.service && " if ctd.masked else "")
                      + "sudo systemctl start containerd.service")
@@ -153,7 +226,22 @@ class _Rules:
                      "sudo systemctl restart containerd.service")
         elif not ctd.installed and dial:
             self.add("CONTAINERD_DOWN", ERROR, [dial], "Install or start containerd (the containerd.io package).",
-                     "sudo apt-get install --reinstall containerd.io")
+                     self.reinstall("containerd.io"))
+
+    def containerd_causes(self) -> None:
+        """Why containerd itself does not start, from its own fatal lines."""
+        for fatal in self.ctd_fatals:
+            code, _key, _value = classify_line(fatal.text, CONTAINERD_CAUSES, {})
+            if code == "BINARY_MISSING":
+                self.add(code, ERROR, [fatal.evidence], "Reinstall containerd.io (containerd's program is missing).",
+                         self.reinstall("containerd.io"))
+            elif code == "CONTAINERD_CONFIG_INVALID":
+                path = re.search(r"(/\S+\.toml)", fatal.text)
+                toml = path[1].rstrip(":,") if path else CONTAINERD_TOML
+                self.add(code, ERROR, [fatal.evidence],
+                         f"Correct {toml}, or move it aside so that containerd starts with its defaults.",
+                         f"sudo mv {toml} {toml}.invalid.$(date +%Y%m%dT%H%M%S) && "
+                         "sudo systemctl restart containerd.service")
 
     # -- daemon.json -----------------------------------------------------------------------
     def config_line(self) -> str | None:
@@ -235,12 +323,60 @@ class _Rules:
                      "Stop the other dockerd (snap, manual or a second package) before starting docker.service.",
                      f"ps -o pid,args -p {p.pid}")
 
-    def network(self) -> None:
-        line = self.journal(r"Error initializing network controller|failed to create NAT chain|iptables failed")
-        if line:
-            self.add("IPTABLES_FAILED", ERROR, [line, f"iptables: {self.p.system.get('iptables', '?')}"],
-                     "Load the netfilter modules or switch the iptables alternative to match the kernel.",
-                     "sudo modprobe ip_tables iptable_nat; sudo update-alternatives --config iptables")
+    # -- every other fatal line of the current failure -------------------------------------------
+    def fatal(self) -> None:
+        """Each fatal line no finding holds yet: evidence of what its words name, else DAEMON_START_FAILED."""
+        config = self.config or {}
+        for fatal in self.fatals:
+            if any(fatal.text in e for f in self.out for e in f.evidence):
+                continue
+            code, key, value = classify_line(fatal.text, DAEMON_CAUSES, config)
+            if code == "BINARY_MISSING" and self.p.engine:
+                continue  # dockerd runs again (dockerd --version answered): no attempt since it came back
+            if not key and SUBSYSTEM_KEYS.get(code, "") in config:
+                key = SUBSYSTEM_KEYS[code]
+                value = str(config[key])
+            present = {f.code for f in self.out}
+            if code in ATTACH_ONLY and code not in present:
+                code, key = "DAEMON_START_FAILED", ""
+            if code in present and code in ATTACH_ONLY:
+                self.add(code, ERROR, [fatal.evidence], "")
+                continue
+            blame = f'{DAEMON_JSON}: "{key}": {value!r} is the value the engine rejected' if key else None
+            fix, command = self.fix_for(code, key)
+            self.out.append(Finding(code, ERROR, tuple(e for e in (fatal.evidence, blame, *self.context_of(code))
+                                                       if e), fix, command, key))
+
+    def context_of(self, code: str) -> list[str]:
+        p = self.p
+        root = p.disks[0] if p.disks else None
+        if code == "STORAGE_DRIVER_FAILED" and root:
+            driver = (self.config or {}).get("storage-driver")
+            return [f"data-root {root.path} is on {root.fs_type or 'an unknown filesystem'} ({root.mount})"
+                    + (f"; storage-driver {driver!r}" if driver else "")]
+        if code == "IPTABLES_FAILED":
+            return [f"iptables: {p.system.get('iptables', '?')}"]
+        return []
+
+    def fix_for(self, code: str, key: str) -> tuple[str, str]:
+        """The fix sentence and the command to run by hand for a code found from a fatal line."""
+        restore = "restore the last good daemon.json (doctor --fix does: its newest backup, else the file moved aside)"
+        if key and code in ("CONFIG_INVALID_VALUE", "STORAGE_DRIVER_FAILED", "USERNS_FAILED"):
+            return f"Correct or remove {key} in {DAEMON_JSON}, or {restore}.", f"sudoedit {DAEMON_JSON}"
+        return {
+            "STORAGE_DRIVER_FAILED": ("Use a storage driver this filesystem serves (overlay2 on ext4, or xfs with "
+                                      "ftype=1), or move data-root to such a filesystem.", f"sudoedit {DAEMON_JSON}"),
+            "USERNS_FAILED": ("Create the remap user and its ranges in /etc/subuid and /etc/subgid, or remove "
+                              "userns-remap.", "grep -H . /etc/subuid /etc/subgid"),
+            "IPTABLES_FAILED": ("Load the netfilter modules or switch the iptables alternative (legacy or nft) to "
+                                "match the kernel.",
+                                "sudo modprobe ip_tables iptable_nat; sudo update-alternatives --config iptables"),
+            "BRIDGE_ADDRESS_FAILED": ("Give the default bridge a free range: set bip or default-address-pools to "
+                                      "addresses this network does not use.", "ip -brief address; ip route"),
+            "BINARY_MISSING": ("Reinstall the engine: the program systemd runs is missing or cannot run.",
+                               self.reinstall("docker-ce")),
+        }.get(code, ("Correct what the line names (it is dockerd's own last word), then run doctor --fix.",
+                     "sudo journalctl -u docker.service -u docker.socket -b --no-pager | tail -n 50"))
 
     # -- the user --------------------------------------------------------------------------------
     def user(self) -> None:
@@ -326,7 +462,7 @@ class _Rules:
                      "Install Docker Engine.", f"hostsetup -H <this host> install --users {p.target}")
             return ordered(self.out)
         for rule in (self.endpoint, self.units, self.containerd, self.configuration, self.storage, self.pidfile,
-                     self.network, self.user, self.verdict):
+                     self.user, self.fatal, self.verdict):
             rule()
         return ordered(self.out)
 

@@ -28,6 +28,8 @@ EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
 DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
 EOF_MARK = "HOSTSETUP_EOF"
 CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")
+# Failures that daemon.json chose when they blame one of its keys (storage-driver, userns-remap).
+KEYED_CODES = ("STORAGE_DRIVER_FAILED", "USERNS_FAILED")
 # Not the daemon's problem: left unfixed, these do not stop it from starting.
 USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "USER_NOT_IN_GROUP", "USER_SESSION_STALE", "SOCKET_PERMISSIONS",
              "START_LIMIT_HIT", "DAEMON_STOPPED")
@@ -82,6 +84,19 @@ def _bad_keys(findings: Sequence[Finding]) -> set[str]:
             if match:
                 return {k.strip() for k in match[1].split(",")}
     return set()
+
+
+def _get(config: dict[str, Any], path: str) -> Any:
+    """``config["a"]["b"]`` for ``a.b`` (None when absent); a list's dicts are searched for the rest."""
+    value: Any = config
+    for part in path.split("."):
+        if isinstance(value, list):
+            value = next((item[part] for item in value if isinstance(item, dict) and part in item), None)
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
 
 
 def _host_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -141,7 +156,8 @@ class _Planner:
 
     def config(self) -> bool:
         """Replace a daemon.json dockerd refuses: by the newest backup when usable, else just move it aside."""
-        codes = self.has(*CONFIG_CODES)
+        keyed = [f.code for f in self.findings if f.key and f.code in KEYED_CODES and f.code in self.codes]
+        codes = [*self.has(*CONFIG_CODES), *keyed]
         if not codes or self.p.daemon_json is None:
             return False
         aside = f"{DAEMON_JSON}.invalid.{self.stamp}"
@@ -165,6 +181,10 @@ class _Planner:
         config, _ = parse_config(p.backup, p.engine_version)
         if config is None or _bad_keys(self.findings) & config.keys():
             return None
+        current = parse_config(p.daemon_json or "", p.engine_version)[0] or {}
+        if any(f.key and _get(config, f.key) is not None and _get(config, f.key) == _get(current, f.key)
+               for f in self.findings):
+            return None  # the backup sets the value the engine rejected
         argv = p.unit("docker.service").argv
         if "hosts" in config and _host_flags(argv)[0]:
             return None

@@ -63,14 +63,19 @@ home=$(getent passwd "$T" | cut -d: -f6)
 sec meta
 printf 'user=%s\nuid=%s\ntarget=%s\npriv=%s\nhome=%s\n' "$me" "$(id -u)" "$T" "$priv" "$home"
 echo "os=$( . /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-}")"
+echo "os_ids=$( . /etc/os-release 2>/dev/null; echo "${ID:-} ${ID_LIKE:-}")"
 for u in UNITS; do sec "unit $u"; timeout 10 systemctl show -p PROPS "$u" 2>&1; done
 sec journal-access; if [ "$priv" = sudo ] || [ "$priv" = root ]; then echo root; else echo "$priv"; fi
 sec journal-docker
 R timeout 10 journalctl -u docker.service -u docker.socket -b -n 400 --no-pager -o cat 2>/dev/null \
   | grep -v '\[core\]' | tail -n 30
+# The current failure of both daemons: systemd's lines and the daemons' plain stderr (what main() says as it
+# gives up), their logrus lines only when fatal or naming a known cause; grpc chatter never.
 sec journal-errors
-R timeout 10 journalctl -u docker.service -u docker.socket -b -n 5000 --no-pager -o short-unix 2>/dev/null \
-  | grep -E 'ERRORS' | tail -n 60
+R timeout 10 journalctl -u docker.service -u docker.socket -u containerd.service -b -n 5000 --no-pager \
+  -o short-unix 2>/dev/null \
+  | awk 'index($0, "[core]") == 0 && ($0 !~ / time="/ || $0 ~ /level=(fatal|panic)/ || $0 ~ /ERRORS/)' \
+  | tail -n 120
 sec journal-containerd
 R timeout 10 journalctl -u containerd.service -b -n 30 --no-pager -o cat 2>/dev/null
 sec socket
@@ -140,8 +145,8 @@ dr=$(R cat "$f" 2>/dev/null | tr -d '\n' | sed -n 's/.*"data-root"[[:space:]]*:[
 for p in "${dr:-DATA_ROOT}" /run /var/lib/containerd; do
   e=$p; while [ "$e" != / ] && ! R test -e "$e"; do e=$(dirname "$e"); done
   if [ "$priv" = sudo ] || [ "$priv" = root ]; then if R test -w "$e"; then w=yes; else w=no; fi; else w=unknown; fi
-  printf '%s\t%s\t%s\t%s\t%s\n' "$p" "$e" "$(R timeout 10 df -Pk "$e" 2>/dev/null | awk 'NR==2{print $2" "$4" "$6}')" \
-    "$(R timeout 10 df -Pi "$e" 2>/dev/null | awk 'NR==2{print $2" "$4}')" "$w"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$e" "$(R timeout 10 df -Pk "$e" 2>/dev/null | awk 'NR==2{print $2" "$4" "$6}')" \
+    "$(R timeout 10 df -Pi "$e" 2>/dev/null | awk 'NR==2{print $2" "$4}')" "$w" "$(stat -fc %T "$e" 2>/dev/null)"
 done
 sec system
 if command -v getenforce >/dev/null 2>&1; then echo "selinux=$(getenforce 2>/dev/null)"
@@ -238,6 +243,7 @@ class Disk:
     inodes: int
     inodes_free: int
     writable: bool | None   # None: not checked (no root)
+    fs_type: str = ""        # stat -f: ext2/ext3, xfs, btrfs, tmpfs, overlayfs, zfs ...
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,7 @@ class Probes:
     privilege: str                              # root, sudo, password (sudo asks), none
     home: str = ""
     os: str = ""
+    os_ids: tuple[str, ...] = ()                # os-release ID, then ID_LIKE
     units: dict[str, Unit] = field(default_factory=dict)
     engine: str = ""                            # dockerd --version
     unit_files: tuple[str, ...] = ()
@@ -356,10 +363,11 @@ def _disk(row: list[str]) -> Disk | None:
     if len(row) < 5:
         return None
     space, inodes = row[2].split(), row[3].split()
+    fs_type = row[5].strip() if len(row) > 5 else ""
     if len(space) < 3 or len(inodes) < 2:
-        return Disk(row[0], row[1], 0, 0, "", 0, 0, None)
+        return Disk(row[0], row[1], 0, 0, "", 0, 0, None, fs_type)
     return Disk(row[0], row[1], _int(space[0]), _int(space[1]), space[2], _int(inodes[0]), _int(inodes[1]),
-                {"yes": True, "no": False}.get(row[4]))
+                {"yes": True, "no": False}.get(row[4]), fs_type)
 
 
 def _contexts(lines: list[str]) -> dict[str, str]:
@@ -400,6 +408,7 @@ def parse_probes(output: str) -> Probes:
     return Probes(
         user=meta.get("user", ""), uid=_int(meta.get("uid", "-1"), -1), target=meta.get("target", ""),
         privilege=meta.get("priv", "none"), home=meta.get("home", ""), os=meta.get("os", ""),
+        os_ids=tuple(meta.get("os_ids", "").split()),
         units=units,
         engine=_engine(s.get("engine", [])),
         unit_files=tuple(s.get("unit-files", [])),

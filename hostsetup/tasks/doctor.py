@@ -6,9 +6,11 @@ import re
 
 from invoke import Context, Exit, task
 
+from hostsetup.doctor.findings import CODES, explain
 from hostsetup.doctor.report import host_details, host_line
 from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
+from hostsetup.inputs.values import did_you_mean
 from hostsetup.report import summary_line, write_json
 from hostsetup.runner import run_hosts
 from hostsetup.secrets import register
@@ -29,6 +31,18 @@ def exit_code(reports: list[DoctorReport]) -> int:
     return EXIT_HEALTHY
 
 
+def print_explanation(code: str) -> None:
+    """``--explain CODE`` (any case; ALL for every code), no host needed."""
+    wanted = code.strip().upper()
+    if wanted != "ALL" and wanted not in CODES:
+        raise HostsetupError(f"--explain: {code!r} is not a finding code{did_you_mean(wanted, CODES)}; "
+                             "give one of the codes doctor prints, or ALL")
+    for index, name in enumerate(CODES if wanted == "ALL" else [wanted]):
+        if index:
+            print()
+        print("\n".join(explain(name)))
+
+
 def _targets(c: Context, local: bool) -> list[Target]:
     if local:
         if c.config.hosts or c.config.get("inventory"):
@@ -44,9 +58,10 @@ def _targets(c: Context, local: bool) -> list[Target]:
     "verbose": "show every finding's evidence and fix, and the timings",
     "json": "write a machine-readable report to this file",
     "user": "whose docker access to check (default: the login user)",
+    "explain": "print what a finding code means: the cause, the evidence looked for, the fix (ALL: every code)",
 })
 def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = False, verbose: bool = False,
-           json: str | None = None, user: str | None = None) -> None:
+           json: str | None = None, user: str | None = None, explain: str | None = None) -> None:
     """Diagnose "Cannot connect to the Docker daemon" and "permission denied ... docker.sock".
 
     One read-only probe per host (one SSH session) -> one line per host with its finding codes,
@@ -56,15 +71,20 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     containerd, moves a stale pid file aside and adds the user to the docker group; anything
     that could lose data is printed as a command, never run.
 
-    Codes: HEALTHY, UNKNOWN, NOT_INSTALLED, DOCKER_HOST_ELSEWHERE, DAEMON_MASKED, SOCKET_MASKED,
-    CONFIG_INVALID_JSON, CONFIG_UNKNOWN_KEY, CONFIG_FLAG_CONFLICT, CONFIG_INVALID_VALUE,
+    Codes (doctor --explain CODE says what each means): HEALTHY, UNKNOWN, NOT_INSTALLED,
+    CLIENT_CONFIG_INVALID, DOCKER_HOST_ELSEWHERE, DAEMON_MASKED, SOCKET_MASKED, CONFIG_INVALID_JSON,
+    CONFIG_UNKNOWN_KEY, CONFIG_FLAG_CONFLICT, CONFIG_INVALID_VALUE, STORAGE_DRIVER_FAILED,
+    USERNS_FAILED, BRIDGE_ADDRESS_FAILED, IPTABLES_FAILED, BINARY_MISSING, CONTAINERD_CONFIG_INVALID,
     CONTAINERD_DOWN, DATA_ROOT_FULL, RUN_FULL, DATA_ROOT_UNWRITABLE, STALE_PIDFILE, OTHER_DOCKERD,
-    IPTABLES_FAILED, DOCKER_GROUP_MISSING, DAEMON_DISABLED, DAEMON_STOPPED, START_LIMIT_HIT,
+    DAEMON_START_FAILED, DOCKER_GROUP_MISSING, DAEMON_DISABLED, DAEMON_STOPPED, START_LIMIT_HIT,
     USER_NOT_IN_GROUP, USER_SESSION_STALE, SOCKET_PERMISSIONS, LIMITED_PROBES.
 
     Exit status: 0 every host healthy (after --fix: fixed), 1 a host is not healthy, 2 bad
     input, 3 a host could not be diagnosed (unreachable, probe failed).
     """
+    if explain is not None:
+        print_explanation(explain)
+        return
     if user is not None and not USER_NAME.match(user):
         raise HostsetupError(f"--user {user!r} is not a user name")
     register(c.config.sudo.password)  # masked in every line and in --json

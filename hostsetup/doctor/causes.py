@@ -1,0 +1,107 @@
+"""What a fatal line is about: rules on the grammar of dockerd's, containerd's and systemd's messages.
+
+dockerd gives up with one line that wraps its errors from the outside in
+(``failed to start daemon: error initializing graphdriver: driver not supported``);
+the words of each part name the subsystem. So each rule is a subsystem's vocabulary,
+not one message per case, and the rules are tried in order, most specific first. A
+value that daemon.json sets and that the line quotes makes the line about that key
+(``invalid CIDR address: 300.0.0.1/24`` is the ``bip`` the file sets), unless the
+subsystem is one whose fix is its own (a storage driver, user namespaces, firewall).
+A line no rule knows is ``DAEMON_START_FAILED``, given exactly as logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A subsystem: the code for it and the words that name it in a fatal line."""
+
+    code: str
+    words: re.Pattern[str]
+    config_first: bool = True   # a daemon.json value quoted in the line makes it CONFIG_INVALID_VALUE instead
+
+
+def _words(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# dockerd's (and systemd's lines about docker) subsystems, most specific first.
+DAEMON_CAUSES = (
+    Cause("STORAGE_DRIVER_FAILED", _words(r"graph ?driver|storage[- ]driver|storage[- ]opt|driver not supported|"
+                                          r"prerequisites for driver|d_type|backing (\w+ )?file ?system|"
+                                          r"overlay2?: |devicemapper|\baufs\b|snapshotter"), config_first=False),
+    Cause("USERNS_FAILED", _words(r"userns|user namespace|subuid|subgid|remapped root|remapping|uid_map|gid_map|"
+                                  r"newuidmap|newgidmap|(uid|gid|user ?name|group ?name) lookup"), config_first=False),
+    Cause("IPTABLES_FAILED", _words(r"iptables|ip6tables|nf_tables|nftables|\bNAT chain|firewalld|firewall-backend|"
+                                    r"\bip_tables\b"), config_first=False),
+    Cause("DATA_ROOT_FULL", _words(r"no space left on device"), config_first=False),
+    Cause("DATA_ROOT_UNWRITABLE", _words(r"read-only file system"), config_first=False),
+    Cause("CONTAINERD_DOWN", _words(r"failed to dial .*containerd|containerd did not exit|containerd\.sock"),
+          config_first=False),
+    Cause("BINARY_MISSING", _words(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable|"
+                                   r"executable file not found|exec format error")),
+    Cause("DOCKER_GROUP_MISSING", _words(r"status=216/GROUP|Failed to resolve group docker|Failed to chown socket"),
+          config_first=False),
+    Cause("BRIDGE_ADDRESS_FAILED", _words(r"network controller|\bbridge\b|docker0|\bbip\b|CIDR|subnet|address pool|"
+                                          r"overlap|gateway|IP address|IPv[46] address|\bMTU\b")),
+)
+CONTAINERD_CAUSES = (
+    Cause("BINARY_MISSING", _words(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable")),
+    Cause("CONTAINERD_CONFIG_INVALID", _words(r"toml|config\.toml|configuration|unknown (field|key|option)|"
+                                              r"invalid (plugin )?config|failed to load"), config_first=False),
+)
+# A client error about its own configuration rather than the daemon (docker CLI 20.10 to 28).
+CLIENT_CONFIG = _words(r"context|config file|config\.json|DOCKER_HOST|docker host|DOCKER_CONFIG|DOCKER_CERT_PATH|"
+                       r"unable to parse|unable to resolve")
+NOT_CLIENT_CONFIG = _words(r"Cannot connect to the Docker daemon|permission denied|Is the docker daemon running|"
+                           r"error during connect|failed to connect to the docker API")
+
+
+def values(config: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every (key path, value as text) daemon.json sets: nested keys as ``a.b``, list items as they are."""
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from values(value, f"{path}.")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    yield from values(item, f"{path}.")
+                else:
+                    yield path, str(item)
+        elif not isinstance(value, bool) and value is not None:
+            yield path, str(value)
+
+
+def blamed_key(text: str, config: dict[str, Any]) -> tuple[str, str] | None:
+    """The daemon.json (key, value) that ``text`` quotes: the longest value found whole in it."""
+    found = []
+    for key, value in values(config):
+        quoted = re.escape(value)
+        # "invalid CIDR address: 300.0.0.1/24"; a short value only right after its own name ("pools size: 4").
+        named = rf"\b{re.escape(key.rpartition('.')[2])}\W{{1,3}}{quoted}(?![\w/-])"
+        if (len(value) >= 2 and re.search(rf"(?<![\w.:/=-]){quoted}(?![\w/-])", text)) or re.search(named, text):
+            found.append((len(value), key, value))
+    if not found:
+        return None
+    _length, key, value = max(found)
+    return key, value
+
+
+def classify_line(text: str, causes: tuple[Cause, ...], config: dict[str, Any]) -> tuple[str, str, str]:
+    """(code, blamed daemon.json key, its value) for one fatal line."""
+    blamed = blamed_key(text, config)
+    for cause in causes:
+        if cause.words.search(text):
+            if blamed and cause.config_first:
+                return "CONFIG_INVALID_VALUE", *blamed
+            return cause.code, *(blamed or ("", ""))
+    if blamed:
+        return "CONFIG_INVALID_VALUE", *blamed
+    return "DAEMON_START_FAILED", "", ""
