@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from hostsetup.distros import family_of
@@ -116,7 +117,7 @@ class _Rules:
     def reinstall(self, package: str) -> str:
         return f"sudo {self.family.reinstall} {package}" if self.family else f"reinstall {package}"
 
-    def add(self, code: str, severity: str, evidence: list[str | None], fix: str, command: str = "") -> None:
+    def add(self, code: str, severity: str, evidence: Sequence[str | None], fix: str, command: str = "") -> None:
         self.out.append(Finding(code, severity, tuple(e for e in evidence if e), fix, command))
 
     def daemon_severity(self) -> str:
@@ -172,7 +173,10 @@ class _Rules:
             evidence.append(f"current context {context!r} ({where}) has no metadata under ~/.docker/contexts")
         named = next((m[0] for line in said for m in [re.search(r"/\S*config\.json", line)] if m), "")
         if missing or any("context" in line.lower() for line in said):
-            command = "unset DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT") else "docker context use default"
+            # The CLI cannot even start with a missing current context (20.10 refuses `context use` too):
+            # naming the default one for this command lets it rewrite config.json, other keys kept.
+            command = ("unset DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT")
+                       else "DOCKER_CONTEXT=default docker context use default")
             fix = "Switch the client back to the default context (or create the context it names)."
         else:
             command = f"editor {named}" if named else "docker version"
@@ -285,8 +289,10 @@ class _Rules:
                      f"Set {name[1] if name else 'the option'} either in daemon.json or in ExecStart, not both.",
                      "sudo systemctl edit docker.service")
         if line and not keys and not conflict:
-            self.add("CONFIG_INVALID_VALUE", severity, [line],
-                     "Correct the rejected value (dockerd --validate names it) or restore the last good daemon.json.")
+            code, key, value = classify_line(line, DAEMON_CAUSES, config)
+            if code not in SUBSYSTEM_KEYS:
+                code = "CONFIG_INVALID_VALUE"
+            self.blamed(code, severity, line, key, value)
 
     # -- storage, pid file, network ----------------------------------------------------------------
     def storage(self) -> None:
@@ -333,19 +339,24 @@ class _Rules:
             code, key, value = classify_line(fatal.text, DAEMON_CAUSES, config)
             if code == "BINARY_MISSING" and self.p.engine:
                 continue  # dockerd runs again (dockerd --version answered): no attempt since it came back
-            if not key and SUBSYSTEM_KEYS.get(code, "") in config:
-                key = SUBSYSTEM_KEYS[code]
-                value = str(config[key])
             present = {f.code for f in self.out}
             if code in ATTACH_ONLY and code not in present:
                 code, key = "DAEMON_START_FAILED", ""
             if code in present and code in ATTACH_ONLY:
                 self.add(code, ERROR, [fatal.evidence], "")
                 continue
-            blame = f'{DAEMON_JSON}: "{key}": {value!r} is the value the engine rejected' if key else None
-            fix, command = self.fix_for(code, key)
-            self.out.append(Finding(code, ERROR, tuple(e for e in (fatal.evidence, blame, *self.context_of(code))
-                                                       if e), fix, command, key))
+            self.blamed(code, ERROR, fatal.evidence, key, value)
+
+    def blamed(self, code: str, severity: str, said: str, key: str, value: str) -> None:
+        """A finding from what the engine said, naming the daemon.json key it is about (if any)."""
+        config = self.config or {}
+        if not key and SUBSYSTEM_KEYS.get(code, "") in config:
+            key = SUBSYSTEM_KEYS[code]
+            value = str(config[key])
+        blame = f'{DAEMON_JSON}: "{key}": {value!r} is the value the engine rejected' if key else None
+        fix, command = self.fix_for(code, key)
+        self.out.append(Finding(code, severity, tuple(e for e in (said, blame, *self.context_of(code)) if e),
+                                fix, command, key))
 
     def context_of(self, code: str) -> list[str]:
         p = self.p
@@ -358,6 +369,12 @@ class _Rules:
             return [f"iptables: {p.system.get('iptables', '?')}"]
         return []
 
+    def firewall_fix(self) -> tuple[str, str]:
+        if self.p.system.get("iptables", "absent") == "absent":
+            return ("Install iptables (dockerd runs it to set up container networking).", self.reinstall("iptables"))
+        return ("Load the netfilter modules or switch the iptables alternative (legacy or nft) to match the kernel.",
+                "sudo modprobe ip_tables iptable_nat; sudo update-alternatives --config iptables")
+
     def fix_for(self, code: str, key: str) -> tuple[str, str]:
         """The fix sentence and the command to run by hand for a code found from a fatal line."""
         restore = "restore the last good daemon.json (doctor --fix does: its newest backup, else the file moved aside)"
@@ -368,9 +385,7 @@ class _Rules:
                                       "ftype=1), or move data-root to such a filesystem.", f"sudoedit {DAEMON_JSON}"),
             "USERNS_FAILED": ("Create the remap user and its ranges in /etc/subuid and /etc/subgid, or remove "
                               "userns-remap.", "grep -H . /etc/subuid /etc/subgid"),
-            "IPTABLES_FAILED": ("Load the netfilter modules or switch the iptables alternative (legacy or nft) to "
-                                "match the kernel.",
-                                "sudo modprobe ip_tables iptable_nat; sudo update-alternatives --config iptables"),
+            "IPTABLES_FAILED": self.firewall_fix(),
             "BRIDGE_ADDRESS_FAILED": ("Give the default bridge a free range: set bip or default-address-pools to "
                                       "addresses this network does not use.", "ip -brief address; ip route"),
             "BINARY_MISSING": ("Reinstall the engine: the program systemd runs is missing or cannot run.",

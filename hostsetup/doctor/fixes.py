@@ -31,7 +31,8 @@ CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VAL
 # Failures that daemon.json chose when they blame one of its keys (storage-driver, userns-remap).
 KEYED_CODES = ("STORAGE_DRIVER_FAILED", "USERNS_FAILED")
 # Not the daemon's problem: left unfixed, these do not stop it from starting.
-USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "USER_NOT_IN_GROUP", "USER_SESSION_STALE", "SOCKET_PERMISSIONS",
+USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "CLIENT_CONFIG_INVALID", "USER_NOT_IN_GROUP", "USER_SESSION_STALE",
+             "SOCKET_PERMISSIONS",
              "START_LIMIT_HIT", "DAEMON_STOPPED")
 RELOGIN = "log out and back in (or run `newgrp docker`) so existing sessions get the docker group"
 
@@ -235,6 +236,9 @@ class _Planner:
         ctd = self.p.unit("containerd.service")
         if "CONTAINERD_DOWN" not in self.codes or not ctd.installed:
             return
+        if "CONTAINERD_CONFIG_INVALID" in self.codes or any(
+                f.code == "BINARY_MISSING" and "containerd" in " ".join(f.evidence) for f in self.findings):
+            return  # it would only fail again: that cause is a person's to fix first
         lines = ["systemctl unmask containerd.service"] if ctd.masked else []
         if ctd.active == "failed":
             lines.append("systemctl reset-failed containerd.service")

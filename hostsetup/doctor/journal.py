@@ -15,7 +15,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-START = re.compile(r"^Starting (docker\.service|Docker Application Container Engine)")
 # systemd's own lines about the units, and dockerd's info chatter.
 LIFECYCLE = re.compile(r"^(docker\.(service|socket): |Starting |Started |Stopping |Stopped |Failed to start |"
                        r"Listening on |Closed |Dependency failed|Scheduled restart)")
@@ -30,8 +29,10 @@ STARTED = {
     "docker": re.compile(r"^Started (docker\.service|Docker Application Container Engine)"),
     "containerd": re.compile(r"^Started (containerd\.service|containerd container runtime)"),
 }
-# Which unit a systemd line speaks of.
-SYSTEMD_UNIT = re.compile(r"^(docker|containerd)\.(service|socket): ")
+# Which unit a systemd line speaks of ("docker.service: ...", "Stopping docker.service - ...", or by description).
+SYSTEMD_UNIT = re.compile(r"\b(docker|containerd)\.(service|socket)\b")
+DESCRIPTIONS = {"Docker Application Container Engine": "docker", "Docker Socket for the API": "docker",
+                "containerd container runtime": "containerd"}
 # systemd's reasons: the exit status of a process it could not even run as asked (exec, user, group,
 # namespaces, ...: 200-243), and the lines that name the cause.
 SYSTEMD_REASON = re.compile(r"(?:Main|Control) process exited, code=exited, status=(2\d\d)/(\w+)"
@@ -61,12 +62,6 @@ def parse_journal(lines: Iterable[str]) -> list[Line]:
     return parsed
 
 
-def last_attempt(lines: Sequence[Line]) -> list[Line]:
-    """The lines after the last ``Starting docker.service`` (all of them when there is none)."""
-    starts = [i for i, line in enumerate(lines) if START.match(line.text)]
-    return list(lines[starts[-1] + 1:]) if starts else list(lines)
-
-
 def _by_systemd(line: Line) -> bool:
     """systemd itself, or the child it forked to exec a unit's program (``(dockerd)``: not running it yet)."""
     return line.source == "systemd" or line.source.startswith("(")
@@ -75,10 +70,10 @@ def _by_systemd(line: Line) -> bool:
 def unit_of(line: Line) -> str:
     """``docker`` or ``containerd``: the unit a line belongs to ("" when it cannot be told)."""
     if _by_systemd(line):
-        match = SYSTEMD_UNIT.match(line.text)
+        match = SYSTEMD_UNIT.search(line.text)
         if match:
             return match[1]
-        return next((unit for unit, started in STARTED.items() if started.match(line.text)), "")
+        return next((unit for words, unit in DESCRIPTIONS.items() if words in line.text), "")
     if line.source.startswith("containerd"):
         return "containerd"
     if line.source.startswith("docker"):
@@ -118,7 +113,8 @@ class Fatal:
     @property
     def evidence(self) -> str:
         repeat = f" (logged {self.count} times)" if self.count > 1 else ""
-        return f"{self.source or 'journal'}: {self.text}{repeat}"
+        said = self.text if self.text.startswith(f"{self.source}:") else f"{self.source or 'journal'}: {self.text}"
+        return said + repeat
 
 
 def _fatal_text(line: Line) -> str | None:

@@ -145,8 +145,10 @@ dr=$(R cat "$f" 2>/dev/null | tr -d '\n' | sed -n 's/.*"data-root"[[:space:]]*:[
 for p in "${dr:-DATA_ROOT}" /run /var/lib/containerd; do
   e=$p; while [ "$e" != / ] && ! R test -e "$e"; do e=$(dirname "$e"); done
   if [ "$priv" = sudo ] || [ "$priv" = root ]; then if R test -w "$e"; then w=yes; else w=no; fi; else w=unknown; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$e" "$(R timeout 10 df -Pk "$e" 2>/dev/null | awk 'NR==2{print $2" "$4" "$6}')" \
-    "$(R timeout 10 df -Pi "$e" 2>/dev/null | awk 'NR==2{print $2" "$4}')" "$w" "$(stat -fc %T "$e" 2>/dev/null)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$e" \
+    "$(R timeout 10 df -Pk "$e" 2>/dev/null | awk 'NR==2{print $2" "$4" "$6}')" \
+    "$(R timeout 10 df -Pi "$e" 2>/dev/null | awk 'NR==2{print $2" "$4}')" "$w" \
+    "$(stat -fc %T "$e" 2>/dev/null)"
 done
 sec system
 if command -v getenforce >/dev/null 2>&1; then echo "selinux=$(getenforce 2>/dev/null)"

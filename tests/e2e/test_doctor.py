@@ -31,6 +31,12 @@ DOCKER_INFO = "docker info --format '{{.ServerVersion}}'"
 # Back to a known good state, whatever the previous cause left behind.
 RESET = f"""
 umount -l /srv/small /srv/ro 2>/dev/null || true
+pkill -f docker-other.sock && for i in $(seq 40); do pgrep -f docker-other.sock >/dev/null || break; sleep 0.5; done
+[ -e /usr/bin/dockerd ] || mv /usr/bin/dockerd.away /usr/bin/dockerd
+[ -e /usr/sbin/xtables-nft-multi ] || mv /usr/sbin/xtables-nft-multi.away /usr/sbin/xtables-nft-multi
+if [ -e /root/containerd.toml ]; then cp /root/containerd.toml /etc/containerd/config.toml; fi
+rm -f /etc/containerd/config.toml.invalid.*
+rm -rf /home/{USER}/.docker
 systemctl unmask docker.socket docker.service containerd.service
 rm -f /etc/docker/daemon.json /etc/docker/daemon.json.invalid.*
 rm -f /etc/systemd/system/docker.service.d/hostsetup-execstart.conf
@@ -53,6 +59,7 @@ class Case:
     """What the doctor must say about a cause, and how the host gets well again."""
 
     codes: list[str]
+    said: str = ""                # the real error: in the first finding's evidence, as the daemon or client said it
     fixed: bool = True            # --fix alone makes it HEALTHY
     check: Callable[[Sandbox, SandboxHost, dict[str, Any]], None] | None = None
     before: list[str] = field(default_factory=list)   # root commands before the break
@@ -132,6 +139,17 @@ def run_printed(code: str) -> Callable[[Sandbox, SandboxHost, dict[str, Any]], N
     return check
 
 
+def iptables_back(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
+    # The printed reinstall needs Debian's archive, which sandbox hosts cannot reach: put the program back.
+    root(sandbox, host, "mv /usr/sbin/xtables-nft-multi.away /usr/sbin/xtables-nft-multi")
+
+
+def stop_other_dockerd(sandbox: Sandbox, host: SandboxHost, report: dict[str, Any]) -> None:
+    pid = re.search(r"ps -o pid,args -p (\d+)", finding(report, "OTHER_DOCKERD")["command"])
+    assert pid and "docker-other.sock" in root(sandbox, host, f"ps -o args= -p {pid[1]}")
+    root(sandbox, host, f"kill {pid[1]} && while kill -0 {pid[1]} 2>/dev/null; do sleep 0.5; done")
+
+
 def free_space_then_fix_again(sandbox: Sandbox, host: SandboxHost, report: dict[str, Any]) -> None:
     # The doctor never frees space: the filler is still there, and docker was not started for nothing.
     assert "fill" in root(sandbox, host, "ls /srv/small")
@@ -161,6 +179,28 @@ CASES: dict[str, Case] = {
     "data-root-readonly": Case(["DATA_ROOT_UNWRITABLE", "START_LIMIT_HIT"], fixed=False,
                                check=run_printed("DATA_ROOT_UNWRITABLE")),
     "stale-pidfile": Case(["STALE_PIDFILE", "START_LIMIT_HIT"], check=pidfile_aside),
+    # The real error behind a restart loop, and what it is about.
+    "storage-driver": Case(["STORAGE_DRIVER_FAILED", "START_LIMIT_HIT"], "error initializing graphdriver",
+                           check=moved_aside),
+    "invalid-cidr": Case(["CONFIG_INVALID_VALUE", "START_LIMIT_HIT"], "invalid CIDR address: 300.0.0.1/24",
+                         check=restored, before=[
+        "install -d -m 0700 /var/backups/hostsetup",
+        "echo '{\"log-level\": \"warn\"}' > /var/backups/hostsetup/etc_docker_daemon.json.20250101T000000000000000"]),
+    "userns-remap": Case(["USERNS_FAILED", "START_LIMIT_HIT"], 'uid lookup for "nosuchuser"', check=moved_aside),
+    "binary-missing": Case(["BINARY_MISSING", "START_LIMIT_HIT"], "/usr/bin/dockerd", fixed=False,
+                           check=run_printed("BINARY_MISSING")),
+    "iptables-missing": Case(["IPTABLES_FAILED", "START_LIMIT_HIT"], "failed to create NAT chain DOCKER",
+                             fixed=False, check=iptables_back),
+    "containerd-config": Case(["CONTAINERD_CONFIG_INVALID", "CONTAINERD_DOWN"], "failed to load TOML", fixed=False,
+                              check=run_printed("CONTAINERD_CONFIG_INVALID")),
+    "second-dockerd": Case(["OTHER_DOCKERD", "START_LIMIT_HIT"], "/var/run/docker.pid", fixed=False,
+                           check=stop_other_dockerd),
+    "missing-context": Case(["CLIENT_CONFIG_INVALID"], '"nosuch"', fixed=False,
+                            check=run_printed("CLIENT_CONFIG_INVALID")),
+    "rootless-context": Case(["DOCKER_HOST_ELSEWHERE"], "the rootless engine socket", fixed=False,
+                             check=run_printed("DOCKER_HOST_ELSEWHERE")),
+    "desktop-context": Case(["DOCKER_HOST_ELSEWHERE"], "Docker Desktop's socket", fixed=False,
+                            check=run_printed("DOCKER_HOST_ELSEWHERE")),
 }
 
 
@@ -214,6 +254,7 @@ def test_diagnose_and_fix(sandbox, cli, shared, cause) -> None:
     assert only_host(report)["codes"] == case.codes, out
     assert code == (0 if case.codes == ["HEALTHY"] else 1), out
     assert all(finding(report, c)["evidence"] for c in case.codes)
+    assert case.said in "\n".join(finding(report, case.codes[0])["evidence"]), out
 
     dry_code, dry_report, dry_out = cli(doctor_host, "--dry-run", task="doctor")
     assert (dry_code, only_host(dry_report)["codes"]) == (code, case.codes)  # a dry run changes nothing

@@ -13,6 +13,7 @@ in those files was printed by a real dockerd or systemd.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,9 +36,20 @@ WAIT_LIMIT = ("for i in $(seq 60); do [ \"$(systemctl show -p Result --value doc
               "service-start-limit-hit ] && break; sleep 0.5; done")
 
 
+# A fresh start counter, a restart that fails, and the wait for systemd to give up.
+RESTART_LOOP = ("systemctl reset-failed docker.service docker.socket && (systemctl restart docker.service || true) && "
+                + WAIT_LIMIT)
+
+
+def as_user(script: str) -> str:
+    """``script`` as the sandbox user, in a login shell (the break scripts run as root)."""
+    return f"runuser -l {USER} -c {shlex.quote(script)}"
+
+
 def restart_with(config: str) -> str:
     """Write daemon.json and restart docker (which fails), then wait for the start limit."""
-    return (f"mkdir -p /etc/docker && printf '%s\\n' '{config}' > /etc/docker/daemon.json && "
+    return (f"systemctl reset-failed docker.service docker.socket && "
+            f"mkdir -p /etc/docker && printf '%s\\n' '{config}' > /etc/docker/daemon.json && "
             f"(systemctl restart docker.service || true) && {WAIT_LIMIT}")
 
 
@@ -91,6 +103,34 @@ BREAKS: dict[str, Break] = {
                      "install -o plain -m 600 /root/.ssh/authorized_keys /home/plain/.ssh/", user="plain"),
     "group-missing": Break("systemctl stop docker.service docker.socket && groupdel docker && "
                            "(systemctl start docker.socket docker.service || true)"),
+    # Causes whose real error the restart loop used to hide (each starts from a reset start counter).
+    # A storage driver the data-root's filesystem (the host's volume: ext4) cannot serve.
+    "storage-driver": Break(restart_with('{"storage-driver": "btrfs"}')),
+    # A daemon.json value that only the network controller refuses (20.10 has no --validate).
+    "invalid-cidr": Break(restart_with('{"bip": "300.0.0.1/24"}')),
+    "userns-remap": Break(restart_with('{"userns-remap": "nosuchuser"}')),
+    # The engine's program is gone: systemd's status=203/EXEC, dockerd never runs.
+    "binary-missing": Break(f"mv /usr/bin/dockerd /usr/bin/dockerd.away && {RESTART_LOOP}"),
+    # No iptables program (a minimal image): dockerd cannot create its NAT chain.
+    "iptables-missing": Break(f"mv /usr/sbin/xtables-nft-multi /usr/sbin/xtables-nft-multi.away && {RESTART_LOOP}"),
+    # containerd refuses its own configuration; dockerd waits for it to come up.
+    "containerd-config": Break("t=/etc/containerd/config.toml && "
+                               "([ -e /root/containerd.toml ] || cp $t /root/containerd.toml) && "
+                               "printf 'version = 2\\n[plugins\\n' > $t && "
+                               "(systemctl restart containerd.service || true) && "
+                               "systemctl restart --no-block docker.service && sleep 3"),
+    # A second dockerd, started by hand, holds /var/run/docker.pid.
+    "second-dockerd": Break("systemctl stop docker.service docker.socket && (setsid nohup dockerd "
+                            "-H unix:///run/docker-other.sock --containerd=/run/containerd/containerd.sock "
+                            "</dev/null >/var/log/other-dockerd.log 2>&1 &) && sleep 3 && " + RESTART_LOOP),
+    # The client's own configuration: a current context that does not exist, rootless and Desktop contexts.
+    "missing-context": Break(as_user("mkdir -p ~/.docker && printf '%s\\n' "
+                                     "'{\"currentContext\": \"nosuch\"}' > ~/.docker/config.json")),
+    "rootless-context": Break(as_user("docker context create rootless --docker "
+                                      "host=unix:///run/user/$(id -u)/docker.sock && docker context use rootless")),
+    "desktop-context": Break(as_user("docker context create desktop-linux --docker "
+                                     "host=unix://$HOME/.docker/desktop/docker.sock && "
+                                     "docker context use desktop-linux")),
 }
 
 
@@ -125,8 +165,9 @@ def break_and_probe(box: Sandbox, host: SandboxHost, cause: Break) -> str:
 
 
 def engine_of(output: str) -> str:
-    """``engine20.10`` from the probe output ("" when no engine is installed)."""
-    match = re.search(r"@@engine\nDocker version (\d+\.\d+)", output)
+    """``engine20.10`` from the probe output: dockerd's version, else the client's (dockerd may be the
+    thing that is missing); "" when no engine is installed."""
+    match = re.search(r"@@engine\n(?:.*\n)?Docker version (\d+\.\d+)", output)
     return f"engine{match[1]}" if match else ""
 
 

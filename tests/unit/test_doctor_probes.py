@@ -34,7 +34,8 @@ def test_every_recording_parses() -> None:
         assert probes.user and probes.target, path.name
         if path.name.startswith("engine"):
             version = path.name.removeprefix("engine").split("-")[0]
-            assert probes.engine.startswith(f"Docker version {version}"), path.name
+            gone = path.name.endswith("-binary-missing.txt")  # dockerd itself is the missing program
+            assert probes.engine.startswith(f"Docker version {version}") != gone, path.name
 
 
 @pytest.mark.parametrize("engine", ENGINES)
