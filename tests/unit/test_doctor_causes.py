@@ -250,7 +250,7 @@ def test_what_a_person_must_decide_is_printed_not_run(cause: str) -> None:
     findings = classify(p)
     plan = plan_fixes(findings, p, "t")
     assert findings[0] in plan.manual and findings[0].command
-    assert all("start containerd" != s.name for s in plan.steps)  # it would only fail again
+    assert all(s.name != "start containerd" for s in plan.steps)  # it would only fail again
 
 
 def test_reinstall_commands_follow_the_system() -> None:
