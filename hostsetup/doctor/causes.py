@@ -33,6 +33,9 @@ def _words(pattern: str) -> re.Pattern[str]:
 
 # dockerd's (and systemd's lines about docker) subsystems, most specific first.
 DAEMON_CAUSES = (
+    # dockerd's own command line (ExecStart and its drop-ins), as its flag parser words it.
+    Cause("EXECSTART_INVALID", _words(r"unknown (shorthand )?flag|flag needs an argument|bad flag syntax|"
+                                      r"invalid argument \S+ for \S+ flag|See 'dockerd --help'"), config_first=False),
     Cause("STORAGE_DRIVER_FAILED", _words(r"graph ?driver|storage[- ]driver|storage[- ]opt|driver not supported|"
                                           r"prerequisites for driver|d_type|backing (\w+ )?file ?system|"
                                           r"overlay2?: |devicemapper|\baufs\b|snapshotter"), config_first=False),
@@ -42,6 +45,7 @@ DAEMON_CAUSES = (
                                     r"\bip_tables\b"), config_first=False),
     Cause("DATA_ROOT_FULL", _words(r"no space left on device"), config_first=False),
     Cause("DATA_ROOT_UNWRITABLE", _words(r"read-only file system"), config_first=False),
+    Cause("OTHER_DOCKERD", _words(r"pid file|docker\.pid|is still running"), config_first=False),
     Cause("CONTAINERD_DOWN", _words(r"failed to dial .*containerd|containerd did not exit|containerd\.sock"),
           config_first=False),
     Cause("BINARY_MISSING", _words(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable|"
@@ -58,7 +62,7 @@ CONTAINERD_CAUSES = (
 )
 # A client error about its own configuration rather than the daemon (docker CLI 20.10 to 28).
 CLIENT_CONFIG = _words(r"context|config file|config\.json|DOCKER_HOST|docker host|DOCKER_CONFIG|DOCKER_CERT_PATH|"
-                       r"unable to parse|unable to resolve")
+                       r"DOCKER_TLS|unable to parse|unable to resolve|certificate|\btls\b|x509")
 NOT_CLIENT_CONFIG = _words(r"Cannot connect to the Docker daemon|permission denied|Is the docker daemon running|"
                            r"error during connect|failed to connect to the docker API")
 
@@ -84,9 +88,13 @@ def blamed_key(text: str, config: dict[str, Any]) -> tuple[str, str] | None:
     found = []
     for key, value in values(config):
         quoted = re.escape(value)
-        # "invalid CIDR address: 300.0.0.1/24"; a short value only right after its own name ("pools size: 4").
+        # "invalid CIDR address: 300.0.0.1/24"; a short value only right after its own name ("pools size: 4");
+        # an option list's "name=value" by its name ("native.cgroupdriver option foo", "unknown option
+        # overlay2.override_kernel_check").
         named = rf"\b{re.escape(key.rpartition('.')[2])}\W{{1,3}}{quoted}(?![\w/-])"
-        if (len(value) >= 2 and re.search(rf"(?<![\w.:/=-]){quoted}(?![\w/-])", text)) or re.search(named, text):
+        option = value.partition("=")[0] if "=" in value else ""
+        if (len(value) >= 2 and re.search(rf"(?<![\w.:/=-]){quoted}(?![\w/-])", text)) or re.search(named, text) \
+                or (len(option) >= 3 and re.search(rf"(?<![\w.-]){re.escape(option)}(?![\w-])", text)):
             found.append((len(value), key, value))
     if not found:
         return None

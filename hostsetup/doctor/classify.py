@@ -38,7 +38,8 @@ RESTART = ("sudo systemctl reset-failed docker.service docker.socket && "
            "sudo systemctl start docker.socket docker.service")
 CONTAINERD_TOML = "/etc/containerd/config.toml"
 # Codes a fatal line only adds evidence to: the state-based rule decides whether they hold now.
-ATTACH_ONLY = ("DATA_ROOT_FULL", "DATA_ROOT_UNWRITABLE", "CONTAINERD_DOWN", "DOCKER_GROUP_MISSING")
+ATTACH_ONLY = ("DATA_ROOT_FULL", "DATA_ROOT_UNWRITABLE", "CONTAINERD_DOWN", "DOCKER_GROUP_MISSING", "OTHER_DOCKERD",
+               "STALE_PIDFILE")
 # The daemon.json key that chooses a subsystem: set there, it is what the failure is about.
 SUBSYSTEM_KEYS = {"STORAGE_DRIVER_FAILED": "storage-driver", "USERNS_FAILED": "userns-remap"}
 ROOTLESS = re.compile(r"^unix:///run/user/(\d+)/docker\.sock$")
@@ -290,7 +291,9 @@ class _Rules:
                      "sudo systemctl edit docker.service")
         if line and not keys and not conflict:
             code, key, value = classify_line(line, DAEMON_CAUSES, config)
-            if code not in SUBSYSTEM_KEYS:
+            if code == "EXECSTART_INVALID":
+                key = value = ""   # --validate was given the unit's flags too: the flag is the culprit
+            elif code not in SUBSYSTEM_KEYS:
                 code = "CONFIG_INVALID_VALUE"
             self.blamed(code, severity, line, key, value)
 
@@ -337,15 +340,26 @@ class _Rules:
             if any(fatal.text in e for f in self.out for e in f.evidence):
                 continue
             code, key, value = classify_line(fatal.text, DAEMON_CAUSES, config)
-            if code == "BINARY_MISSING" and self.p.engine:
-                continue  # dockerd runs again (dockerd --version answered): no attempt since it came back
+            if self.gone(code):
+                continue
             present = {f.code for f in self.out}
+            if code == "OTHER_DOCKERD" and "STALE_PIDFILE" in present:
+                code = "STALE_PIDFILE"
             if code in ATTACH_ONLY and code not in present:
                 code, key = "DAEMON_START_FAILED", ""
             if code in present and code in ATTACH_ONLY:
                 self.add(code, ERROR, [fatal.evidence], "")
                 continue
             self.blamed(code, ERROR, fatal.evidence, key, value)
+
+    def gone(self, code: str) -> bool:
+        """The state now contradicts a line of this kind: it was logged, nothing has been tried since."""
+        p = self.p
+        if code == "BINARY_MISSING":
+            return bool(p.engine)          # dockerd --version answers again
+        if code == "OTHER_DOCKERD":
+            return p.pid is None or p.pid_comm is None   # no pid file, or its process is gone
+        return False
 
     def blamed(self, code: str, severity: str, said: str, key: str, value: str) -> None:
         """A finding from what the engine said, naming the daemon.json key it is about (if any)."""
@@ -367,6 +381,9 @@ class _Rules:
                     + (f"; storage-driver {driver!r}" if driver else "")]
         if code == "IPTABLES_FAILED":
             return [f"iptables: {p.system.get('iptables', '?')}"]
+        if code == "EXECSTART_INVALID":
+            return ["ExecStart: " + " ".join(self.svc.argv),
+                    *(f"drop-in: {path}" for path in self.svc.drop_ins)]
         return []
 
     def firewall_fix(self) -> tuple[str, str]:
@@ -390,6 +407,8 @@ class _Rules:
                                       "addresses this network does not use.", "ip -brief address; ip route"),
             "BINARY_MISSING": ("Reinstall the engine: the program systemd runs is missing or cannot run.",
                                self.reinstall("docker-ce")),
+            "EXECSTART_INVALID": ("Correct dockerd's command line in the drop-in that sets ExecStart (or remove the "
+                                  "drop-in), then daemon-reload.", "systemctl cat docker.service"),
         }.get(code, ("Correct what the line names (it is dockerd's own last word), then run doctor --fix.",
                      "sudo journalctl -u docker.service -u docker.socket -b --no-pager | tail -n 50"))
 

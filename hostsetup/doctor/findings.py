@@ -74,6 +74,11 @@ CODES: dict[str, Code] = {
         "a fatal line about userns, subuid/subgid or remapped root",
         f"{_FIXED} when userns-remap is set in daemon.json; else create the user and its /etc/subuid, "
         "/etc/subgid ranges"),
+    "EXECSTART_INVALID": Code(
+        "dockerd's command line (ExecStart or a drop-in) has a flag dockerd does not accept",
+        "dockerd's flag parser: `unknown flag`, `flag needs an argument`, `invalid argument ... for ... flag` "
+        "(from the journal, or from dockerd --validate run with the unit's flags)",
+        f"{_BY_HAND}: correct or remove the drop-in that sets ExecStart, then systemctl daemon-reload"),
     "BRIDGE_ADDRESS_FAILED": Code(
         "the default bridge's addresses cannot be set up (in use, overlapping, none free)",
         "a fatal line from the network controller about the bridge, addresses, subnets or pools that names "

@@ -31,7 +31,9 @@ DOCKER_INFO = "docker info --format '{{.ServerVersion}}'"
 # Back to a known good state, whatever the previous cause left behind.
 RESET = f"""
 umount -l /srv/small /srv/ro 2>/dev/null || true
-pkill -f docker-other.sock && for i in $(seq 40); do pgrep -f docker-other.sock >/dev/null || break; sleep 0.5; done
+# (the bracket keeps pkill from matching this script's own command line)
+pkill -f 'docker-othe[r].sock' && for i in $(seq 40); do pgrep -f 'docker-othe[r].sock' >/dev/null || break
+  sleep 0.5; done
 [ -e /usr/bin/dockerd ] || mv /usr/bin/dockerd.away /usr/bin/dockerd
 [ -e /usr/sbin/xtables-nft-multi ] || mv /usr/sbin/xtables-nft-multi.away /usr/sbin/xtables-nft-multi
 if [ -e /root/containerd.toml ]; then cp /root/containerd.toml /etc/containerd/config.toml; fi
@@ -39,7 +41,7 @@ rm -f /etc/containerd/config.toml.invalid.*
 rm -rf /home/{USER}/.docker
 systemctl unmask docker.socket docker.service containerd.service
 rm -f /etc/docker/daemon.json /etc/docker/daemon.json.invalid.*
-rm -f /etc/systemd/system/docker.service.d/hostsetup-execstart.conf
+rm -f /etc/systemd/system/docker.service.d/hostsetup-execstart.conf /etc/systemd/system/docker.service.d/override.conf
 rm -rf /var/backups/hostsetup
 sed -i '/DOCKER_HOST/d' /etc/environment
 p=$(cat /run/docker.pid 2>/dev/null)
@@ -139,6 +141,13 @@ def run_printed(code: str) -> Callable[[Sandbox, SandboxHost, dict[str, Any]], N
     return check
 
 
+def drop_in_removed(sandbox: Sandbox, host: SandboxHost, report: dict[str, Any]) -> None:
+    # The person's decision: the drop-in the evidence names goes.
+    assert "drop-in: /etc/systemd/system/docker.service.d/override.conf" in finding(report, "EXECSTART_INVALID")[
+        "evidence"]
+    root(sandbox, host, "rm /etc/systemd/system/docker.service.d/override.conf && systemctl daemon-reload")
+
+
 def iptables_back(sandbox: Sandbox, host: SandboxHost, _report: dict[str, Any]) -> None:
     # The printed reinstall needs Debian's archive, which sandbox hosts cannot reach: put the program back.
     root(sandbox, host, "mv /usr/sbin/xtables-nft-multi.away /usr/sbin/xtables-nft-multi")
@@ -189,6 +198,8 @@ CASES: dict[str, Case] = {
     "userns-remap": Case(["USERNS_FAILED", "START_LIMIT_HIT"], 'uid lookup for "nosuchuser"', check=moved_aside),
     "binary-missing": Case(["BINARY_MISSING", "START_LIMIT_HIT"], "/usr/bin/dockerd", fixed=False,
                            check=run_printed("BINARY_MISSING")),
+    "execstart-flag": Case(["EXECSTART_INVALID", "START_LIMIT_HIT"], "unknown flag: --no-such-flag", fixed=False,
+                           check=drop_in_removed),
     "iptables-missing": Case(["IPTABLES_FAILED", "START_LIMIT_HIT"], "failed to create NAT chain DOCKER",
                              fixed=False, check=iptables_back),
     "containerd-config": Case(["CONTAINERD_CONFIG_INVALID", "CONTAINERD_DOWN"], "failed to load TOML", fixed=False,

@@ -111,6 +111,11 @@ BREAKS: dict[str, Break] = {
     "userns-remap": Break(restart_with('{"userns-remap": "nosuchuser"}')),
     # The engine's program is gone: systemd's status=203/EXEC, dockerd never runs.
     "binary-missing": Break(f"mv /usr/bin/dockerd /usr/bin/dockerd.away && {RESTART_LOOP}"),
+    # A drop-in gives dockerd a flag it does not know.
+    "execstart-flag": Break("mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nExecStart=\\n"
+                            "ExecStart=/usr/bin/dockerd -H fd:// --no-such-flag\\n' "
+                            "> /etc/systemd/system/docker.service.d/override.conf && systemctl daemon-reload && "
+                            + RESTART_LOOP),
     # No iptables program (a minimal image): dockerd cannot create its NAT chain.
     "iptables-missing": Break(f"mv /usr/sbin/xtables-nft-multi /usr/sbin/xtables-nft-multi.away && {RESTART_LOOP}"),
     # containerd refuses its own configuration; dockerd waits for it to come up.
