@@ -37,7 +37,8 @@ UNKNOWN_KEYS = r"don't match any configuration option: (.*)"
 RESTART = ("sudo systemctl reset-failed docker.service docker.socket && "
            "sudo systemctl start docker.socket docker.service")
 CONTAINERD_TOML = "/etc/containerd/config.toml"
-# Codes a fatal line only adds evidence to: the state-based rule decides whether they hold now.
+# Codes a fatal line only adds evidence to: the state-based rule decides whether they hold now (when it
+# does not find them, the line is about a state that is gone: a disk with room again, a pid file removed).
 ATTACH_ONLY = ("DATA_ROOT_FULL", "DATA_ROOT_UNWRITABLE", "CONTAINERD_DOWN", "DOCKER_GROUP_MISSING", "OTHER_DOCKERD",
                "STALE_PIDFILE")
 # The daemon.json key that chooses a subsystem: set there, it is what the failure is about.
@@ -334,31 +335,32 @@ class _Rules:
 
     # -- every other fatal line of the current failure -------------------------------------------
     def fatal(self) -> None:
-        """Each fatal line no finding holds yet: evidence of what its words name, else DAEMON_START_FAILED."""
+        """Each fatal line no finding holds yet: evidence of what its words name, else DAEMON_START_FAILED.
+        A line the host's state now contradicts is dropped from ``fatals``: nothing was tried since."""
         config = self.config or {}
+        current = []
         for fatal in self.fatals:
             if any(fatal.text in e for f in self.out for e in f.evidence):
+                current.append(fatal)
                 continue
             code, key, value = classify_line(fatal.text, DAEMON_CAUSES, config)
-            if self.gone(code):
-                continue
             present = {f.code for f in self.out}
             if code == "OTHER_DOCKERD" and "STALE_PIDFILE" in present:
                 code = "STALE_PIDFILE"
-            if code in ATTACH_ONLY and code not in present:
-                code, key = "DAEMON_START_FAILED", ""
-            if code in present and code in ATTACH_ONLY:
+            if self.gone(code) or (code in ATTACH_ONLY and code not in present):
+                continue  # the program is back, the disk has room, containerd runs, the pid file is gone ...
+            current.append(fatal)
+            if code in ATTACH_ONLY:  # the state-based rule found it: one more piece of its evidence
                 self.add(code, ERROR, [fatal.evidence], "")
-                continue
-            self.blamed(code, ERROR, fatal.evidence, key, value)
+            else:
+                self.blamed(code, ERROR, fatal.evidence, key, value)
+        self.fatals = current
 
     def gone(self, code: str) -> bool:
         """The state now contradicts a line of this kind: it was logged, nothing has been tried since."""
         p = self.p
         if code == "BINARY_MISSING":
             return bool(p.engine)          # dockerd --version answers again
-        if code == "OTHER_DOCKERD":
-            return p.pid is None or p.pid_comm is None   # no pid file, or its process is gone
         return False
 
     def blamed(self, code: str, severity: str, said: str, key: str, value: str) -> None:

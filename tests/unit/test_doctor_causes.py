@@ -37,7 +37,10 @@ def find(p: Probes, code: str):  # type: ignore[no-untyped-def]
 
 
 def current_fatals(p: Probes) -> list[str]:
-    return [f.text for f in _Rules(p).fatals]
+    """The fatal lines the doctor holds current after its rules ran (the state contradicts none of them)."""
+    rules = _Rules(p)
+    rules.findings()
+    return [f.text for f in rules.fatals]
 
 
 # -- the whole current failure ---------------------------------------------------------------------
@@ -209,6 +212,13 @@ def test_a_line_no_rule_knows_is_daemon_start_failed_as_logged() -> None:
     findings = classify(dataclasses.replace(p, journal_errors=tuple(lines), daemon_json='{}'))
     assert codes(findings) == ["DAEMON_START_FAILED", "START_LIMIT_HIT"]
     assert findings[0].evidence[0].startswith(f"dockerd: {odd}")
+
+
+def test_a_freed_disk_leaves_only_the_start_limit() -> None:
+    p = probes("engine20.10-data-root-full")
+    freed = dataclasses.replace(p, disks=(dataclasses.replace(p.disks[0], avail_kb=p.disks[0].size_kb // 2),
+                                          *p.disks[1:]))
+    assert codes(classify(freed)) == ["START_LIMIT_HIT"]
 
 
 def test_a_restored_binary_leaves_only_the_start_limit() -> None:
