@@ -151,6 +151,8 @@ def test_logrus_fatal_lines_are_their_message() -> None:
      "docker.service: Failed to locate executable /usr/bin/dockerd: No such file or directory"),
     ("engine26.1", "binary-missing", ["BINARY_MISSING", "START_LIMIT_HIT"],
      "docker.service: Unable to locate executable '/usr/bin/dockerd': No such file or directory"),
+    ("engine20.10", "execstart-flag", ["EXECSTART_INVALID", "START_LIMIT_HIT"], "unknown flag: --no-such-flag"),
+    ("engine26.1", "execstart-flag", ["EXECSTART_INVALID", "START_LIMIT_HIT"], "unknown flag: --no-such-flag"),
     ("engine20.10", "iptables-missing", ["IPTABLES_FAILED", "START_LIMIT_HIT"],
      "failed to start daemon: Error initializing network controller: error obtaining controller instance: "
      "failed to create NAT chain DOCKER: Iptables not found"),
@@ -254,7 +256,7 @@ def test_a_backup_with_the_same_rejected_value_is_not_restored() -> None:
 
 
 @pytest.mark.parametrize("cause", ["binary-missing", "iptables-missing", "second-dockerd", "containerd-config",
-                                   "missing-context"])
+                                   "missing-context", "execstart-flag"])
 def test_what_a_person_must_decide_is_printed_not_run(cause: str) -> None:
     p = probes(f"engine26.1-{cause}")
     findings = classify(p)
