@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from hostsetup.config import HostsetupConfig
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
+from hostsetup.doctor.findings import CODES
 from hostsetup.settings import INSTALL_DEFAULTS
 from tests.unit.contract import run_cli
 
@@ -243,3 +244,16 @@ def test_generated_templates_keep_the_contract(template: str, variables: dict[st
         (tmp / "daemon.json.j2").write_text(template)
         (tmp / "hostsetup.yaml").write_text(json.dumps({"daemon": {"vars": variables}}, default=str))
         run_cli(["-H", "web1", "configure", "--template", str(tmp / "daemon.json.j2"), "--dry-run"], tmp).check()
+
+
+@CONTRACT
+@given(word=st.one_of(no_nul_text, st.sampled_from([*CODES, "all", "ALL", " healthy ", "START_LIMIT"])))
+def test_generated_explain_codes_keep_the_contract(word: str) -> None:
+    """``doctor --explain WORD``: a code (any case, ALL) is explained; anything else is exit 2, one line."""
+    with tempfile.TemporaryDirectory() as name:
+        outcome = run_cli(["doctor", "--explain", word], Path(name))
+        outcome.check()
+        known = word.strip().upper() in (*CODES, "ALL")
+        assert outcome.code == (0 if known else 2), (word, outcome.stderr)
+        if known:
+            assert outcome.stdout.splitlines()[0].split(":")[0] in CODES
