@@ -347,7 +347,7 @@ class _Rules:
             present = {f.code for f in self.out}
             if code == "OTHER_DOCKERD" and "STALE_PIDFILE" in present:
                 code = "STALE_PIDFILE"
-            if self.gone(code) or (code in ATTACH_ONLY and code not in present):
+            if self.gone(code, fatal.text) or (code in ATTACH_ONLY and code not in present):
                 continue  # the program is back, the disk has room, containerd runs, the pid file is gone ...
             current.append(fatal)
             if code in ATTACH_ONLY:  # the state-based rule found it: one more piece of its evidence
@@ -356,11 +356,16 @@ class _Rules:
                 self.blamed(code, ERROR, fatal.evidence, key, value)
         self.fatals = current
 
-    def gone(self, code: str) -> bool:
+    def gone(self, code: str, text: str) -> bool:
         """The state now contradicts a line of this kind: it was logged, nothing has been tried since."""
         p = self.p
         if code == "BINARY_MISSING":
             return bool(p.engine)          # dockerd --version answers again
+        if code == "EXECSTART_INVALID":    # the flag it names is no longer on the command line
+            flags = [f for f in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", text) if f != "--help"]
+            return bool(flags) and not any(w == f or w.startswith(f"{f}=") for f in flags for w in self.svc.argv)
+        if code == "IPTABLES_FAILED":      # iptables answers for the nat table now (firewalld is another matter)
+            return p.system.get("iptables-nat") == "ok" and "firewalld" not in text.lower()
         return False
 
     def blamed(self, code: str, severity: str, said: str, key: str, value: str) -> None:

@@ -40,7 +40,7 @@ SYSTEMD_REASON = re.compile(r"(?:Main|Control) process exited, code=exited, stat
                             r"|Failed to resolve (?:user|group) "
                             r"|Failed to chown socket|Failed to create listening socket")
 # Follow-on text that dockerd prints on lines of its own after a fatal error (iptables' advice).
-CONTINUATION = re.compile(r"^(\s|\(exit status|Perhaps )")
+CONTINUATION = re.compile(r"^(\s|\(exit status|Perhaps |See '\S+ --help')")
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,18 @@ def test_a_freed_disk_leaves_only_the_start_limit() -> None:
     assert codes(classify(freed)) == ["START_LIMIT_HIT"]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_removed_drop_in_and_a_working_iptables_leave_only_the_start_limit(engine: str) -> None:
+    p = probes(f"{engine}-execstart-flag")
+    svc = p.unit("docker.service")
+    fixed = dataclasses.replace(svc, argv=("/usr/bin/dockerd", "-H", "fd://"), drop_ins=())
+    assert codes(classify(dataclasses.replace(p, units={**p.units, "docker.service": fixed}))) == ["START_LIMIT_HIT"]
+    p = probes(f"{engine}-iptables-missing")
+    working = dataclasses.replace(p, system={**p.system, "iptables": "iptables v1.8.9 (nf_tables)",
+                                             "iptables-nat": "ok"})
+    assert codes(classify(working)) == ["START_LIMIT_HIT"]
+
+
 def test_a_restored_binary_leaves_only_the_start_limit() -> None:
     p = probes("engine26.1-binary-missing")
     back = dataclasses.replace(p, engine=probes("engine26.1-healthy").engine)
