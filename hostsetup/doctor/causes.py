@@ -62,7 +62,8 @@ CONTAINERD_CAUSES = (
 )
 # A client error about its own configuration rather than the daemon (docker CLI 20.10 to 28).
 CLIENT_CONFIG = _words(r"context|config file|config\.json|DOCKER_HOST|docker host|DOCKER_CONFIG|DOCKER_CERT_PATH|"
-                       r"DOCKER_TLS|unable to parse|unable to resolve|certificate|\btls\b|x509")
+                       r"DOCKER_TLS|unable to parse|unable to resolve|certificate|\btls\b|x509|API version|"
+                       r"client version|\.pem\b")
 NOT_CLIENT_CONFIG = _words(r"Cannot connect to the Docker daemon|permission denied|Is the docker daemon running|"
                            r"error during connect|failed to connect to the docker API")
 

@@ -43,6 +43,10 @@ ATTACH_ONLY = ("DATA_ROOT_FULL", "DATA_ROOT_UNWRITABLE", "CONTAINERD_DOWN", "DOC
                "STALE_PIDFILE")
 # The daemon.json key that chooses a subsystem: set there, it is what the failure is about.
 SUBSYSTEM_KEYS = {"STORAGE_DRIVER_FAILED": "storage-driver", "USERNS_FAILED": "userns-remap"}
+# Client variables that change what the client does, and the words of the errors they cause.
+CLIENT_VARIABLES = {"DOCKER_API_VERSION": r"API version|client version",
+                    "DOCKER_TLS_VERIFY": r"certificate|\btls\b|x509|\.pem\b",
+                    "DOCKER_CERT_PATH": r"certificate|\btls\b|x509|\.pem\b"}
 ROOTLESS = re.compile(r"^unix:///run/user/(\d+)/docker\.sock$")
 DESKTOP = re.compile(r"/\.docker/desktop/docker\.sock$")
 
@@ -174,7 +178,19 @@ class _Rules:
             where = "DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT") else f"{p.home}/.docker/config.json"
             evidence.append(f"current context {context!r} ({where}) has no metadata under ~/.docker/contexts")
         named = next((m[0] for line in said for m in [re.search(r"/\S*config\.json", line)] if m), "")
-        if missing or any("context" in line.lower() for line in said):
+        variables = [name for name, words in CLIENT_VARIABLES.items()
+                     if any(re.search(words, line, re.IGNORECASE) for line in said)
+                     and (name in p.env or any(f"{name}=" in line for line in p.env_files))]
+        if variables:
+            evidence += [f"{name}={p.env[name]} (in the login environment)" for name in variables if name in p.env]
+            files = [line for line in p.env_files if any(f"{name}=" in line for name in variables)]
+            evidence += files
+            pattern = "\\|".join(variables)
+            edits = [f"{'' if path.startswith(p.home + '/') else 'sudo '}sed -i.bak '/^[^#]*\\({pattern}\\)=/d' {path}"
+                     for path in dict.fromkeys(line.partition(":")[0] for line in files)]
+            command = " && ".join(edits) or "unset " + " ".join(variables)
+            fix = f"Remove {', '.join(variables)} from the client's environment where it is set, and log in again."
+        elif missing or any("context" in line.lower() for line in said):
             # The CLI cannot even start with a missing current context (20.10 refuses `context use` too):
             # naming the default one for this command lets it rewrite config.json, other keys kept.
             command = ("unset DOCKER_CONTEXT" if p.env.get("DOCKER_CONTEXT")

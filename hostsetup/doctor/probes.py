@@ -40,7 +40,7 @@ JOURNAL_ERRORS = ("unable to configure|failed to start daemon|Error starting dae
                   "Failed to resolve group|is masked|Starting |Started |Dependency failed")
 
 # A line of a profile or environment file that sets the client's endpoint (no quote: it sits in '' and "").
-ENV_LINE = "^[^#]*DOCKER_(HOST|CONTEXT)="
+ENV_LINE = "^[^#]*DOCKER_(HOST|CONTEXT|API_VERSION|TLS_VERIFY|CERT_PATH)="
 
 _SCRIPT = r"""
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" LC_ALL=C
@@ -126,7 +126,7 @@ if [ -e "$f" ] && command -v dockerd >/dev/null 2>&1; then
 fi
 sec group; getent group docker
 sec groups; printf 'session=%s\ndatabase=%s\n' "$(id -Gn)" "$(id -Gn "$T" 2>/dev/null || echo '!missing')"
-sec env; [ "$T" = "$me" ] && env | grep -E '^DOCKER_(HOST|CONTEXT|CONFIG|TLS_VERIFY|CERT_PATH)='
+sec env; [ "$T" = "$me" ] && env | grep -E '^DOCKER_(HOST|CONTEXT|CONFIG|TLS_VERIFY|CERT_PATH|API_VERSION)='
 sec env-files
 R grep -sHnE 'ENV_LINE' /etc/environment /etc/profile /etc/bash.bashrc /etc/profile.d/*.sh 2>/dev/null
 U timeout 10 sh -c 'for f; do [ -f "$f" ] && grep -sHnE "ENV_LINE" -- "$f"; done' - "$home/.bashrc" \

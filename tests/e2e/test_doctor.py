@@ -43,7 +43,7 @@ systemctl unmask docker.socket docker.service containerd.service
 rm -f /etc/docker/daemon.json /etc/docker/daemon.json.invalid.*
 rm -f /etc/systemd/system/docker.service.d/hostsetup-execstart.conf /etc/systemd/system/docker.service.d/override.conf
 rm -rf /var/backups/hostsetup
-sed -i '/DOCKER_HOST/d' /etc/environment
+sed -i '/DOCKER_/d' /etc/environment
 p=$(cat /run/docker.pid 2>/dev/null)
 if [ -n "$p" ] && [ "$(cat /proc/$p/comm 2>/dev/null)" != dockerd ]; then rm -f /run/docker.pid; fi
 getent group docker >/dev/null || groupadd --system docker
@@ -208,6 +208,10 @@ CASES: dict[str, Case] = {
                            check=stop_other_dockerd),
     "missing-context": Case(["CLIENT_CONFIG_INVALID"], '"nosuch"', fixed=False,
                             check=run_printed("CLIENT_CONFIG_INVALID")),
+    "api-version": Case(["CLIENT_CONFIG_INVALID"], "DOCKER_API_VERSION=1.0", fixed=False,
+                        check=run_printed("CLIENT_CONFIG_INVALID")),
+    "tls-verify": Case(["CLIENT_CONFIG_INVALID"], "DOCKER_TLS_VERIFY=1", fixed=False,
+                       check=run_printed("CLIENT_CONFIG_INVALID")),
     "rootless-context": Case(["DOCKER_HOST_ELSEWHERE"], "the rootless engine socket", fixed=False,
                              check=run_printed("DOCKER_HOST_ELSEWHERE")),
     "desktop-context": Case(["DOCKER_HOST_ELSEWHERE"], "Docker Desktop's socket", fixed=False,

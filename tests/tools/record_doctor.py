@@ -131,6 +131,10 @@ BREAKS: dict[str, Break] = {
     # The client's own configuration: a current context that does not exist, rootless and Desktop contexts.
     "missing-context": Break(as_user("mkdir -p ~/.docker && printf '%s\\n' "
                                      "'{\"currentContext\": \"nosuch\"}' > ~/.docker/config.json")),
+    # Client variables in the login environment: a pinned API version older than any engine serves, TLS
+    # verification against a daemon that has none (and no certificates).
+    "api-version": Break("echo DOCKER_API_VERSION=1.0 >> /etc/environment"),
+    "tls-verify": Break("echo DOCKER_TLS_VERIFY=1 >> /etc/environment"),
     "rootless-context": Break(as_user("docker context create rootless --docker "
                                       "host=unix:///run/user/$(id -u)/docker.sock && docker context use rootless")),
     "desktop-context": Break(as_user("docker context create desktop-linux --docker "

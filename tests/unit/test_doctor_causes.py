@@ -174,6 +174,13 @@ def test_logrus_fatal_lines_are_their_message() -> None:
      "/home/hostsetup/.docker/config.json"),
     ("engine26.1", "missing-context", ["CLIENT_CONFIG_INVALID"],
      'Failed to initialize: unable to resolve docker endpoint: context "nosuch": context not found'),
+    ("engine20.10", "api-version", ["CLIENT_CONFIG_INVALID"],
+     "Error response from daemon: client version 1.0 is too old. Minimum supported API version is 1.12"),
+    ("engine26.1", "api-version", ["CLIENT_CONFIG_INVALID"],
+     "client version 1.0 is too old. Minimum supported API version is 1.24"),
+    ("engine20.10", "tls-verify", ["CLIENT_CONFIG_INVALID"],
+     "unable to resolve docker endpoint: open /home/hostsetup/.docker/ca.pem: no such file or directory"),
+    ("engine26.1", "tls-verify", ["CLIENT_CONFIG_INVALID"], "/etc/environment:1:DOCKER_TLS_VERIFY=1"),
     ("engine20.10", "rootless-context", ["DOCKER_HOST_ELSEWHERE"],
      "docker context rootless: unix:///run/user/1000/docker.sock (the rootless engine socket of uid 1000)"),
     ("engine26.1", "desktop-context", ["DOCKER_HOST_ELSEWHERE"],
@@ -282,6 +289,14 @@ def test_reinstall_commands_follow_the_system() -> None:
     assert find(p, "BINARY_MISSING").command == "sudo apt-get install --reinstall -y docker-ce"
     el = dataclasses.replace(p, os_ids=("rocky", "rhel", "centos", "fedora"))
     assert find(el, "BINARY_MISSING").command == "sudo yum reinstall -y docker-ce"
+
+
+@pytest.mark.parametrize(("cause", "variable"), [("api-version", "DOCKER_API_VERSION"),
+                                               ("tls-verify", "DOCKER_TLS_VERIFY")])
+def test_a_client_variable_is_removed_where_it_is_set(cause: str, variable: str) -> None:
+    for engine in ENGINES:
+        finding = find(probes(f"{engine}-{cause}"), "CLIENT_CONFIG_INVALID")
+        assert finding.command == f"sudo sed -i.bak '/^[^#]*\\({variable}\\)=/d' /etc/environment"
 
 
 def test_a_missing_context_command_works_on_the_20_10_client() -> None:
