@@ -157,6 +157,9 @@ def input_boundary(argv: list[str] | None, flag_names: Callable[[], list[str]] |
         raise Exit(internal_error_line(exc), code=70) from exc
     except KeyboardInterrupt:
         raise Exit("hostsetup: interrupted", code=130) from None
+    except EOFError:  # a prompt (--prompt-for-sudo-password) read the end of standard input
+        raise Exit("hostsetup: a prompt got no answer: standard input is closed; run it from a terminal, or give "
+                   "the password in the sudo.password setting", code=2) from None
     except BrokenPipeError:
         raise  # the reader went away (| head): main() ends quietly
     except Exception as exc:

@@ -180,3 +180,22 @@ def test_a_dead_end_behind_a_relay_is_one_line_not_a_paramiko_traceback(tmp_path
 def test_help_after_a_flag_value_that_names_a_task() -> None:
     result = hostsetup("-H", "demo", "install", "--help")
     assert result.returncode == 0 and "Usage: hostsetup [--core-opts] install [--options]" in result.stdout
+
+
+def test_a_prompt_with_no_input_is_bad_input_not_a_bug() -> None:
+    """--prompt-for-sudo-password with standard input closed (cron, CI): exit 2 and one hostsetup line."""
+    proc = subprocess.run([sys.executable, "-m", "hostsetup", "--prompt-for-sudo-password", "-H", "web1", "install",
+                           "--dry-run"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    ours = [line for line in proc.stderr.splitlines() if "hostsetup: " in line]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(ours) == 1 and ours[0].endswith("give the password in the sudo.password setting")
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """``hostsetup doctor --explain ALL | head -1``: the reader goes away; no internal error."""
+    proc = subprocess.Popen([sys.executable, "-m", "hostsetup", "doctor", "--explain", "ALL"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the program writes: its first line meets a closed pipe
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "internal error" not in err, err

@@ -257,3 +257,14 @@ def test_generated_explain_codes_keep_the_contract(word: str) -> None:
         assert outcome.code == (0 if known else 2), (word, outcome.stderr)
         if known:
             assert outcome.stdout.splitlines()[0].split(":")[0] in CODES
+
+
+def test_a_run_leaves_no_secret_registered_for_later_tests() -> None:
+    """A generated sudo password such as "official" is masked in that run only: left registered, it masked
+    "repository (official)" in the golden plans that ran later in the same process."""
+    from hostsetup import secrets
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "hostsetup.yaml").write_text("sudo:\n  password: official\n")
+        run_cli(["-H", "web1", "install", "--dry-run"], tmp).check()
+    assert secrets.mask("repository (official)") == "repository (official)"
