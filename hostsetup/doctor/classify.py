@@ -418,7 +418,7 @@ class _Rules:
     def fix_for(self, code: str, key: str) -> tuple[str, str]:
         """The fix sentence and the command to run by hand for a code found from a fatal line."""
         restore = "restore the last good daemon.json (doctor --fix does: its newest backup, else the file moved aside)"
-        if key and code in ("CONFIG_INVALID_VALUE", "STORAGE_DRIVER_FAILED", "USERNS_FAILED"):
+        if key and (code == "CONFIG_INVALID_VALUE" or code in SUBSYSTEM_KEYS):
             return f"Correct or remove {key} in {DAEMON_JSON}, or {restore}.", f"sudoedit {DAEMON_JSON}"
         return {
             "STORAGE_DRIVER_FAILED": ("Use a storage driver this filesystem serves (overlay2 on ext4, or xfs with "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostsetup.daemon.listeners import hosts_list, insecure_hosts
-from hostsetup.doctor.classify import LOCAL_ENDPOINTS, UNKNOWN_KEYS, parse_config
+from hostsetup.doctor.classify import LOCAL_ENDPOINTS, SUBSYSTEM_KEYS, UNKNOWN_KEYS, parse_config
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, DAEMON_JSON, PIDFILE, Probes
 from hostsetup.scripts import backup_script
@@ -28,8 +28,6 @@ EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
 DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
 EOF_MARK = "HOSTSETUP_EOF"
 CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")
-# Failures that daemon.json chose when they blame one of its keys (storage-driver, userns-remap).
-KEYED_CODES = ("STORAGE_DRIVER_FAILED", "USERNS_FAILED")
 # Not the daemon's problem: left unfixed, these do not stop it from starting.
 USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "CLIENT_CONFIG_INVALID", "USER_NOT_IN_GROUP", "USER_SESSION_STALE",
              "SOCKET_PERMISSIONS",
@@ -157,7 +155,8 @@ class _Planner:
 
     def config(self) -> bool:
         """Replace a daemon.json dockerd refuses: by the newest backup when usable, else just move it aside."""
-        keyed = [f.code for f in self.findings if f.key and f.code in KEYED_CODES and f.code in self.codes]
+        # Failures daemon.json chose (storage-driver, userns-remap) when they blame one of its keys.
+        keyed = [f.code for f in self.findings if f.key and f.code in SUBSYSTEM_KEYS and f.code in self.codes]
         codes = [*self.has(*CONFIG_CODES), *keyed]
         if not codes or self.p.daemon_json is None:
             return False
