@@ -64,6 +64,8 @@ fi
 sec holds; apt-mark showhold 2>/dev/null
 sec files
 READ_FILES
+DOCKER_CONFIGS
+sec homes; for u in USERS; do getent passwd "$u"; done
 sec group; getent group docker
 sec users
 for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
@@ -90,13 +92,23 @@ sec end
 
 _READ_FILES = r"""# Files hostsetup wrote 0600 (they hold credentials) are read through passwordless sudo;
 # with a sudo password they stay "unreadable" here and the runner reads them as root.
-for f in FILES; do
-  if [ -r "$f" ]; then printf '%s\tpresent\t' "$f"; base64 < "$f" | tr -d '\n'; echo
-  elif [ "$(id -u)" != 0 ] && sudo -n test -e "$f" 2>/dev/null; then
-    printf '%s\tpresent\t' "$f"; sudo -n base64 "$f" | tr -d '\n'; echo
-  elif [ -e "$f" ]; then printf '%s\tunreadable\t\n' "$f"; fi
-done
+hs_read() {
+  if [ -r "$1" ]; then printf '%s\tpresent\t' "$1"; base64 < "$1" | tr -d '\n'; echo
+  elif [ "$(id -u)" != 0 ] && sudo -n test -e "$1" 2>/dev/null; then
+    printf '%s\tpresent\t' "$1"; sudo -n base64 "$1" | tr -d '\n'; echo
+  elif [ -e "$1" ]; then printf '%s\tunreadable\t\n' "$1"; fi
+}
+for f in FILES; do hs_read "$f"; done
 """
+# Each user's Docker client configuration (registry logins), found through the user's home.
+_DOCKER_CONFIGS = r"""for u in USERS; do
+  h=$(getent passwd "$u" | cut -d: -f6); [ -z "$h" ] || hs_read "$h/DOCKER_CONFIG_PATH"
+done"""
+DOCKER_CONFIG_PATH = ".docker/config.json"   # under a user's home
+
+
+def docker_config_path(home: str) -> str:
+    return f"{home.rstrip('/')}/{DOCKER_CONFIG_PATH}"
 
 
 def read_files_script(paths: tuple[str, ...] | list[str]) -> str:
@@ -115,11 +127,14 @@ def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
     return files
 
 
-def facts_script(users: tuple[str, ...] = ()) -> str:
-    """The remote script, with the packages, files and users to look at filled in."""
+def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docker_configs: bool = False) -> str:
+    """The remote script, with the packages, files and users to look at filled in: ``files``
+    beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``."""
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
-    return (_SCRIPT.replace("READ_FILES", read_files_script(FACT_FILES)).replace("PACKAGES", words(FACT_PACKAGES))
+    configs = _DOCKER_CONFIGS.replace("DOCKER_CONFIG_PATH", DOCKER_CONFIG_PATH) if docker_configs else ""
+    return (_SCRIPT.replace("READ_FILES", read_files_script((*FACT_FILES, *files)))
+            .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words(FACT_PACKAGES))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS))
             .replace("LOCK_HOLDERS", holders_script()))
 
@@ -143,6 +158,32 @@ class UnitState:
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """What a plan needs read beyond the facts every plan reads."""
+
+    users: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()         # more files (e.g. registry certificates)
+    docker_configs: bool = False        # each user's ~/.docker/config.json
+
+    @classmethod
+    def of(cls, wanted: Wanted | tuple[str, ...]) -> Wanted:
+        return wanted if isinstance(wanted, Wanted) else cls(tuple(wanted))
+
+    def script(self) -> str:
+        return facts_script(self.users, self.files, self.docker_configs)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user's passwd entry: who owns the files hostsetup writes in that user's home."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """Everything planning needs to know about one host."""
 
@@ -159,6 +200,7 @@ class HostFacts:
     files: dict[str, str | None]   # path -> content (None: exists but unreadable)
     docker_group: tuple[str, ...] | None  # members, None when the group is missing
     user_groups: dict[str, frozenset[str] | None]  # None: no such user
+    homes: dict[str, Account] = field(default_factory=dict)  # the users asked about that exist
     units: dict[str, UnitState] = field(default_factory=dict)
     dockerd_version: str = ""
     docker_unit: str = ""          # `systemctl cat docker.service`: unit and drop-ins
@@ -238,7 +280,13 @@ def parse_facts(output: str) -> HostFacts:
     user_groups: dict[str, frozenset[str] | None] = {}
     for row in _tabbed(s.get("users", [])):
         user_groups[row[0]] = None if row[1] == "!missing" else frozenset(row[1].split())
+    homes = {}
+    for line in s.get("homes", []):
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[2].isdigit() and fields[3].isdigit():
+            homes[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5])
     return HostFacts(
+        homes=homes,
         os_release=parse_os_release("\n".join(s.get("os-release", []))),
         arch=arch_lines[0].strip(),
         dpkg_arch=arch_lines[1].strip() if len(s.get("arch", [])) > 1 else "",

@@ -291,7 +291,7 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     )
     if daemon is not None and daemon.configured:
         pinned = next((op.version for op in packages.operations if isinstance(op, InstallPackages)), None)
-        steps += (_daemon(facts, daemon, pinned),)
+        steps += _daemon(facts, daemon, pinned)
     return Plan(platform, _notice_lock_holders(steps, facts, platform, settings))
 
 
@@ -314,11 +314,13 @@ def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Pl
     return (*steps[:first], replace(steps[first], notice=notice), *steps[first + 1:])
 
 
-def _daemon(facts: HostFacts, daemon: DaemonSettings, engine: str | None = None) -> Step:
-    from hostsetup.daemon.plan import DaemonPlanError, plan_daemon
+def _daemon(facts: HostFacts, daemon: DaemonSettings, engine: str | None = None) -> tuple[Step, ...]:
+    """The registry CAs (when any) and daemon.json (when it has keys to set) steps."""
+    from hostsetup.daemon.plan import DaemonPlanError, plan_daemon, plan_registry_cas
 
+    cas = (plan_registry_cas(facts, daemon),) if daemon.registry_cas else ()
     try:
-        return plan_daemon(facts, daemon, engine)
+        return cas + ((plan_daemon(facts, daemon, engine),) if daemon.owns_daemon_json else ())
     except DaemonPlanError as exc:
         raise PlanError(str(exc)) from None
 
@@ -331,4 +333,4 @@ def plan_configure(facts: HostFacts, daemon: DaemonSettings) -> Plan:
         raise PlanError(str(exc)) from None
     if not facts.dockerd_version:
         raise PlanError("Docker Engine is not installed here (no dockerd): run `hostsetup install` first")
-    return Plan(platform, (_daemon(facts, daemon),))
+    return Plan(platform, _daemon(facts, daemon))

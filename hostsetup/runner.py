@@ -36,7 +36,7 @@ from hostsetup import secrets
 from hostsetup.apply import MARK, StepResult, apply_plan, connection_lost
 from hostsetup.connection import Watchdog, connect, liveness_kwargs
 from hostsetup.errors import HostsetupError
-from hostsetup.facts import FactsError, HostFacts, facts_script, parse_facts, parse_file_rows, read_files_script
+from hostsetup.facts import FactsError, HostFacts, Wanted, parse_facts, parse_file_rows, read_files_script
 from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
@@ -71,10 +71,10 @@ class HostReport:
                           for s in self.steps]}
 
 
-def gather_facts(remote: Remote, users: tuple[str, ...]) -> HostFacts:
+def gather_facts(remote: Remote, users: tuple[str, ...] | Wanted) -> HostFacts:
     """The host's facts in one session; files only root can read (hostsetup writes credential-
     bearing files 0600) need a second, root one when sudo asks for a password."""
-    result = remote.run(facts_script(users), timeout=60)
+    result = remote.run(Wanted.of(users).script(), timeout=60)
     if connection_lost(result):  # reading only: nothing on the host is half-done
         raise RemoteError("the SSH connection was lost while gathering facts (nothing was changed): rerun")
     try:
@@ -308,7 +308,7 @@ def _interrupted_report(report: HostReport, plan: Plan | None, done: list[StepRe
     report.error = "; ".join(parts) + ("; rerun to finish" if cut_short or not_done or plan is None else "")
 
 
-def converge_host(target: Target, config: Config, make_plan: Planner, users: tuple[str, ...] = (),
+def converge_host(target: Target, config: Config, make_plan: Planner, users: tuple[str, ...] | Wanted = (),
                   dry_run: bool = False,
                   on_step: Callable[[str, StepResult], None] = lambda h, r: None,
                   interrupt: FleetInterrupt | None = None) -> HostReport:

@@ -14,6 +14,7 @@ from hostsetup.daemon.plan import DAEMON_JSON, expectations
 from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
 from hostsetup.openpgp import key_file_problem
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
+from hostsetup.registries import ca_path
 from hostsetup.settings import InstallSettings, settings_from_dict
 from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_REF, smoke_image
 
@@ -100,6 +101,20 @@ def test_daemon_json(host: Any, expected: dict[str, Any]) -> None:
         assert found == want, f"expected {DAEMON_JSON} to be exactly {want}, found {found}"
     wrong = {k: found.get(k, "<missing>") for k, v in want.items() if found.get(k) != v}
     assert not wrong, f"expected {DAEMON_JSON} to set {({k: want[k] for k in wrong})}, found {wrong}"
+
+
+def test_registry_cas(host: Any, expected: dict[str, Any]) -> None:
+    cas = (expected.get("daemon") or {}).get("registry_cas") or {}
+    if not cas:
+        pytest.skip("no registry CA configured")
+    wrong = []
+    for name, pem in sorted(cas.items()):
+        file = host.file(ca_path(name))
+        if not file.exists:
+            wrong.append(f"{ca_path(name)} missing")
+        elif file.content_string != pem:
+            wrong.append(f"{ca_path(name)} holds another certificate")
+    assert not wrong, f"expected the configured registry CAs installed; found {'; '.join(wrong)}"
 
 
 def test_docker_info_shows_settings(host: Any, expected: dict[str, Any]) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import PurePosixPath as Path
 from typing import Any
 
 from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
-from hostsetup.daemon.settings import DaemonSettings, canonical_json
+from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canonical_json
 from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
 from hostsetup.facts import HostFacts
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
+from hostsetup.registries import ca_path
 from hostsetup.render import render
 from hostsetup.steps import Step
 from hostsetup.textsafety import systemd_value_problem
@@ -88,6 +90,11 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
         raise DaemonPlanError("; ".join(errors))
     warnings = [i.render(source(i.path)) for i in issues if i.severity != "error"]
 
+    insecure = settings.config.get(INSECURE_REGISTRIES)
+    if insecure and settings.allow_insecure_registries:
+        names = ", ".join(map(str, insecure)) if isinstance(insecure, list) else str(insecure)
+        warnings.append(f"{INSECURE_REGISTRIES} {names}: pulls from them are not verified, anyone on the path can "
+                        "serve their images (allowed by --insecure-registry)")
     command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
     tcp = insecure_hosts(hosts_list(merged.get("hosts")), merged, shlex.split(command))
     if tcp:
@@ -135,6 +142,23 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
     if isinstance(last, ConfigureDaemon):
         parts.append("restart docker" if last.restart else "reload docker (SIGHUP)")
     return Step("daemon", "; ".join(parts), tuple(ops), tuple(warnings))
+
+
+def registry_ca_files(settings: DaemonSettings) -> tuple[str, ...]:
+    """The files the registry-ca step reads on each host (facts gather them)."""
+    return tuple(ca_path(name) for name in sorted(settings.registry_cas))
+
+
+def plan_registry_cas(facts: HostFacts, settings: DaemonSettings) -> Step:
+    """Each registry's CA in /etc/docker/certs.d/<registry>/ca.crt: dockerd reads it on every
+    pull from that registry, so no reload or restart."""
+    names = sorted(settings.registry_cas)
+    writes = tuple(WriteFile(ca_path(name), settings.registry_cas[name], facts.files.get(ca_path(name)), mode="0644")
+                   for name in names if facts.files.get(ca_path(name)) != settings.registry_cas[name])
+    if not writes:
+        return Step("registry-ca", f"the CA of {', '.join(names)} is in place")
+    return Step("registry-ca", f"install the CA of {', '.join(Path(w.path).parent.name for w in writes)} "
+                "(read on each pull: no restart)", writes)
 
 
 def expectations(config: dict[str, Any]) -> dict[str, Any]:

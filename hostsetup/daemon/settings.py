@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.inputs.files import read_text
+from hostsetup.registries import check_ca, registry_name
 from hostsetup.render import environment, to_json
 from hostsetup.settings import parse_bool
 
@@ -28,7 +29,10 @@ DAEMON_DEFAULTS: dict[str, Any] = {
     "settings": {},        # plain daemon.json keys, applied last
     "replace": False,      # own the whole file instead of merging into the host's
     "allow_insecure_tcp": False,
+    "registry_cas": {},    # registry (host[:port]) -> CA certificate file, installed in /etc/docker/certs.d
+    "allow_insecure_registries": False,  # insecure-registries (no TLS verification) only when this says so
 }
+INSECURE_REGISTRIES = "insecure-registries"
 
 
 class DaemonSettingsError(HostsetupError):
@@ -45,9 +49,15 @@ class DaemonSettings:
     allow_insecure_tcp: bool = False
     origin: str = "settings"        # for messages: a file name or "settings"
     extra: dict[str, Any] = field(default_factory=dict)
+    registry_cas: dict[str, str] = field(default_factory=dict)  # registry -> PEM text, checked
+    allow_insecure_registries: bool = False
 
     @property
     def configured(self) -> bool:
+        return bool(self.config) or self.replace or bool(self.registry_cas)
+
+    @property
+    def owns_daemon_json(self) -> bool:
         return bool(self.config) or self.replace
 
 
@@ -145,9 +155,33 @@ def daemon_settings(raw: Mapping[str, Any]) -> DaemonSettings:
     try:
         replace = parse_bool(values["replace"], "daemon.replace")
         allow_insecure_tcp = parse_bool(values["allow_insecure_tcp"], "daemon.allow_insecure_tcp")
+        allow_insecure = parse_bool(values["allow_insecure_registries"], "daemon.allow_insecure_registries")
+        registry_cas = read_registry_cas(values["registry_cas"])
     except HostsetupError as exc:
         raise DaemonSettingsError(str(exc)) from None
+    if config.get(INSECURE_REGISTRIES) and not allow_insecure:
+        raise DaemonSettingsError(
+            f"{INSECURE_REGISTRIES} (from {sources[INSECURE_REGISTRIES]}) turns off TLS verification for those "
+            "registries: anyone on the path can serve their images. Install the registry's CA instead "
+            "(--registry-ca REGISTRY=FILE), or say you mean it with --insecure-registry REGISTRY "
+            "(daemon.allow_insecure_registries: true)")
     proxies = config.get("proxies")
     if isinstance(proxies, Mapping):  # their passwords are masked wherever they would show
         secrets.register_url_credentials(str(v) for v in proxies.values() if isinstance(v, str))
-    return DaemonSettings(config, sources, replace, allow_insecure_tcp)
+    return DaemonSettings(config, sources, replace, allow_insecure_tcp, registry_cas=registry_cas,
+                          allow_insecure_registries=allow_insecure)
+
+
+def read_registry_cas(value: Any, what: str = "daemon.registry_cas") -> dict[str, str]:
+    """``{registry: CA file}`` -> ``{registry: PEM text}``, each name and certificate checked."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DaemonSettingsError(f"{what} must map a registry (host[:port]) to its CA certificate file")
+    cas = {}
+    for name, path in value.items():
+        registry = registry_name(str(name), what)
+        if not isinstance(path, str) or not path.strip():
+            raise DaemonSettingsError(f"{what}: {registry}: give the CA certificate's file name")
+        cas[registry] = check_ca(read_text(path, f"CA certificate for {registry}", limit=256 * 1024), path)
+    return cas

@@ -34,6 +34,22 @@ from hostsetup.mirrors import PRESETS
 from hostsetup.sandbox import forward, serve
 from hostsetup.sandbox.engine import Progress, SandboxError, docker, engine_answers, ensure_engine, ensure_tools
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
+from hostsetup.sandbox.registries import (
+    HUB,
+    PRIVATE,
+    PRIVATE_PORT,
+    PRIVATE_USER,
+    REGISTRY_MIRROR,
+    SandboxRegistries,
+    SandboxRegistry,
+    htpasswd_line,
+    image_sources,
+    new_password,
+    registry_binary,
+    registry_config,
+    wait_serving,
+    write_repository,
+)
 from hostsetup.sandbox.tls import SandboxTls, ensure_tls
 
 if TYPE_CHECKING:
@@ -202,7 +218,7 @@ class Sandbox:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             f"hostsetup-sandbox-{self.name}", "-f", str(self.key_path)],
                            check=True, timeout=30)
-        ensure_tls(self.tls.directory, list(preset_vhosts()), self.name)
+        ensure_tls(self.tls.directory, [*preset_vhosts(), HUB, REGISTRY_MIRROR], self.name)
         if docker("network", "inspect", self.network, check=False).returncode != 0:
             docker("network", "create", "--internal", "--label", self.label, self.network)
         if docker("network", "inspect", self.publish_network, check=False).returncode != 0:
@@ -340,6 +356,69 @@ class Sandbox:
                 raise SandboxError(f"the sandbox mirror did not start serving: {logs.stderr.strip()}")
             time.sleep(0.3)
         return SandboxMirror(url=f"http://{MIRROR_ALIAS}", build=built, container=name)
+
+    @property
+    def private_tls(self) -> SandboxTls:
+        """The private registry's own CA and certificate (a CA the hosts do not trust)."""
+        return SandboxTls(self.home / "private-registry-ca")
+
+    @property
+    def registry_password_file(self) -> Path:
+        return self.home / "registry-password"
+
+    def start_registries(self) -> SandboxRegistries:
+        """Start (or keep) the hub stand-in, the pull-through mirror and the private registry."""
+        from hostsetup.sandbox.mirror import build_mirror
+        from hostsetup.smoke import smoke_image
+
+        self.prepare()
+        built = build_mirror(self.cache / "mirror", progress=self.progress)
+        binary = registry_binary(self.cache, self.progress)
+        ensure_tls(self.private_tls.directory, [PRIVATE], f"{self.name}, private registry")
+        if not self.registry_password_file.exists():
+            self.registry_password_file.write_text(new_password() + "\n")
+            self.registry_password_file.chmod(0o600)
+        password = self.registry_password_file.read_text().strip()
+        tiny = built.tiny_image if built.tiny_image.is_absolute() else built.root / built.tiny_image
+        images = image_sources(tiny.read_bytes(), smoke_image())
+        image = ensure_image("debian12", self.cache / "build", self.progress)
+        dns = self._address(f"hs-{self.name}-mirror")
+        specs = (("hub", HUB, 443, self.tls, "", ("library/tiny:latest", "library/hello-world:latest")),
+                 ("mirror", REGISTRY_MIRROR, 443, self.tls, f"https://{HUB}", ()),
+                 ("private", f"{PRIVATE}:{PRIVATE_PORT}", PRIVATE_PORT, self.private_tls, "", ("team/tiny:1",)))
+        started = {}
+        for kind, address, port, tls, proxy, refs in specs:
+            name = f"hs-{self.name}-registry-{kind}"
+            data = self.home / "registries" / kind
+            htpasswd = "/srv/registry/htpasswd" if kind == "private" else ""
+            config = registry_config("/srv/tls", "/srv/registry/storage", port, proxy, htpasswd)
+            digest = hashlib.sha256(json.dumps([str(binary), config, tls.fingerprint(), refs,
+                                                hashlib.sha256(password.encode()).hexdigest()]).encode())
+            label = digest.hexdigest()[:16]
+            running = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "hostsetup.registry"}}',
+                             name, check=False).stdout.split()
+            if running != ["true", label]:
+                docker("rm", "-f", name, check=False)
+                shutil.rmtree(data, ignore_errors=True)
+                (data / "storage").mkdir(parents=True)
+                (data / "config.yml").write_text(config)
+                if htpasswd:
+                    (data / "htpasswd").write_text(htpasswd_line(PRIVATE_USER, password))
+                for ref in refs:
+                    write_repository(data / "storage", ref, images[ref])
+                docker("run", "-d", "--name", name, "--label", self.label, "--label", f"hostsetup.registry={label}",
+                       "--network", self.network, "--network-alias", address.split(":")[0],
+                       *(["--dns", dns] if dns else []), "-e", "SSL_CERT_FILE=/srv/tls/ca.crt",
+                       "-v", f"{binary}:/usr/local/bin/docker-registry:ro", "-v", f"{data}:/srv/registry",
+                       *(arg for f in (tls.server_cert, tls.server_key) for arg in ("-v", f"{f}:/srv/tls/{f.name}:ro")),
+                       "-v", f"{self.tls.ca_cert}:/srv/tls/ca.crt:ro",
+                       image, "/usr/local/bin/docker-registry", "serve", "/srv/registry/config.yml")
+            started[kind] = SandboxRegistry(kind, address, name)
+        for kind, _address, port, *_ in specs:
+            wait_serving(started[kind].container, port, kind)
+        return SandboxRegistries(hub=started["hub"], mirror=started["mirror"], private=started["private"],
+                                 username=PRIVATE_USER, password_file=self.registry_password_file,
+                                 private_ca=self.private_tls.ca_cert)
 
     def remove_hosts(self, hosts: list[SandboxHost]) -> None:
         """Remove the given hosts and their docker volumes."""

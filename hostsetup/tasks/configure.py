@@ -8,8 +8,12 @@ from typing import Any
 
 from invoke import Context, task
 
+from hostsetup.daemon.plan import registry_ca_files
+from hostsetup.daemon.settings import INSECURE_REGISTRIES
 from hostsetup.errors import HostsetupError
+from hostsetup.facts import Wanted
 from hostsetup.plan import plan_configure
+from hostsetup.registries import registry_name
 from hostsetup.runner import Planner
 from hostsetup.tasks.install import daemon_from, exit_code, run_converge, target_hosts
 
@@ -31,29 +35,51 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
-@task(iterable=["set"], help={
+def parse_registry_cas(items: list[str]) -> dict[str, str]:
+    """``["registry.example.com:5000=ca.crt"]`` -> ``{"registry.example.com:5000": "ca.crt"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise HostsetupError(f"--registry-ca takes REGISTRY=FILE (registry.example.com:5000=ca.crt), got {item!r}")
+        out[registry_name(name, "--registry-ca")] = path.strip()
+    return out
+
+
+@task(iterable=["set", "registry_ca", "insecure_registry"], help={
     "profile": "comma-separated profiles: log-rotation, registry-mirrors, production",
     "template": "your own Jinja2 template rendering a daemon.json object",
     "set": "a daemon.json key, KEY=VALUE (VALUE as JSON when it parses); repeatable",
     "registry-mirrors": "comma-separated registry mirror URLs (sets registry-mirrors)",
+    "registry-ca": "REGISTRY=FILE: install FILE as the CA of REGISTRY (host[:port]) in /etc/docker/certs.d; "
+                   "repeatable",
+    "insecure-registry": "a registry (host[:port]) to pull from WITHOUT TLS verification (insecure-registries); "
+                         "repeatable; prefer --registry-ca",
     "replace": "own the whole file instead of keeping keys already on the host",
     "allow-insecure-tcp": "allow a tcp:// entry in hosts without TLS verification (root for anyone!)",
     "dry-run": "print the diff and commands; change nothing",
     "json": "write a machine-readable report to this file",
 })
 def configure(c: Context, profile: str | None = None, template: str | None = None, set: list[str] | None = None,
-              registry_mirrors: str | None = None, replace: bool = False, allow_insecure_tcp: bool = False,
+              registry_mirrors: str | None = None, registry_ca: list[str] | None = None,
+              insecure_registry: list[str] | None = None, replace: bool = False, allow_insecure_tcp: bool = False,
               dry_run: bool = False, json: str | None = None) -> None:
-    """Set /etc/docker/daemon.json: validated first, written atomically, reload or restart only on change."""
+    """Set /etc/docker/daemon.json (validated first, written atomically, reload or restart only on change)
+    and registry CAs."""
     settings = parse_assignments(list(set or []))
     if registry_mirrors:
         settings["registry-mirrors"] = [m.strip() for m in registry_mirrors.split(",") if m.strip()]
+    if insecure_registry:
+        settings[INSECURE_REGISTRIES] = [registry_name(n, "--insecure-registry") for n in insecure_registry]
     flags = {"profiles": profile, "template": template, "settings": settings, "replace": replace or None,
-             "allow_insecure_tcp": allow_insecure_tcp or None}
+             "allow_insecure_tcp": allow_insecure_tcp or None, "registry_cas": parse_registry_cas(registry_ca or []),
+             "allow_insecure_registries": True if insecure_registry else None}
     targets = target_hosts(c)
     daemons = {t.name: daemon_from(c, t, **flags) for t in targets}
     if not any(d.configured for d in daemons.values()):
-        raise HostsetupError("nothing to configure: give --profile, --template, --set or daemon settings "
-                             "in hostsetup.yaml or the inventory")
+        raise HostsetupError("nothing to configure: give --profile, --template, --set, --registry-ca or daemon "
+                             "settings in hostsetup.yaml or the inventory")
     planners: dict[str, Planner] = {t.name: partial(plan_configure, daemon=daemons[t.name]) for t in targets}
-    exit_code(run_converge(c, planners, {t.name: () for t in targets}, dry_run, json, targets))
+    wanted: dict[str, tuple[str, ...] | Wanted] = {
+        t.name: Wanted(files=registry_ca_files(daemons[t.name])) for t in targets}
+    exit_code(run_converge(c, planners, wanted, dry_run, json, targets))

@@ -9,8 +9,10 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
+from hostsetup.daemon.plan import registry_ca_files
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
+from hostsetup.facts import Wanted
 from hostsetup.inputs.config import check_tree
 from hostsetup.inventory import deep_merge
 from hostsetup.plan import plan_install
@@ -56,8 +58,9 @@ def daemon_from(c: Context, target: Target | None = None, **flags: Any) -> Daemo
     raw = deep_merge({k: (dict(v) if hasattr(v, "keys") else v) for k, v in dict(c.config.daemon).items()},
                      target.daemon if target else {})
     overrides = _flags(flags)
-    if "settings" in overrides:
-        overrides["settings"] = {**raw.get("settings", {}), **overrides["settings"]}
+    for merged in ("settings", "registry_cas"):  # flags add keys to these mappings, not replace them
+        if merged in overrides:
+            overrides[merged] = {**(raw.get(merged) or {}), **overrides[merged]}
     where = f"{target.name}: " if target and target.daemon else ""
     try:
         settings = daemon_settings({**raw, **overrides})
@@ -92,7 +95,7 @@ class Progress:
                 print(f"[{report.host}] {report.status} ({self.done}/{self.total})", flush=True)
 
 
-def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tuple[str, ...]], dry_run: bool,
+def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tuple[str, ...] | Wanted], dry_run: bool,
                  json_path: str | None, targets: list[Target]) -> list[HostReport]:
     """Converge every host (bounded pool, rolling batches), print the report, write JSON if asked.
 
@@ -157,7 +160,9 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
     daemons = {t.name: daemon_from(c, t) for t in targets}
     planners: dict[str, Planner] = {
         t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name]) for t in targets}
-    reports = run_converge(c, planners, {n: s.users for n, s in settings.items()}, dry_run, json, targets)
+    wanted: dict[str, tuple[str, ...] | Wanted] = {
+        t.name: Wanted(settings[t.name].users, registry_ca_files(daemons[t.name])) for t in targets}
+    reports = run_converge(c, planners, wanted, dry_run, json, targets)
     changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
     verified_ok = True
     if changed and not dry_run and not no_verify:

@@ -27,7 +27,8 @@ def ssh_options(c: Context) -> SshOptions:
 def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool) -> dict[str, Any]:
     """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke."""
     return {"install": settings_as_dict(settings),
-            "daemon": {"config": daemon.config, "replace": daemon.replace} if daemon and daemon.configured else None,
+            "daemon": {"config": daemon.config, "replace": daemon.replace, "registry_cas": daemon.registry_cas}
+            if daemon and daemon.configured else None,
             "smoke": smoke}
 
 
