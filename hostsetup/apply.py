@@ -24,6 +24,7 @@ from hostsetup.distros import Platform
 from hostsetup.downloads import curl_failure, failed_download
 from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
+    CheckLogin,
     ConfigureDaemon,
     FetchKey,
     InstallPackages,
@@ -31,6 +32,7 @@ from hostsetup.operations import (
     RemoveFiles,
     Run,
     WriteFile,
+    WriteUserFile,
 )
 from hostsetup.pkgcommands import (
     install_command,
@@ -40,7 +42,7 @@ from hostsetup.pkgcommands import (
 )
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.scripts import remove_files_script, write_file_script
+from hostsetup.scripts import check_login_script, remove_files_script, write_file_script, write_user_file_script
 from hostsetup.steps import Plan, Step
 
 BACKUP_DIR = "/var/backups/hostsetup"
@@ -176,13 +178,17 @@ def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
         return guard.keep(step.name, [op.path]) + write_file_script(op)
     if isinstance(op, RemoveFiles):
         return guard.keep(step.name, op.paths) + remove_files_script(op)
+    if isinstance(op, CheckLogin):
+        return check_login_script(op)
+    if isinstance(op, WriteUserFile):
+        return write_user_file_script(op)
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
         return f"{guard.prove(step.name, refresh_command(op))}\n{install_command(op, op.version)}"
     return None
 
 
 def _batchable(op: Operation) -> bool:
-    return isinstance(op, Run | WriteFile | RemoveFiles) or (
+    return isinstance(op, Run | WriteFile | RemoveFiles | CheckLogin | WriteUserFile) or (
         isinstance(op, InstallPackages) and not (op.pin and not op.version))
 
 

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "install": INSTALL_DEFAULTS,
     # daemon.json settings (see hostsetup.daemon.settings).
     "daemon": DAEMON_DEFAULTS,
+    # `hostsetup login REGISTRY`: user name, users, and the password (HOSTSETUP_LOGIN_PASSWORD, or a file).
+    "login": {"username": "", "password": "", "password_file": "", "users": ""},
 }
 
 
@@ -83,7 +85,7 @@ class HostsetupConfig(Config):
         self.merge()
         # HOSTSETUP_SUDO_PASSWORD and friends arrive only now: masked from here on.
         secrets.register(self.sudo.password, self.connect_kwargs.get("password"),
-                         self.connect_kwargs.get("passphrase"))
+                         self.connect_kwargs.get("passphrase"), self.login.password)
 
     def _load_yaml(self, path: Any) -> Any:
         """A configuration file, read by the one validation layer (size, UTF-8, YAML limits,

@@ -65,7 +65,7 @@ sec holds; apt-mark showhold 2>/dev/null
 sec files
 READ_FILES
 DOCKER_CONFIGS
-sec homes; for u in USERS; do getent passwd "$u"; done
+sec homes; for u in USERS "$(id -un)"; do getent passwd "$u"; done
 sec group; getent group docker
 sec users
 for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
@@ -101,7 +101,7 @@ hs_read() {
 for f in FILES; do hs_read "$f"; done
 """
 # Each user's Docker client configuration (registry logins), found through the user's home.
-_DOCKER_CONFIGS = r"""for u in USERS; do
+_DOCKER_CONFIGS = r"""for u in USERS "$(id -un)"; do
   h=$(getent passwd "$u" | cut -d: -f6); [ -z "$h" ] || hs_read "$h/DOCKER_CONFIG_PATH"
 done"""
 DOCKER_CONFIG_PATH = ".docker/config.json"   # under a user's home

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 
 from hostsetup.secrets import file_mode
 
@@ -139,4 +140,32 @@ class ConfigureDaemon:
         return lines
 
 
-Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages | ConfigureDaemon
+@dataclass(frozen=True)
+class CheckLogin:
+    """Log in to ``registry`` through the host's dockerd in a throwaway client configuration:
+    credentials the registry refuses fail the step before any file is written."""
+
+    registry: str
+    username: str
+    password: str = field(repr=False)
+
+    def describe(self) -> list[str]:
+        return [f"$ docker login --username {shlex.quote(self.username)} --password-stdin {self.registry}  "
+                "(password on stdin, throwaway DOCKER_CONFIG: checks the credentials, keeps nothing)"]
+
+
+@dataclass(frozen=True)
+class WriteUserFile:
+    """Write a file in a user's home as that user (``runuser``): atomic, mode 0600, no backup
+    (it holds credentials: a copy would outlive a logout). Its content is never shown."""
+
+    path: str
+    content: str = field(repr=False)
+    user: str
+    change: str        # what changes in it, for --dry-run
+
+    def describe(self) -> list[str]:
+        return [f"write {self.path} as {self.user} (mode 0600, atomic): {self.change}"]
+
+
+Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages | ConfigureDaemon | CheckLogin | WriteUserFile

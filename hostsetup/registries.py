@@ -59,6 +59,18 @@ def registry_name(text: str, what: str = "registry") -> str:
     return value
 
 
+_IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._:/\[\]-]*[a-z0-9\]])?"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+
+
+def image_reference(text: str, what: str = "--pull") -> str:
+    """An image reference as ``docker pull`` takes it (``registry:5000/team/app:1``), checked for shape."""
+    value = text.strip()
+    if not value or len(value) > 512 or not _IMAGE.match(value) or "//" in value:
+        raise RegistryError(f"{what} {text!r} is not an image reference (registry.example.com:5000/team/app:1)")
+    return value
+
+
 def is_hub(name: str) -> bool:
     return name in HUB_NAMES
 

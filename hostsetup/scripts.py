@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import shlex
 
-from hostsetup.operations import RemoveFiles, WriteFile
+from hostsetup.operations import CheckLogin, RemoveFiles, WriteFile, WriteUserFile
 
 BACKUP_DIR = "/var/backups/hostsetup"
 BACKUPS_KEPT = 5
@@ -66,3 +66,36 @@ def write_file_script(op: WriteFile) -> str:
 
 def remove_files_script(op: RemoveFiles) -> str:
     return "\n".join(f"{backup_script(p)}\nrm -f {shlex.quote(p)}" for p in op.paths)
+
+
+def check_login_script(op: CheckLogin) -> str:
+    """``docker login`` with the password on stdin (decoded by ``base64``, fed by the shell's own
+    ``printf``: on no command line), in a throwaway client configuration removed however it ends."""
+    q = shlex.quote
+    secret = base64.b64encode(op.password.encode()).decode()
+    return "\n".join((
+        "cfg=",
+        *cleanup_traps('[ -z "$cfg" ] || rm -rf "$cfg"'),
+        "cfg=$(mktemp -d)",
+        f'if ! out=$(printf %s {secret} | base64 -d | DOCKER_CONFIG="$cfg" timeout 60 docker login '
+        f"--username {q(op.username)} --password-stdin {q(op.registry)} 2>&1); then",
+        f"  printf '%s refused the login of %s: %s; nothing was written\\n' {q(op.registry)} {q(op.username)} "
+        '"$(printf \'%s\\n\' "$out" | grep -v \'^WARNING\' | tail -n 1)" >&2',
+        "  exit 1",
+        "fi",
+        'rm -rf "$cfg"; cfg=',
+        clear_traps(),
+    ))
+
+
+def write_user_file_script(op: WriteUserFile) -> str:
+    """Write ``op.path`` as ``op.user`` (its own permissions: a link in the user's home leads
+    nowhere the user could not write anyway), whole or not at all, mode 0600."""
+    q = shlex.quote
+    payload = base64.b64encode(op.content.encode()).decode()
+    inner = "\n".join((
+        "set -e", "umask 077", 'd=$(dirname "$1")', 'mkdir -p "$d"', "tmp=",
+        *cleanup_traps('[ -z "$tmp" ] || rm -f "$tmp"'),
+        f'tmp=$(mktemp "$d/{TEMP_PREFIX}XXXXXX")', 'cat > "$tmp"', 'chmod 600 "$tmp"', 'mv -f "$tmp" "$1"', "tmp=",
+    ))
+    return f"printf %s {payload} | base64 -d | runuser -u {q(op.user)} -- sh -c {q(inner)} sh {q(op.path)}"

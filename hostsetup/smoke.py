@@ -12,6 +12,10 @@ import tarfile
 SMOKE_REF = "hostsetup/smoke:1"
 SMOKE_OUTPUT = "hello from the hostsetup smoke image"
 SMOKE_ARCHES = ("x86_64", "amd64")
+# With a registry mirror configured, verify --smoke pulls this through it (Docker Hub's own; the
+# sandbox's Hub stand-in serves the bundled image under this name).
+SMOKE_PULL_IMAGE = "hello-world"
+SMOKE_PULL_REPOSITORY = "library/hello-world"
 
 
 def hello_elf(message: str = SMOKE_OUTPUT) -> bytes:

@@ -52,8 +52,10 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     conn.open()
     backend = ParamikoBackend(f"paramiko://{conn.user}@{conn.host}:{conn.port}", sudo=opt("hostsetup_sudo"))
     backend.__dict__["client"] = conn.client  # the cached_property, already connected and checked
+    found = Host(backend)
+    found.login_user = conn.user  # who hostsetup logs in as (with sudo, `host.user()` is root)
     try:
-        yield Host(backend)
+        yield found
     finally:
         conn.close()
 

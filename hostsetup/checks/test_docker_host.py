@@ -16,7 +16,7 @@ from hostsetup.openpgp import key_file_problem
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
 from hostsetup.registries import ca_path
 from hostsetup.settings import InstallSettings, settings_from_dict
-from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_REF, smoke_image
+from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_PULL_IMAGE, SMOKE_PULL_REPOSITORY, SMOKE_REF, smoke_image
 
 
 def settings(expected: dict[str, Any]) -> InstallSettings:
@@ -142,10 +142,68 @@ def test_users_run_docker_without_sudo(host: Any, expected: dict[str, Any]) -> N
                                 f"found exit {result.rc}: {result.stderr.strip() or result.stdout.strip()}")
 
 
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
+                  "application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json")
+
+
+def last_line(result: Any) -> str:
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return lines[-1] if lines else f"exit {result.rc}"
+
+
+def configured_mirrors(host: Any) -> list[str]:
+    mirrors = (docker_json(host, "docker info").get("RegistryConfig") or {}).get("Mirrors") or []
+    return [str(m) for m in mirrors]
+
+
+def test_registry_mirrors_serve_pulls(host: Any, expected: dict[str, Any]) -> None:
+    """With --smoke and a registry mirror configured: each mirror serves the smoke image's manifest
+    itself (dockerd would quietly fall back to Docker Hub), and a pull through them runs."""
+    if not expected.get("smoke"):
+        pytest.skip("--smoke not asked for")
+    require_running_daemon(host)
+    mirrors = configured_mirrors(host)
+    if not mirrors:
+        pytest.skip("no registry mirror configured (the smoke check loads the bundled image)")
+    accept = ", ".join(MANIFEST_TYPES)
+    for mirror in mirrors:
+        url = f"{mirror.rstrip('/')}/v2/{SMOKE_PULL_REPOSITORY}/manifests/latest"
+        answer = host.run(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 30 "
+                          f"-H {shlex.quote('Accept: ' + accept)} {shlex.quote(url)}")
+        code = answer.stdout.strip()
+        assert code == "200", (f"expected the registry mirror {mirror} to serve {SMOKE_PULL_IMAGE}, found "
+                               f"{('HTTP ' + code) if code not in ('', '000') else answer.stderr.strip()}")
+    pull = host.run(f"timeout 120 docker pull {SMOKE_PULL_IMAGE}")
+    assert pull.rc == 0, f"expected docker pull {SMOKE_PULL_IMAGE} through {', '.join(mirrors)} to work, " \
+        f"found: {last_line(pull)}"
+    run = host.run(f"timeout 60 docker run --rm --network none {SMOKE_PULL_IMAGE}")
+    assert run.rc == 0, f"expected the pulled {SMOKE_PULL_IMAGE} to run, found exit {run.rc}: {run.stderr.strip()}"
+
+
+def test_users_pull_images(host: Any, expected: dict[str, Any]) -> None:
+    """verify --pull IMAGE: each configured user (else the SSH user) pulls it in a new login session,
+    with that user's own registry login."""
+    images = expected.get("pull") or []
+    if not images:
+        pytest.skip("no --pull image given")
+    require_running_daemon(host)
+    users = list(settings(expected).users) or [getattr(host, "login_user", None) or host.user().name]
+    failed = []
+    for user in users:
+        for image in images:
+            result = host.run(f"runuser -l {shlex.quote(user)} -c {shlex.quote(f'timeout 120 docker pull -q {image}')}")
+            if result.rc != 0:
+                failed.append(f"{user}: {image}: {last_line(result)}")
+    assert not failed, f"expected each user to pull the images with their own login, found {'; '.join(failed)}"
+
+
 def test_smoke_container_runs(host: Any, expected: dict[str, Any]) -> None:
     if not expected.get("smoke"):
         pytest.skip("--smoke not asked for")
     require_running_daemon(host)
+    if configured_mirrors(host):
+        pytest.skip("a registry mirror is configured: test_registry_mirrors_serve_pulls pulls and runs the image")
     arch = host.system_info.arch
     if arch not in SMOKE_ARCHES:
         pytest.skip(f"the bundled smoke image is x86-64 only; this host is {arch}")

@@ -110,6 +110,7 @@ RULES: dict[str, Rule] = {
     "install.mirror": text,
     "daemon.profiles": text_list,
     "daemon.template": _optional(existing_file),
+    "login.password_file": _optional(existing_file),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings
+from hostsetup.registries import image_reference
 from hostsetup.report import write_json_file
 from hostsetup.runner import run_hosts
 from hostsetup.settings import InstallSettings, settings_as_dict
@@ -24,9 +25,11 @@ def ssh_options(c: Context) -> SshOptions:
                       connect_timeout=int(c.config.timeouts.connect or 10))
 
 
-def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool) -> dict[str, Any]:
-    """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke."""
-    return {"install": settings_as_dict(settings),
+def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool,
+                   pull: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke,
+    images each user must be able to pull."""
+    return {"install": settings_as_dict(settings), "pull": list(pull),
             "daemon": {"config": daemon.config, "replace": daemon.replace, "registry_cas": daemon.registry_cas}
             if daemon and daemon.configured else None,
             "smoke": smoke}
@@ -56,19 +59,22 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     return reports
 
 
-@task(iterable=["checks"], help={
-    "smoke": "also load and run the bundled tiny image (offline) on each host",
+@task(iterable=["checks", "pull"], help={
+    "smoke": "also run a tiny image: pulled through the registry mirrors when any are configured (each must "
+             "serve it), else the bundled one, loaded offline",
+    "pull": "an image each user (install.users, else the SSH user) must pull with their own login; repeatable",
     "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
     "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
     "json": "write a machine-readable report to this file",
 })
 def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
-           json: str | None = None) -> None:
+           json: str | None = None, pull: list[str] | None = None) -> None:
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
     targets = target_hosts(c)
-    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke) for t in targets}
+    images = tuple(image_reference(i) for i in pull or [])
+    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke, images) for t in targets}
     reports = run_verify(c, targets, expected, checks, junit_xml, json)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

@@ -1,0 +1,73 @@
+"""``hostsetup -H HOSTS login REGISTRY``: a registry login in users' ~/.docker/config.json."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from functools import partial
+
+from invoke import Context, task
+
+from hostsetup import secrets
+from hostsetup.errors import HostsetupError
+from hostsetup.facts import Wanted
+from hostsetup.inputs.files import read_text
+from hostsetup.login import LoginSettings, plan_login
+from hostsetup.registries import Credentials, registry_name
+from hostsetup.runner import Planner
+from hostsetup.settings import _as_list, check_users
+from hostsetup.tasks.install import exit_code, run_converge, target_hosts
+
+PASSWORD_VARIABLE = "HOSTSETUP_LOGIN_PASSWORD"
+
+
+def read_password(c: Context, password_file: str | None, username: str, registry: str) -> str:
+    """From ``--password-file`` (its first line), the ``login.password`` setting (``HOSTSETUP_LOGIN_PASSWORD``),
+    ``login.password_file``, or a prompt on the terminal; never from the command line."""
+    path = password_file or str(c.config.login.password_file or "")
+    if path:
+        text = read_text(path, "password file", limit=64 * 1024)
+        password = text.splitlines()[0] if text.splitlines() else ""
+        if not password:
+            raise HostsetupError(f"password file {path} is empty")
+        return password
+    if c.config.login.password:
+        return str(c.config.login.password)
+    if not sys.stdin.isatty():
+        raise HostsetupError(f"no password for {username} at {registry}: give --password-file FILE or "
+                             f"{PASSWORD_VARIABLE}, or run it on a terminal to be asked")
+    password = getpass.getpass(f"password for {username} at {registry}: ")
+    if not password:
+        raise HostsetupError("no password given")
+    return password
+
+
+@task(positional=["registry"], help={
+    "registry": "the registry, host[:port] (registry.example.com:5000); docker.io for Docker Hub",
+    "username": "the registry user name",
+    "password-file": f"read the password from this file (else {PASSWORD_VARIABLE}, else a prompt)",
+    "users": "comma-separated users whose ~/.docker/config.json gets the login (default: the SSH user)",
+    "logout": "remove the registry's login from those users' files instead",
+    "dry-run": "print what would change; change nothing",
+    "json": "write a machine-readable report to this file",
+})
+def login(c: Context, registry: str, username: str = "", password_file: str | None = None,
+          users: str | None = None, logout: bool = False, dry_run: bool = False, json: str | None = None) -> None:
+    """Log users in to a registry: credentials checked on the host first, ~/.docker/config.json written
+    atomically (0600, other keys kept); --logout removes it."""
+    name = registry_name(registry, "registry")
+    who = check_users(_as_list(users if users is not None else c.config.login.users), "--users")
+    credentials = None
+    if not logout:
+        user = username or str(c.config.login.username or "")
+        if not user:
+            raise HostsetupError("give --username (or login.username) to log in")
+        if any(ch in user for ch in ":\n\r\t") or len(user) > 255:
+            raise HostsetupError(f"--username {user!r}: a registry user name has no ':' and no control characters")
+        credentials = Credentials(user, read_password(c, password_file, user, name))
+        secrets.register(credentials.password, credentials.auth)
+    targets = target_hosts(c)
+    settings = LoginSettings(name, credentials, who)
+    planners: dict[str, Planner] = {t.name: partial(plan_login, login=settings) for t in targets}
+    wanted: dict[str, tuple[str, ...] | Wanted] = {t.name: Wanted(who, docker_configs=True) for t in targets}
+    exit_code(run_converge(c, planners, wanted, dry_run, json, targets))
