@@ -6,6 +6,7 @@ import base64
 import json
 import shlex
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,7 +15,7 @@ from hostsetup.daemon.plan import DAEMON_JSON, expectations
 from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
 from hostsetup.openpgp import key_file_problem
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
-from hostsetup.registries import ca_path
+from hostsetup.registries import CERTS_DIR, ca_path
 from hostsetup.settings import InstallSettings, settings_from_dict
 from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_PULL_IMAGE, SMOKE_PULL_REPOSITORY, SMOKE_REF, smoke_image
 
@@ -147,6 +148,11 @@ MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                   "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json")
 
 
+def first_line(result: Any) -> str:
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return lines[0] if lines else f"exit {result.rc}"
+
+
 def last_line(result: Any) -> str:
     lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
     return lines[-1] if lines else f"exit {result.rc}"
@@ -169,11 +175,15 @@ def test_registry_mirrors_serve_pulls(host: Any, expected: dict[str, Any]) -> No
     accept = ", ".join(MANIFEST_TYPES)
     for mirror in mirrors:
         url = f"{mirror.rstrip('/')}/v2/{SMOKE_PULL_REPOSITORY}/manifests/latest"
-        answer = host.run(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 30 "
-                          f"-H {shlex.quote('Accept: ' + accept)} {shlex.quote(url)}")
+        # Trusted as dockerd trusts it: the system's CAs plus the mirror's own in /etc/docker/certs.d.
+        certs = f"{CERTS_DIR}/{urlsplit(mirror).netloc}"
+        bundle = ("b=$(mktemp); cat /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "
+                  f"{shlex.quote(certs)}/*.crt > \"$b\" 2>/dev/null")
+        answer = host.run(f"{bundle}; curl -sS -o /dev/null -w '%{{http_code}}' --max-time 30 --cacert \"$b\" "
+                          f"-H {shlex.quote('Accept: ' + accept)} {shlex.quote(url)}; rc=$?; rm -f \"$b\"; exit $rc")
         code = answer.stdout.strip()
         assert code == "200", (f"expected the registry mirror {mirror} to serve {SMOKE_PULL_IMAGE}, found "
-                               f"{('HTTP ' + code) if code not in ('', '000') else answer.stderr.strip()}")
+                               f"{('HTTP ' + code) if code not in ('', '000') else first_line(answer)}")
     pull = host.run(f"timeout 120 docker pull {SMOKE_PULL_IMAGE}")
     assert pull.rc == 0, f"expected docker pull {SMOKE_PULL_IMAGE} through {', '.join(mirrors)} to work, " \
         f"found: {last_line(pull)}"
