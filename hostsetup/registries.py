@@ -59,15 +59,33 @@ def registry_name(text: str, what: str = "registry") -> str:
     return value
 
 
-_IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._:/\[\]-]*[a-z0-9\]])?"
-                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def image_reference(text: str, what: str = "--pull") -> str:
-    """An image reference as ``docker pull`` takes it (``registry:5000/team/app:1``), checked for shape."""
+    """An image reference as ``docker pull`` takes it (``registry:5000/team/app:1``), checked for shape:
+    an optional registry (``registry_name``), path components, an optional tag and digest."""
     value = text.strip()
-    if not value or len(value) > 512 or not _IMAGE.match(value) or "//" in value:
-        raise RegistryError(f"{what} {text!r} is not an image reference (registry.example.com:5000/team/app:1)")
+    problem = RegistryError(f"{what} {text!r} is not an image reference (registry.example.com:5000/team/app:1)")
+    name, _, digest = value.partition("@")
+    if digest and not _DIGEST.match(digest):
+        raise problem
+    slash = name.rfind("/")
+    if ":" in name[slash + 1:]:
+        name, _, tag = name.rpartition(":")
+        if not _TAG.match(tag):
+            raise problem
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        try:
+            registry_name(parts[0], what)
+        except RegistryError:
+            raise problem from None
+        parts = parts[1:]
+    if not value or len(value) > 512 or not all(_PATH_COMPONENT.match(p) for p in parts):
+        raise problem
     return value
 
 

@@ -420,6 +420,10 @@ class Sandbox:
                                  username=PRIVATE_USER, password_file=self.registry_password_file,
                                  private_ca=self.private_tls.ca_cert)
 
+    def registries_running(self) -> bool:
+        return bool(docker("ps", "-q", "--filter", f"label={self.label}", "--filter", "label=hostsetup.registry"
+                           ).stdout.split())
+
     def remove_hosts(self, hosts: list[SandboxHost]) -> None:
         """Remove the given hosts and their docker volumes."""
         if not hosts:

@@ -2,12 +2,12 @@
 
 Install Docker Engine (from Docker's repository name by default, answered inside the
 sandbox by its mirror), write daemon.json with a registry mirror and log rotation,
-run the shipped checks, then as the host's user load and run the tiny image.
+run the shipped checks (the mirror must serve a pull), then as the host's user pull the
+tiny image through the registry mirror and run it.
 """
 
 from __future__ import annotations
 
-import shlex
 import time
 
 from invoke import Context, Exit, task
@@ -17,15 +17,17 @@ from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.mirrors import PRESETS, resolve_mirror
 from hostsetup.sandbox.hosts import MIRROR_ALIAS, Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
+from hostsetup.sandbox.registries import REGISTRY_MIRROR
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.targets import Target
 from hostsetup.tasks.install import run_install
 from hostsetup.tasks.sandbox import describe, engine_missing
 
 DEMO_SANDBOX = "demo"
-# What the demo's daemon.json names as the Docker Hub mirror. The sandbox runs no
-# registry under this name: the demo's image comes from the package mirror instead.
-DEMO_REGISTRY_MIRROR = "https://registry-mirror.sandbox.internal"
+# What the demo's daemon.json names as the Docker Hub mirror: the sandbox's pull-through cache
+# of its Docker Hub stand-in (hostsetup.sandbox.registries).
+DEMO_REGISTRY_MIRROR = f"https://{REGISTRY_MIRROR}"
+TINY = "tiny"   # library/tiny on the sandbox's Docker Hub stand-in
 
 
 def demo_settings(mirror: str, sandbox_mirror: SandboxMirror) -> InstallSettings:
@@ -42,11 +44,10 @@ def demo_daemon() -> DaemonSettings:
 
 
 def run_tiny_image(box: Sandbox, host: SandboxHost, sandbox_mirror: SandboxMirror) -> tuple[bool, str]:
-    """As the sandbox user, in a new SSH session: fetch the tiny image, ``docker load``, ``docker run``."""
+    """As the sandbox user, in a new SSH session: ``docker pull tiny`` (through the registry mirror:
+    the sandbox cannot reach Docker Hub) and ``docker run``."""
     build = sandbox_mirror.build
-    url = f"https://{MIRROR_ALIAS}/{build.tiny_image}"
-    command = (f"curl -fsS {shlex.quote(url)} | docker load -q >/dev/null && "
-               f"docker run --rm {shlex.quote(build.tiny_image_ref)}")
+    command = f"docker pull -q {TINY} >/dev/null && docker run --rm {TINY}"
     with box.connection(host) as conn:
         result = conn.run(command, hide=True, warn=True, timeout=120, in_stream=False)
     out = result.stdout.strip()
@@ -77,6 +78,7 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
     started = time.monotonic()
     box.prepare()  # a Docker engine first: on a fresh machine none runs yet
     sandbox_mirror = box.start_mirror()  # first: the hosts use its name server
+    box.start_registries()
     host = next((h for h in box.hosts() if h.flavor == flavor), None)
     if host is None:
         print(f"starting a {flavor} sandbox host (the first run builds its image: about a minute)")
@@ -96,18 +98,18 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
         from hostsetup.tasks.verify import expected_state, run_verify
 
         print("\n2. verify: the shipped testinfra checks")
-        verified = run_verify(c, [target], {target.name: expected_state(settings, daemon, smoke=False)})
+        verified = run_verify(c, [target], {target.name: expected_state(settings, daemon, smoke=True)})
         failed = any(v.status == "failed" for v in verified)
     if not failed:
-        print(f"\n3. as {SANDBOX_USER} on {host.hostname}: docker load and docker run "
-              f"{sandbox_mirror.build.tiny_image_ref}")
+        print(f"\n3. as {SANDBOX_USER} on {host.hostname}: docker pull {TINY} (through the registry mirror) "
+              f"and docker run {TINY}")
         ok, output = run_tiny_image(box, host, sandbox_mirror)
         print(f"   {'ok' if ok else 'FAILED'}: {output}")
         failed = not ok
     print(f"\n{'demo FAILED' if failed else 'demo done'} in {time.monotonic() - started:.1f} s. "
           "Look around:\n" + describe(box, host))
     print(f"  on the host: docker info | grep -A1 'Registry Mirrors'; cat /etc/docker/daemon.json; "
-          f"docker run --rm {sandbox_mirror.build.tiny_image_ref}")
+          f"docker run --rm {TINY}")
     print("Remove it all with: hostsetup demo --down" + (f" --name {name}" if name != DEMO_SANDBOX else ""))
     if failed:
         raise Exit(code=1)

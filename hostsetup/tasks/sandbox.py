@@ -6,6 +6,7 @@ from invoke import Context, Exit, task
 
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
+from hostsetup.sandbox.registries import HUB, PRIVATE, PRIVATE_IMAGE, PRIVATE_PORT, PRIVATE_USER, REGISTRY_MIRROR
 
 
 def engine_missing(name: str) -> str:
@@ -23,6 +24,21 @@ def describe(sandbox: Sandbox, host: SandboxHost) -> str:
         f"  ssh -i {sandbox.key_path} -o UserKnownHostsFile={sandbox.known_hosts_path} "
         f"-p {host.port} {SANDBOX_USER}@127.0.0.1"
     )
+
+
+def describe_registries(box: Sandbox) -> str:
+    """The registries, as the hosts reach them, and the lines that use them."""
+    ca, password = box.private_tls.ca_cert, box.registry_password_file
+    return "\n".join((
+        "registries (docker-registry 2.8, on the sandbox network only):",
+        f"  https://{HUB}  Docker Hub stand-in: library/tiny, library/hello-world (not reachable as Docker Hub)",
+        f"  https://{REGISTRY_MIRROR}  pull-through mirror of it (sandbox CA, trusted by the hosts)",
+        f"  {PRIVATE}:{PRIVATE_PORT}  private: htpasswd user {PRIVATE_USER}, password in {password}; "
+        f"{PRIVATE_IMAGE}; its own CA {ca} (NOT trusted by the hosts)",
+        f"  hostsetup ... configure --registry-mirrors https://{REGISTRY_MIRROR} "
+        f"--registry-ca {PRIVATE}:{PRIVATE_PORT}={ca}",
+        f"  hostsetup ... login {PRIVATE}:{PRIVATE_PORT} --username {PRIVATE_USER} --password-file {password}",
+    ))
 
 
 @task(
@@ -45,6 +61,7 @@ def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
         return
     if action == "up":
         mirror = box.start_mirror()  # first: the hosts use its name server
+        box.start_registries()
         started = box.up(hosts, tuple(f.strip() for f in flavor.split(",") if f.strip()))
         for host in started:
             print(describe(box, host))
@@ -53,12 +70,15 @@ def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
               f"  hostsetup ... install --key-fingerprint {mirror.build.key_fingerprint} [--mirror aliyun|tuna|...]\n"
               f"  hostsetup ... install --mirror {mirror.url} --insecure-mirror "
               f"--key-fingerprint {mirror.build.key_fingerprint}")
+        print(describe_registries(box))
     elif action == "status":
         found = box.hosts()
         if not found:
             print(f"sandbox {name!r} has no running hosts")
         for host in found:
             print(describe(box, host))
+        if box.registries_running():
+            print(describe_registries(box))
     else:
         removed = box.down()
         print(f"removed {', '.join(removed)}" if removed else f"sandbox {name!r} was not running")

@@ -14,11 +14,18 @@ import pytest
 from fabric import Connection
 
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
+from hostsetup.sandbox.registries import SandboxRegistries
 
 
 @pytest.fixture(scope="session")
 def mirror(sandbox: Sandbox) -> SandboxMirror:
     return sandbox.start_mirror()
+
+
+@pytest.fixture(scope="session")
+def registries(sandbox: Sandbox, mirror: SandboxMirror) -> SandboxRegistries:
+    """The hub stand-in, its pull-through mirror and the private registry (after the mirror: its name server)."""
+    return sandbox.start_registries()
 
 
 def ssh(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup") -> Connection:

@@ -25,11 +25,6 @@ OTHER_KEYS = '{\n  "detachKeys": "ctrl-e,e",\n  "auths": {"other.example.com": {
 
 
 @pytest.fixture(scope="module")
-def registries(sandbox: Sandbox, mirror: SandboxMirror) -> SandboxRegistries:
-    return sandbox.start_registries()
-
-
-@pytest.fixture(scope="module")
 def trio(sandbox: Sandbox, mirror: SandboxMirror) -> Iterator[list[SandboxHost]]:
     """Debian 12, Debian 13, Debian 12: Docker installed on all three in one fleet run (default repository)."""
     hosts = sandbox.start_hosts(["debian12", "debian13", "debian12"])
@@ -79,6 +74,12 @@ def test_a_pull_goes_through_the_registry_mirror(sandbox: Sandbox, mirror: Sandb
     for host in pair:  # no mirror: Docker Hub is out of reach, as on a server that cannot reach it
         code, out = as_user(sandbox, host, "docker pull tiny")
         assert code != 0 and "registry-1.docker.io" in out, (host.flavor, out)
+    report = tmp_path / "offline.json"  # no mirror: verify --smoke loads the bundled image instead
+    code, out = hostsetup(sandbox, mirror, pair, "verify", "--smoke", "--json", str(report))
+    assert code == 0, out
+    for host_checks in checks(report):
+        assert host_checks["test_smoke_container_runs"] == "passed", host_checks
+        assert host_checks["test_registry_mirrors_serve_pulls"] == "skipped"
     code, out = hostsetup(sandbox, mirror, pair, "configure", "--registry-mirrors", registries.mirror.url)
     assert code == 0, out
     for host in pair:

@@ -52,3 +52,21 @@ def test_script_is_valid_posix_sh_and_runs_locally() -> None:
     facts = parse_facts(out)
     assert facts.user_groups["no-such-user-x"] is None
     assert facts.user_groups["root"] is not None and "root" in facts.user_groups["root"]
+
+
+def test_homes_and_docker_configs_are_read_for_the_users_asked_and_the_login_user(tmp_path, monkeypatch) -> None:
+    import getpass
+    import os
+
+    me = getpass.getuser()
+    home = os.path.expanduser(f"~{me}")
+    script = facts_script(("root", "no-such-user-x"), files=(str(tmp_path / "extra.crt"),), docker_configs=True)
+    (tmp_path / "extra.crt").write_text("PEM\n")
+    subprocess.run(["sh", "-n", "-c", script], check=True)
+    facts = parse_facts(subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30).stdout)
+    assert facts.homes["root"].home == "/root" and facts.homes["root"].uid == 0
+    assert me in facts.homes and facts.homes[me].home == home
+    assert "no-such-user-x" not in facts.homes
+    assert facts.files[str(tmp_path / "extra.crt")] == "PEM\n"
+    config = os.path.join(home, ".docker", "config.json")
+    assert (config in facts.files) == os.path.exists(config)

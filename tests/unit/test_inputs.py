@@ -135,3 +135,33 @@ def test_yaml_merge_keys_and_lines() -> None:
     data = parse_yaml("base: &b {user: a, port: 2}\nhost:\n  <<: *b\n  port: 3\n", "f.yaml")
     assert data["host"] == {"user": "a", "port": 3}
     assert data.lines == {"base": 1, "host": 2} and data["host"].lines["port"] == 4
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["-H", "a", "configure", "--registry-ca", "ca.crt"], ["--registry-ca takes REGISTRY=FILE"]),
+    (["-H", "a", "configure", "--registry-ca", "a/b=ca.crt"], ["--registry-ca 'a/b' is not a registry name"]),
+    (["-H", "a", "configure", "--registry-ca", "r.example.com:99999=ca.crt"], ["the port must be a number"]),
+    (["-H", "a", "configure", "--registry-ca", "r.example.com=/nonexistent.crt"],
+     ["CA certificate for r.example.com /nonexistent.crt does not exist"]),
+    (["-H", "a", "configure", "--registry-ca", "r.example.com=hostsetup.yaml"], ["holds no PEM certificate"]),
+    (["-H", "a", "configure", "--set", 'insecure-registries=["r.example.com"]'], ["--insecure-registry"]),
+    (["-H", "a", "configure", "--insecure-registry", "r.example.com/x"], ["is not a registry name"]),
+    (["-H", "a", "verify", "--pull", "Bad Image"], ["--pull 'Bad Image' is not an image reference"]),
+    (["-H", "a", "login"], ["login"]),
+    (["-H", "a", "login", "r.example.com;id", "--username", "u"], ["is not a registry name"]),
+    (["-H", "a", "login", "r.example.com"], ["give --username"]),
+    (["-H", "a", "login", "r.example.com", "--username", "a:b", "--password-file", "hostsetup.yaml"],
+     ["has no ':'"]),
+    (["-H", "a", "login", "r.example.com", "--username", "u", "--password-file", "/nonexistent"],
+     ["password file /nonexistent does not exist"]),
+    (["-H", "a", "login", "r.example.com", "--username", "u", "--password-file", "empty.txt"], ["is empty"]),
+    (["-H", "a", "login", "r.example.com", "--username", "u"], ["no password for u at r.example.com"]),
+    (["-H", "a", "login", "r.example.com", "--username", "u", "--users", "a b", "--password-file", "hostsetup.yaml"],
+     ["'a b' is not a valid user name"]),
+])
+def test_registry_inputs(tmp_path: Path, argv: list[str], fragments: list[str]) -> None:
+    (tmp_path / "hostsetup.yaml").write_text("parallel: 2\n")
+    (tmp_path / "empty.txt").write_text("\n")
+    outcome = run_cli(argv, tmp_path)
+    refused(outcome, *fragments)
+    assert not outcome.reached, "no host may be contacted"
