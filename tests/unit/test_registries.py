@@ -275,3 +275,54 @@ def test_registry_config_is_json_yaml_with_tls_proxy_and_auth() -> None:
     assert config["http"]["addr"] == ":5000" and config["proxy"] == {"remoteurl": "https://hub"}
     assert config["auth"]["htpasswd"]["path"] == "/srv/htpasswd"
     assert "proxy" not in json.loads(registry_config("/t", "/s", 443))
+
+
+# --- where the password comes from ------------------------------------------------------------------
+
+class _Login:
+    def __init__(self, password: str = "", password_file: str = "") -> None:
+        self.password, self.password_file = password, password_file
+
+
+class _Config:
+    def __init__(self, **login: str) -> None:
+        self.login = _Login(**login)
+
+
+class _Context:
+    def __init__(self, **login: str) -> None:
+        self.config = _Config(**login)
+
+
+def test_password_from_file_setting_variable_or_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from hostsetup.errors import HostsetupError
+
+    task = importlib.import_module("hostsetup.tasks.login")  # (hostsetup.tasks.login is also the task's name)
+
+    (tmp_path / "pw").write_text("from file\nsecond line ignored\n")
+    assert task.read_password(_Context(), str(tmp_path / "pw"), "u", REGISTRY) == "from file"  # type: ignore[arg-type]
+    assert task.read_password(_Context(password="from env"), None, "u", REGISTRY) == "from env"  # type: ignore[arg-type]
+    assert task.read_password(_Context(password_file=str(tmp_path / "pw")), None, "u",  # type: ignore[arg-type]
+                              REGISTRY) == "from file"
+    monkeypatch.setattr(task.sys.stdin, "isatty", lambda: False, raising=False)
+    with pytest.raises(HostsetupError, match="HOSTSETUP_LOGIN_PASSWORD"):
+        task.read_password(_Context(), None, "u", REGISTRY)  # type: ignore[arg-type]
+    asked: list[str] = []
+    monkeypatch.setattr(task.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(task.getpass, "getpass", lambda prompt: asked.append(prompt) or "typed")
+    assert task.read_password(_Context(), None, "u", REGISTRY) == "typed"  # type: ignore[arg-type]
+    assert asked == [f"password for u at {REGISTRY}: "]
+
+
+def test_install_puts_the_registry_ca_before_daemon_json(ca_pem: str, tmp_path: Path) -> None:
+    from hostsetup.plan import plan_install
+    from hostsetup.settings import install_settings
+
+    (tmp_path / "ca.crt").write_text(ca_pem)
+    daemon = daemon_settings({"registry_cas": {REGISTRY: str(tmp_path / "ca.crt")},
+                              "settings": {"registry-mirrors": ["https://mirror.example.com"]}})
+    plan = plan_install(parse_facts((DATA / "debian12-bare.txt").read_text()), install_settings({}), daemon)
+    names = [s.name for s in plan.steps]
+    assert names.index("registry-ca") == names.index("daemon") - 1
