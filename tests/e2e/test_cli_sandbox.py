@@ -26,6 +26,7 @@ def test_demo_installs_docker_then_down_removes_everything(sandbox) -> None:
         up = hostsetup("demo", "--name", name)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "1 host: 1 changed" in up.stdout
+        assert "docker pull tiny (through the registry mirror)" in up.stdout and "ok: hello from" in up.stdout
         assert "ssh -i " in up.stdout and "-> changed:" in up.stdout
         again = hostsetup("demo", "--name", name)
         assert again.returncode == 0 and "1 host: 1 ok" in again.stdout, again.stdout
@@ -44,6 +45,9 @@ def test_sandbox_up_prints_how_to_connect_and_down_cleans_up(sandbox) -> None:
         assert "ssh -i" in up.stdout and "--key-fingerprint" in up.stdout
         status = hostsetup("sandbox", "status", "--name", name)
         assert status.stdout.count("hostsetup -H") == 2
+        for out in (up.stdout, status.stdout):  # the registries, with what it takes to use them
+            assert "https://hub.sandbox.internal" in out and "https://registry-mirror.sandbox.internal" in out
+            assert "registry.sandbox.internal:5000" in out and "--password-file" in out and "--registry-ca" in out
     finally:
         down = hostsetup("sandbox", "down", "--name", name)
     assert down.returncode == 0
