@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostsetup.errors import HostsetupError
+from hostsetup.render import json_object
 
 CERTS_DIR = "/etc/docker/certs.d"
 HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io", "hub.docker.com")
@@ -142,12 +143,9 @@ def parse_client_config(text: str | None, where: str) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ClientConfigError(f"{where} is not valid JSON ({exc}); fix or move it first") from None
-    if not isinstance(value, dict):
-        raise ClientConfigError(f"{where} is not a JSON object; fix or move it first")
-    return value
+        return json_object(text)
+    except ValueError as exc:
+        raise ClientConfigError(f"{where} is {exc}; fix or move it first") from None
 
 
 def helper_for(config: dict[str, Any], key: str) -> str:

@@ -25,6 +25,17 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """``text`` as a JSON object; ValueError saying "not valid JSON (...)" or "not a JSON object, got X"."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object, got {type(value).__name__}")
+    return value
+
+
 def template_loader() -> BaseLoader:
     """The installed ``hostsetup.templates`` package, else the source tree's ``templates/``."""
     if find_spec("hostsetup.templates") is not None:

@@ -17,7 +17,7 @@ from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.inputs.files import read_text
 from hostsetup.registries import check_ca, registry_name
-from hostsetup.render import environment, to_json
+from hostsetup.render import environment, json_object, to_json
 from hostsetup.settings import parse_bool
 
 PROFILES = ("log-rotation", "registry-mirrors", "production")
@@ -68,12 +68,9 @@ def canonical_json(config: Mapping[str, Any]) -> str:
 
 def _render_object(text: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DaemonSettingsError(f"{what} did not render to JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise DaemonSettingsError(f"{what} must render a JSON object, got {type(value).__name__}")
-    return value
+        return json_object(text)
+    except ValueError as exc:
+        raise DaemonSettingsError(f"{what} did not render a JSON object: {exc}") from None
 
 
 def render_profile(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
