@@ -100,15 +100,38 @@ hs_read() {
 }
 for f in FILES; do hs_read "$f"; done
 """
-# Each user's Docker client configuration (registry logins), found through the user's home.
-_DOCKER_CONFIGS = r"""for u in USERS "$(id -un)"; do
-  h=$(getent passwd "$u" | cut -d: -f6); [ -z "$h" ] || hs_read "$h/DOCKER_CONFIG_PATH"
+# Each user's Docker client configuration (registry logins), read AS THAT USER (runuser): a link in
+# a home must not lead root to another file (whose content hostsetup would write back into the
+# user's); only a regular file is read, a FIFO or a dangling link is "unreadable". Where this shell
+# cannot act as the user (sudo asks a password) the file is "unreadable" here, and read as root later.
+_DOCKER_CONFIGS = r"""hs_as() { hs_u=$1; shift
+  if [ "$hs_u" = "$(id -un)" ]; then "$@"
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$hs_u" -- "$@"
+  else sudo -n runuser -u "$hs_u" -- "$@"; fi
+}
+for u in USERS; do
+  h=$(getent passwd "$u" | cut -d: -f6); [ -n "$h" ] || continue
+  while [ "$h" != "${h%/}" ]; do h=${h%/}; done
+  f="$h/DOCKER_CONFIG_PATH"
+  if ! hs_as "$u" true 2>/dev/null; then printf '%s\tunreadable\t\n' "$f"
+  elif hs_as "$u" test -f "$f" 2>/dev/null && c=$(hs_as "$u" timeout 10 base64 "$f" 2>/dev/null); then
+    printf '%s\tpresent\t%s\n' "$f" "$(printf '%s' "$c" | tr -d '\n')"
+  elif hs_as "$u" test -e "$f" 2>/dev/null || hs_as "$u" test -L "$f" 2>/dev/null; then
+    printf '%s\tunreadable\t\n' "$f"
+  fi
 done"""
 DOCKER_CONFIG_PATH = ".docker/config.json"   # under a user's home
 
 
 def docker_config_path(home: str) -> str:
+    """Where a user's client configuration is, exactly as the facts script names it."""
     return f"{home.rstrip('/')}/{DOCKER_CONFIG_PATH}"
+
+
+def docker_configs_script(users: tuple[str, ...], login_user: bool = True) -> str:
+    """Print a file row for each user's ``~/.docker/config.json`` (``login_user``: the shell's user's too)."""
+    words = " ".join([*(shlex.quote(u) for u in users), *(['"$(id -un)"'] if login_user else [])])
+    return _DOCKER_CONFIGS.replace("DOCKER_CONFIG_PATH", DOCKER_CONFIG_PATH).replace("USERS", words)
 
 
 def read_files_script(paths: tuple[str, ...] | list[str]) -> str:
@@ -132,7 +155,7 @@ def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docke
     beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``."""
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
-    configs = _DOCKER_CONFIGS.replace("DOCKER_CONFIG_PATH", DOCKER_CONFIG_PATH) if docker_configs else ""
+    configs = docker_configs_script(users) if docker_configs else ""
     return (_SCRIPT.replace("READ_FILES", read_files_script((*FACT_FILES, *files)))
             .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words(FACT_PACKAGES))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS))

@@ -15,6 +15,7 @@ from hostsetup.registries import (
     auth_key,
     client_config_text,
     helper_for,
+    is_hub,
     logged_in_as,
     parse_client_config,
     with_login,
@@ -55,15 +56,16 @@ def plan_login(facts: HostFacts, login: LoginSettings) -> Plan:
         except ClientConfigError as exc:
             raise PlanError(str(exc)) from None
         before = logged_in_as(config, key)
+        helper = helper_for(config, key)
+        if helper:
+            raise PlanError(f"{user}'s {path} keeps logins in {helper}, where hostsetup does not write: "
+                            f"{'log in' if login.credentials else 'log out'} there as {user} (docker "
+                            f"{'login' if login.credentials else 'logout'}), or remove that setting first")
         if login.credentials is None:
             new = without_login(config, key)
             change = f"remove the login to {login.registry} (as {before})" if before else \
                 f"remove the entry of {login.registry}"
         else:
-            helper = helper_for(config, key)
-            if helper:
-                raise PlanError(f"{user}'s {path} keeps logins in {helper}, where hostsetup does not write: "
-                                f"log in there as {user} (docker login), or remove that setting first")
             new = with_login(config, key, login.credentials)
             change = (f"log in to {login.registry} as {login.credentials.username}"
                       + (f" (was {before})" if before and before != login.credentials.username else "")
@@ -80,7 +82,8 @@ def plan_login(facts: HostFacts, login: LoginSettings) -> Plan:
     changing = [op.user for op in writes if isinstance(op, WriteUserFile)]
     check: tuple[Operation, ...] = ()
     if login.credentials is not None:
-        check = (CheckLogin(login.registry, login.credentials.username, login.credentials.password),)
+        check = (CheckLogin("" if is_hub(login.registry) else login.registry, login.credentials.username,
+                            login.credentials.password),)
     verb = f"log in to {login.registry} as {login.credentials.username}" if login.credentials \
         else f"log out of {login.registry}"
     return Plan(platform, (Step("login", f"{verb}: {', '.join(changing)}", (*check, *writes)),))

@@ -145,12 +145,13 @@ class CheckLogin:
     """Log in to ``registry`` through the host's dockerd in a throwaway client configuration:
     credentials the registry refuses fail the step before any file is written."""
 
-    registry: str
+    registry: str      # "": Docker Hub (docker login's default)
     username: str
     password: str = field(repr=False)
 
     def describe(self) -> list[str]:
-        return [f"$ docker login --username {shlex.quote(self.username)} --password-stdin {self.registry}  "
+        return [f"$ docker login --username {shlex.quote(self.username)} --password-stdin {self.registry}".rstrip()
+                + "  "
                 "(password on stdin, throwaway DOCKER_CONFIG: checks the credentials, keeps nothing)"]
 
 

@@ -12,14 +12,14 @@ import base64
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hostsetup.errors import HostsetupError
 from hostsetup.render import json_object
 
 CERTS_DIR = "/etc/docker/certs.d"
-HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io", "hub.docker.com")
+HUB_NAMES = ("docker.io", "index.docker.io")
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
@@ -53,9 +53,9 @@ def registry_name(text: str, what: str = "registry") -> str:
             raise RegistryError(f"{what} {raw!r}: {host!r} is not an IPv6 address") from None
     elif ":" in value:
         host, _, port = value.rpartition(":")
-    if (port or value.endswith(":")) and not (port.isdigit() and 0 < int(port) < 65536):
+    if (port or value.endswith(":")) and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise RegistryError(f"{what} {raw!r}: the port must be a number from 1 to 65535")
-    if not value.startswith("[") and not all(_LABEL.match(label) for label in host.split(".")):
+    if not value.startswith("[") and not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise RegistryError(f"{what} {raw!r}: {host!r} is not a host name")
     return value
 
@@ -71,12 +71,12 @@ def image_reference(text: str, what: str = "--pull") -> str:
     value = text.strip()
     problem = RegistryError(f"{what} {text!r} is not an image reference (registry.example.com:5000/team/app:1)")
     name, _, digest = value.partition("@")
-    if digest and not _DIGEST.match(digest):
+    if digest and not _DIGEST.fullmatch(digest):
         raise problem
     slash = name.rfind("/")
     if ":" in name[slash + 1:]:
         name, _, tag = name.rpartition(":")
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise problem
     parts = name.split("/")
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
@@ -85,7 +85,7 @@ def image_reference(text: str, what: str = "--pull") -> str:
         except RegistryError:
             raise problem from None
         parts = parts[1:]
-    if not value or len(value) > 512 or not all(_PATH_COMPONENT.match(p) for p in parts):
+    if not value or len(value) > 255 or not all(_PATH_COMPONENT.fullmatch(p) for p in parts):
         raise problem
     return value
 
@@ -126,7 +126,20 @@ def check_ca(text: str, origin: str) -> str:
 @dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def checked(cls, username: str, password: str) -> Credentials:
+        """As ``docker login --password-stdin`` reads them: one final newline (and then a carriage
+        return) dropped, so the stored login is the one the registry accepted. A user name with ':'
+        or a control character, or an empty password, is refused."""
+        if not username or ":" in username or any(ord(ch) < 32 or ord(ch) == 127 for ch in username) \
+                or len(username) > 255:
+            raise RegistryError(f"user name {username!r}: a registry user name has no ':' and no control characters")
+        password = password.removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise RegistryError("the password is empty")
+        return cls(username, password)
 
     @property
     def auth(self) -> str:
@@ -171,17 +184,26 @@ def with_login(config: dict[str, Any], key: str, credentials: Credentials) -> di
     return {**config, "auths": auths}
 
 
+def login_keys(key: str) -> set[str]:
+    """Every ``auths`` key Docker's client would use for ``key`` (and ``docker logout`` removes)."""
+    if key == HUB_AUTH_KEY:
+        return {key, *HUB_NAMES, *(f"https://{n}" for n in HUB_NAMES), "https://index.docker.io/v1"}
+    return {key, f"https://{key}", f"http://{key}", f"https://{key}/", f"http://{key}/"}
+
+
 def without_login(config: dict[str, Any], key: str) -> dict[str, Any]:
     auths = config.get("auths")
-    if not isinstance(auths, dict) or key not in auths:
+    forms = login_keys(key)
+    if not isinstance(auths, dict) or not forms & set(auths):
         return config
-    return {**config, "auths": {k: v for k, v in auths.items() if k != key}}
+    return {**config, "auths": {k: v for k, v in auths.items() if k not in forms}}
 
 
 def logged_in_as(config: dict[str, Any], key: str) -> str | None:
-    """The user name of ``key``'s stored login (None: no usable login stored)."""
+    """The user name of ``key``'s stored login, under any form of the key (None: no usable login stored)."""
     auths = config.get("auths")
-    entry = auths.get(key) if isinstance(auths, dict) else None
+    entry = next((auths[k] for k in sorted(login_keys(key), key=lambda k: k != key) if k in auths), None) \
+        if isinstance(auths, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("auth"), str):
         return None
     try:

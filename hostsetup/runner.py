@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
@@ -36,7 +36,16 @@ from hostsetup import secrets
 from hostsetup.apply import MARK, StepResult, apply_plan, connection_lost
 from hostsetup.connection import Watchdog, connect, liveness_kwargs
 from hostsetup.errors import HostsetupError
-from hostsetup.facts import FactsError, HostFacts, Wanted, parse_facts, parse_file_rows, read_files_script
+from hostsetup.facts import (
+    FactsError,
+    HostFacts,
+    Wanted,
+    docker_config_path,
+    docker_configs_script,
+    parse_facts,
+    parse_file_rows,
+    read_files_script,
+)
 from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, tail
@@ -74,7 +83,8 @@ class HostReport:
 def gather_facts(remote: Remote, users: tuple[str, ...] | Wanted) -> HostFacts:
     """The host's facts in one session; files only root can read (hostsetup writes credential-
     bearing files 0600) need a second, root one when sudo asks for a password."""
-    result = remote.run(Wanted.of(users).script(), timeout=60)
+    wanted = Wanted.of(users)
+    result = remote.run(wanted.script(), timeout=60)
     if connection_lost(result):  # reading only: nothing on the host is half-done
         raise RemoteError("the SSH connection was lost while gathering facts (nothing was changed): rerun")
     try:
@@ -84,13 +94,19 @@ def gather_facts(remote: Remote, users: tuple[str, ...] | Wanted) -> HostFacts:
     remote.as_root, remote.sudo_asks = facts.uid == 0, facts.sudo == "password"
     unreadable = [path for path, content in facts.files.items() if content is None]
     if unreadable and remote.sudo_asks and remote.conn.config.sudo.password:
-        facts = replace(facts, files={**facts.files, **read_as_root(remote, unreadable)})
+        configs = {docker_config_path(a.home) for a in facts.homes.values()} if wanted.docker_configs else set()
+        facts = replace(facts, files={**facts.files, **read_as_root(remote, unreadable, configs, wanted.users)})
     return facts
 
 
-def read_as_root(remote: Remote, paths: list[str]) -> dict[str, str | None]:
-    """``path -> content`` of files the login user cannot read (None: root cannot either)."""
-    result = remote.root(read_files_script(paths), timeout=60)
+def read_as_root(remote: Remote, paths: list[str], configs: Collection[str] = (),
+                 users: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """``path -> content`` of files the login user cannot read (None: root cannot either); users'
+    client configurations among them (``configs``) are read as their users, through root."""
+    script = read_files_script([p for p in paths if p not in configs])
+    if set(configs) & set(paths):
+        script += "\n" + docker_configs_script(users, login_user=False)
+    result = remote.root(script, timeout=60)
     return {**dict.fromkeys(paths), **parse_file_rows(result.stdout.splitlines())}
 
 

@@ -77,10 +77,14 @@ def check_login_script(op: CheckLogin) -> str:
         "cfg=",
         *cleanup_traps('[ -z "$cfg" ] || rm -rf "$cfg"'),
         "cfg=$(mktemp -d)",
+        "if ! command -v docker >/dev/null 2>&1; then echo 'the docker client is not installed: run "
+        "hostsetup install first; nothing was written' >&2; exit 1; fi",
         f'if ! out=$(printf %s {secret} | base64 -d | DOCKER_CONFIG="$cfg" timeout 60 docker login '
-        f"--username {q(op.username)} --password-stdin {q(op.registry)} 2>&1); then",
-        f"  printf '%s refused the login of %s: %s; nothing was written\\n' {q(op.registry)} {q(op.username)} "
-        '"$(printf \'%s\\n\' "$out" | grep -v \'^WARNING\' | tail -n 1)" >&2',
+        f"--username {q(op.username)} --password-stdin {q(op.registry) if op.registry else ''} 2>&1); then",
+        '  rc=$?; why=$(printf \'%s\\n\' "$out" | grep -v \'^WARNING\' | grep . | tail -n 1)',
+        '  [ -n "$why" ] || why="docker login ended with exit $rc and no message"',
+        f"  printf '%s refused the login of %s: %s; nothing was written\\n' {q(op.registry or 'Docker Hub')} "
+        f'{q(op.username)} "$why" >&2',
         "  exit 1",
         "fi",
         'rm -rf "$cfg"; cfg=',

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -163,6 +164,50 @@ def configured_mirrors(host: Any) -> list[str]:
     return [str(m) for m in mirrors]
 
 
+def _bearer_challenge(headers: str) -> dict[str, str]:
+    """``realm``, ``service``, ``scope`` of a ``WWW-Authenticate: Bearer ...`` header ({} when none)."""
+    for line in headers.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "www-authenticate" and value.strip().lower().startswith("bearer "):
+            return dict(re.findall(r'(\w+)="([^"]*)"', value))
+    return {}
+
+
+def mirror_serves(host: Any, mirror: str, url: str) -> str:
+    """``"200"`` when the mirror serves ``url`` as dockerd would fetch it: trusting the system's CAs plus
+    the mirror's own in /etc/docker/certs.d, and with an anonymous token when it asks for one (Bearer);
+    else what it answered ("HTTP 404", curl's error line)."""
+    certs = f"{CERTS_DIR}/{urlsplit(mirror).netloc}"
+
+    def fetch(target: str, *headers: str, body: bool = False) -> Any:
+        extra = " ".join(f"-H {shlex.quote(h)}" for h in headers)
+        output = "" if body else "-D - -o /dev/null"
+        return host.run(
+            "b=$(mktemp); cat /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "
+            f"{shlex.quote(certs)}/*.crt > \"$b\" 2>/dev/null; curl -sS {output} --max-time 30 --cacert \"$b\" "
+            f"{extra} {shlex.quote(target)}; rc=$?; rm -f \"$b\"; exit $rc")
+
+    def status(answer: Any) -> str:
+        codes = re.findall(r"^HTTP/\S+ (\d{3})", answer.stdout, re.MULTILINE)
+        return codes[-1] if codes else ""
+
+    answer = fetch(url, "Accept: " + ", ".join(MANIFEST_TYPES))
+    code = status(answer)
+    challenge = _bearer_challenge(answer.stdout) if code == "401" else {}
+    if challenge.get("realm"):
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in challenge.items() if k in ("service", "scope"))
+        token = fetch(f"{challenge['realm']}?{query}", body=True)
+        try:
+            data = json.loads(token.stdout)
+            value = data.get("token") or data.get("access_token") or ""
+        except (ValueError, AttributeError):
+            value = ""
+        if value:
+            answer = fetch(url, "Accept: " + ", ".join(MANIFEST_TYPES), f"Authorization: Bearer {value}")
+            code = status(answer)
+    return code if code == "200" else (f"HTTP {code}" if code else first_line(answer))
+
+
 def test_registry_mirrors_serve_pulls(host: Any, expected: dict[str, Any]) -> None:
     """With --smoke and a registry mirror configured: each mirror serves the smoke image's manifest
     itself (dockerd would quietly fall back to Docker Hub), and a pull through them runs."""
@@ -172,18 +217,9 @@ def test_registry_mirrors_serve_pulls(host: Any, expected: dict[str, Any]) -> No
     mirrors = configured_mirrors(host)
     if not mirrors:
         pytest.skip("no registry mirror configured (the smoke check loads the bundled image)")
-    accept = ", ".join(MANIFEST_TYPES)
     for mirror in mirrors:
-        url = f"{mirror.rstrip('/')}/v2/{SMOKE_PULL_REPOSITORY}/manifests/latest"
-        # Trusted as dockerd trusts it: the system's CAs plus the mirror's own in /etc/docker/certs.d.
-        certs = f"{CERTS_DIR}/{urlsplit(mirror).netloc}"
-        bundle = ("b=$(mktemp); cat /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "
-                  f"{shlex.quote(certs)}/*.crt > \"$b\" 2>/dev/null")
-        answer = host.run(f"{bundle}; curl -sS -o /dev/null -w '%{{http_code}}' --max-time 30 --cacert \"$b\" "
-                          f"-H {shlex.quote('Accept: ' + accept)} {shlex.quote(url)}; rc=$?; rm -f \"$b\"; exit $rc")
-        code = answer.stdout.strip()
-        assert code == "200", (f"expected the registry mirror {mirror} to serve {SMOKE_PULL_IMAGE}, found "
-                               f"{('HTTP ' + code) if code not in ('', '000') else first_line(answer)}")
+        code = mirror_serves(host, mirror, f"{mirror.rstrip('/')}/v2/{SMOKE_PULL_REPOSITORY}/manifests/latest")
+        assert code == "200", f"expected the registry mirror {mirror} to serve {SMOKE_PULL_IMAGE}, found {code}"
     pull = host.run(f"timeout 120 docker pull {SMOKE_PULL_IMAGE}")
     assert pull.rc == 0, f"expected docker pull {SMOKE_PULL_IMAGE} through {', '.join(mirrors)} to work, " \
         f"found: {last_line(pull)}"
@@ -202,7 +238,8 @@ def test_users_pull_images(host: Any, expected: dict[str, Any]) -> None:
     failed = []
     for user in users:
         for image in images:
-            result = host.run(f"runuser -l {shlex.quote(user)} -c {shlex.quote(f'timeout 120 docker pull -q {image}')}")
+            pull = f"timeout 120 docker pull -q {shlex.quote(image)}"
+            result = host.run(f"runuser -l {shlex.quote(user)} -c {shlex.quote(pull)}")
             if result.rc != 0:
                 failed.append(f"{user}: {image}: {last_line(result)}")
     assert not failed, f"expected each user to pull the images with their own login, found {'; '.join(failed)}"

@@ -39,7 +39,7 @@ def parse_registry_cas(items: list[str]) -> dict[str, str]:
     """``["registry.example.com:5000=ca.crt"]`` -> ``{"registry.example.com:5000": "ca.crt"}``."""
     out: dict[str, str] = {}
     for item in items:
-        name, sep, path = item.rpartition("=")
+        name, sep, path = item.partition("=")  # a registry name has no "=", a file name may
         if not sep or not name.strip() or not path.strip():
             raise HostsetupError(f"--registry-ca takes REGISTRY=FILE (registry.example.com:5000=ca.crt), got {item!r}")
         out[registry_name(name, "--registry-ca")] = path.strip()

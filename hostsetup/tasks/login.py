@@ -27,7 +27,7 @@ def read_password(c: Context, password_file: str | None, username: str, registry
     path = password_file or str(c.config.login.password_file or "")
     if path:
         text = read_text(path, "password file", limit=64 * 1024)
-        password = text.splitlines()[0] if text.splitlines() else ""
+        password = text.split("\n", 1)[0].removesuffix("\r")
         if not password:
             raise HostsetupError(f"password file {path} is empty")
         return password
@@ -62,9 +62,8 @@ def login(c: Context, registry: str, username: str = "", password_file: str | No
         user = username or str(c.config.login.username or "")
         if not user:
             raise HostsetupError("give --username (or login.username) to log in")
-        if any(ch in user for ch in ":\n\r\t") or len(user) > 255:
-            raise HostsetupError(f"--username {user!r}: a registry user name has no ':' and no control characters")
-        credentials = Credentials(user, read_password(c, password_file, user, name))
+        Credentials.checked(user, "-")  # the user name is refused before any password is asked for
+        credentials = Credentials.checked(user, read_password(c, password_file, user, name))
         secrets.register(credentials.password, credentials.auth)
     targets = target_hosts(c)
     settings = LoginSettings(name, credentials, who)

@@ -159,6 +159,22 @@ def test_private_registry_ca_then_login_then_logout(sandbox: Sandbox, mirror: Sa
     assert code == 0 and "changed" in out, out
     assert registry in as_root(sandbox, pair[0], "cat /root/.docker/config.json")
 
+    # A home the login must not be led out of: alice's config.json is a link to root's (which now holds a
+    # login); bob's home is spelled with a trailing slash in passwd.
+    as_root(sandbox, pair[0], "useradd -m alice; install -d -o alice -g alice /home/alice/.docker; "
+            "ln -s /root/.docker/config.json /home/alice/.docker/config.json; useradd -m -d /home/bob/ bob; "
+            f"install -d -o bob -g bob /home/bob/.docker; printf '%s' '{OTHER_KEYS}' > /home/bob/.docker/config.json; "
+            "chown bob: /home/bob/.docker/config.json")
+    code, out = hostsetup(sandbox, mirror, pair[:1], "login", registry, "--username", registries.username,
+                          "--users", "alice", "--password-file", str(registries.password_file))
+    assert code == 1 and "/home/alice/.docker/config.json cannot be read" in out, out
+    assert as_root(sandbox, pair[0], "readlink /home/alice/.docker/config.json").strip() == "/root/.docker/config.json"
+    code, out = hostsetup(sandbox, mirror, pair[:1], "login", registry, "--username", registries.username,
+                          "--users", "bob", "--password-file", str(registries.password_file))
+    assert code == 0 and "changed" in out, out
+    saved = json.loads(as_root(sandbox, pair[0], "cat /home/bob/.docker/config.json"))
+    assert set(saved["auths"]) == {"other.example.com", registry} and saved["detachKeys"] == "ctrl-e,e"
+
     code, out = hostsetup(sandbox, mirror, pair, "login", registry, "--logout")
     assert code == 0 and "2 changed" in out, out
     for host in pair:

@@ -326,3 +326,84 @@ def test_install_puts_the_registry_ca_before_daemon_json(ca_pem: str, tmp_path: 
     plan = plan_install(parse_facts((DATA / "debian12-bare.txt").read_text()), install_settings({}), daemon)
     names = [s.name for s in plan.steps]
     assert names.index("registry-ca") == names.index("daemon") - 1
+
+
+# --- what the review found ---------------------------------------------------------------------------
+
+def test_a_newline_never_passes_as_part_of_a_name() -> None:
+    for bad in ("x\n/tmp/evil", "ubuntu:latest\n@sha256:" + "0" * 64, "a\nb:1", "tiny:1\nid"):
+        with pytest.raises(RegistryError):
+            image_reference(bad)
+    assert image_reference("tiny\n") == "tiny"  # surrounding space is dropped, never passed on
+    for bad in ("reg.example.com\nx", "reg:²", "reg:١٢"):
+        with pytest.raises(RegistryError):
+            registry_name(bad)
+
+
+def test_credentials_as_docker_login_reads_them() -> None:
+    assert Credentials.checked("u", "pw123\n").password == "pw123"
+    assert Credentials.checked("u", "pw123\r\n").password == "pw123"
+    assert Credentials.checked("u", "p w\n\n").password == "p w\n"
+    for user in ("a:b", "a\x01", "a\x7f", ""):
+        with pytest.raises(RegistryError):
+            Credentials.checked(user, "pw")
+    with pytest.raises(RegistryError, match="empty"):
+        Credentials.checked("u", "\n")
+    assert "pw123" not in repr(Credentials.checked("u", "pw123"))
+
+
+def test_logout_removes_every_form_docker_would_use_and_refuses_a_helper() -> None:
+    assert logged_in_as({"auths": {f"https://{REGISTRY}": {"auth": CREDS.auth}}}, REGISTRY) == "deploy"
+    config = {"auths": {f"https://{REGISTRY}": {"auth": CREDS.auth}, f"http://{REGISTRY}/": {"auth": "eDp5"},
+                        "other": {}}}
+    assert without_login(config, REGISTRY) == {"auths": {"other": {}}}
+    hub = {"auths": {"https://index.docker.io/v1/": {"auth": CREDS.auth}, "docker.io": {}}}
+    assert without_login(hub, auth_key("docker.io")) == {"auths": {}}
+    facts = facts_with({"hostsetup": json.dumps({"credsStore": "pass", "auths": {}})})
+    with pytest.raises(PlanError, match="docker logout"):
+        plan_login(facts, LoginSettings(REGISTRY, None))
+
+
+def test_docker_hub_is_logged_in_to_by_docker_logins_default() -> None:
+    check = plan_login(facts_with({}), LoginSettings("docker.io", CREDS)).steps[0].operations[0]
+    assert isinstance(check, CheckLogin) and check.registry == ""
+    script = check_login_script(check)
+    assert "--password-stdin  2>&1" in script or "--password-stdin 2>&1" in script
+
+
+def test_registry_ca_file_names_may_hold_an_equals_sign() -> None:
+    assert parse_registry_cas([f"{REGISTRY}=/tmp/ca=x.crt"]) == {REGISTRY: "/tmp/ca=x.crt"}
+
+
+class _Result:
+    def __init__(self, stdout: str, stderr: str = "", rc: int = 0) -> None:
+        self.stdout, self.stderr, self.rc = stdout, stderr, rc
+
+
+class _Host:
+    """Answers curl like a registry that wants an anonymous Bearer token (as Nexus or Artifactory do)."""
+
+    def __init__(self, token_answers: bool = True) -> None:
+        self.commands: list[str] = []
+        self.token_answers = token_answers
+
+    def run(self, command: str) -> _Result:
+        self.commands.append(command)
+        if "token?" in command:
+            return _Result(json.dumps({"token": "abc"}) if self.token_answers else "{}")
+        if "Authorization: Bearer abc" in command:
+            return _Result("HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n")
+        return _Result('HTTP/2 401\r\nwww-authenticate: Bearer realm="https://m.example/token",'
+                       'service="m.example",scope="repository:library/hello-world:pull"\r\n\r\n')
+
+
+def test_a_mirror_that_hands_out_anonymous_tokens_serves() -> None:
+    from hostsetup.checks.test_docker_host import mirror_serves
+
+    host = _Host()
+    assert mirror_serves(host, "https://m.example/", "https://m.example/v2/library/hello-world/manifests/latest") \
+        == "200"
+    assert "service=m.example&scope=repository%3Alibrary%2Fhello-world%3Apull" in host.commands[1]
+    assert "--cacert" in host.commands[0] and "/etc/docker/certs.d/m.example/*.crt" in host.commands[0]
+    refused = _Host(token_answers=False)
+    assert mirror_serves(refused, "https://m.example/", "https://m.example/v2/x/manifests/latest") == "HTTP 401"
