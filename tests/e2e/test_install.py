@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -126,7 +127,7 @@ def test_wrong_key_fingerprint_stops_before_any_package(sandbox, cli, fresh_host
         assert c.run("test -e /etc/apt/keyrings/docker.asc", warn=True, hide=True).failed
 
 
-def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch) -> None:
+def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch, registries) -> None:
     host = fresh_hosts("debian12")[0]
     secret = "s3cret-Pa55"
     with ssh(sandbox, host, "root") as c:
@@ -150,6 +151,23 @@ def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch)
     assert code == 0 and only_host(report)["status"] == "changed", out
     code, report, out = cli(target, "--set", f"proxies={proxy}", task="configure")
     assert code == 0 and only_host(report)["status"] == "ok", out
+    # Another user's private client config is read as that user, through root (the sudo password): the
+    # login keeps its other keys, and a rerun sees the login and changes nothing.
     with ssh(sandbox, host, "root") as c:
+        c.run("install -d -o hostsetup -g hostsetup -m 700 /home/hostsetup/.docker && "
+              "printf '{\"detachKeys\": \"ctrl-e,e\"}' > /home/hostsetup/.docker/config.json && "
+              "chown hostsetup: /home/hostsetup/.docker/config.json && chmod 600 /home/hostsetup/.docker/config.json",
+              hide=True)
+    registry = registries.private.address
+    code, report, out = cli(target, "--registry-ca", f"{registry}={registries.private_ca}", "--set", "proxies={}",
+                            task="configure")  # (dockerd would ask the registry through that made-up proxy)
+    assert code == 0, out
+    for status in ("changed", "ok"):
+        code, report, out = cli(target, registry, "--username", registries.username, "--password-file",
+                                str(registries.password_file), "--users", "hostsetup", task="login")
+        assert code == 0 and only_host(report)["status"] == status, out
+    with ssh(sandbox, host, "root") as c:
+        saved = json.loads(c.run("cat /home/hostsetup/.docker/config.json", hide=True).stdout)
+        assert saved["detachKeys"] == "ctrl-e,e" and registry in saved["auths"]
         assert secret not in c.run("cat /var/log/auth.log 2>/dev/null; journalctl -q --no-pager 2>/dev/null",
                                    hide=True, warn=True).stdout
