@@ -97,8 +97,12 @@ class Remote:
         self.sessions += 1
         quoted = shlex.quote(path)
         try:
-            return self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
-                                  hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
+            result = self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
+                                    hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
+            prompt = str(getattr(getattr(self.conn.config, "sudo", None), "prompt", "") or "")
+            if prompt and result.stderr.startswith(prompt):  # sudo's own prompt is not the script's output
+                result.stderr = result.stderr[len(prompt):]
+            return result
         except BaseException:  # a refused password or a timeout must not leave the script behind
             self._session(f"rm -f {quoted}", 30)
             raise

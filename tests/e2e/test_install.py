@@ -127,7 +127,7 @@ def test_wrong_key_fingerprint_stops_before_any_package(sandbox, cli, fresh_host
         assert c.run("test -e /etc/apt/keyrings/docker.asc", warn=True, hide=True).failed
 
 
-def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch, registries) -> None:
+def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch, registries, tmp_path) -> None:
     host = fresh_hosts("debian12")[0]
     secret = "s3cret-Pa55"
     with ssh(sandbox, host, "root") as c:
@@ -162,6 +162,11 @@ def test_sudo_user_with_password(sandbox, mirror, cli, fresh_hosts, monkeypatch,
     code, report, out = cli(target, "--registry-ca", f"{registry}={registries.private_ca}", "--set", "proxies={}",
                             task="configure")  # (dockerd would ask the registry through that made-up proxy)
     assert code == 0, out
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-it\n")
+    code, report, out = cli(target, registry, "--username", registries.username, "--password-file", str(wrong),
+                            "--users", "hostsetup", task="login")
+    assert code == 1 and f"         {registry} refused the login of" in out, out  # not after sudo's prompt
     for status in ("changed", "ok"):
         code, report, out = cli(target, registry, "--username", registries.username, "--password-file",
                                 str(registries.password_file), "--users", "hostsetup", task="login")
