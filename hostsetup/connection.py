@@ -172,11 +172,19 @@ def check_host_keys(conn: Connection, extra_files: Sequence[Path], carried: Mapp
         check_host_keys(conn.gateway, extra_files, options)
 
 
+_CLONING = threading.Lock()
+
+
 def connect(target: str, config: Config, known_hosts: Iterable[Path | str] = (),
             **kwargs: object) -> Connection:
     """A Fabric ``Connection`` to ``target`` (``user@host:port`` or an ssh_config alias), host keys
     checked on it and on its ProxyJump hops; ``known_hosts`` adds files to trust."""
-    conn = Connection(target, config=config, **kwargs)  # type: ignore[arg-type]
+    # Its own copy: Fabric's Connection writes into its configuration as it starts (inline_ssh_env),
+    # and every write re-merges it; on the fleet's one shared Config another host's thread reading it
+    # then finds keys missing ("No attribute or config key found for 'user'").
+    with _CLONING:
+        own = config.clone()
+    conn = Connection(target, config=own, **kwargs)  # type: ignore[arg-type]
     extra_files = [Path(str(path)).expanduser() for path in (*config.get("known_hosts", []), *known_hosts)]
     check_host_keys(conn, extra_files)
     return conn

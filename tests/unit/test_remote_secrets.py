@@ -158,3 +158,28 @@ def test_a_bad_known_hosts_line_is_skipped_not_fatal(tmp_path) -> None:
     known.write_text("bad.example ssh-ed25519 !!!not-base64!!!\n" + good)
     conn = connect("root@127.0.0.1:2222", Config(overrides={"known_hosts": [str(known)]}))
     assert conn.client._system_host_keys.lookup("[127.0.0.1]:2222") is not None
+
+
+def test_a_hosts_thread_never_rewrites_the_shared_config() -> None:
+    """The fleet's hosts share one Config; setting any value in it re-merges it, and a host's thread
+    reading it meanwhile found keys missing ("No attribute or config key found for 'user'", seen in CI
+    with -d on a fleet of three). Opening a host's connection must not write to it."""
+    from unittest import mock
+
+    from hostsetup.config import HostsetupConfig
+    from hostsetup.connection import connect
+    from hostsetup.remote import Remote, ScriptRunner
+
+    config = HostsetupConfig()
+    config.load_shell_env()
+    merged = []
+    original = HostsetupConfig.merge
+
+    def merge(self: HostsetupConfig) -> None:
+        merged.append(self is config)
+        original(self)
+
+    with mock.patch.object(HostsetupConfig, "merge", merge):
+        remote = Remote(connect("root@127.0.0.1:2222", config))
+    assert True not in merged, "the shared config was written to"
+    assert remote.conn.config.runners.remote is ScriptRunner and remote.conn.config.user == config.user
