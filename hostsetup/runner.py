@@ -59,6 +59,7 @@ class HostReport:
 
     host: str
     system: str = ""
+    engine: str = ""              # dockerd's version, as last seen (the re-check's facts after a change)
     status: str = "ok"            # ok, changed, failed, planned, skipped, interrupted, not started
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""
@@ -72,7 +73,7 @@ class HostReport:
         return [s.name for s in self.steps if s.status == "changed"]
 
     def as_dict(self) -> dict[str, object]:
-        return {"host": self.host, "system": self.system, "status": self.status,
+        return {"host": self.host, "system": self.system, "engine": self.engine, "status": self.status,
                 "error": self.error, "seconds": round(self.seconds, 3),
                 "ssh_sessions": self.sessions, "warnings": self.warnings,
                 "steps": [{"name": s.name, "status": s.status, "summary": s.summary,
@@ -357,6 +358,7 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
         remote.before_session = guard.before_session
         guard.enter("while gathering facts")
         facts = gather_facts(remote, users)
+        report.engine = facts.dockerd_version
         plan = make_plan(facts)
         report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name
@@ -378,7 +380,9 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
             # The re-plan reads the group database, so no new login session is needed here;
             # whatever must run with the user's new groups opens its own connection.
             guard.enter("before the re-check after applying")
-            again = make_plan(gather_facts(remote, users))
+            facts = gather_facts(remote, users)
+            report.engine = facts.dockerd_version
+            again = make_plan(facts)
             if again.changes:
                 report.status = "failed"
                 report.error = ("not converged after applying; still to do: "

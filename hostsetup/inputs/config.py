@@ -117,6 +117,7 @@ RULES: dict[str, Rule] = {
 # Task flags with the same name mean the same thing in every task.
 TASK_FLAG_RULES: dict[str, Rule] = {
     "json": output_file,
+    "html": output_file,
     "junit_xml": output_file,
     "template": existing_file,
 }

@@ -59,11 +59,12 @@ def parse_registry_cas(items: list[str]) -> dict[str, str]:
     "allow-insecure-tcp": "allow a tcp:// entry in hosts without TLS verification (root for anyone!)",
     "dry-run": "print the diff and commands; change nothing",
     "json": "write a machine-readable report to this file",
+    "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
 })
 def configure(c: Context, profile: str | None = None, template: str | None = None, set: list[str] | None = None,
               registry_mirrors: str | None = None, registry_ca: list[str] | None = None,
               insecure_registry: list[str] | None = None, replace: bool = False, allow_insecure_tcp: bool = False,
-              dry_run: bool = False, json: str | None = None) -> None:
+              dry_run: bool = False, json: str | None = None, html: str | None = None) -> None:
     """Set /etc/docker/daemon.json (validated first, written atomically, reload or restart only on change)
     and registry CAs."""
     settings = parse_assignments(list(set or []))
@@ -82,4 +83,4 @@ def configure(c: Context, profile: str | None = None, template: str | None = Non
     planners: dict[str, Planner] = {t.name: partial(plan_configure, daemon=daemons[t.name]) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
         t.name: Wanted(files=registry_ca_files(daemons[t.name])) for t in targets}
-    exit_code(run_converge(c, planners, wanted, dry_run, json, targets))
+    exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "configure"))

@@ -10,6 +10,7 @@ from hostsetup.doctor.findings import CODES, explain
 from hostsetup.doctor.report import host_details, host_line
 from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
+from hostsetup.htmlreport import write_html
 from hostsetup.inputs.values import did_you_mean
 from hostsetup.report import summary_line, write_json
 from hostsetup.runner import run_hosts
@@ -57,11 +58,13 @@ def _targets(c: Context, local: bool) -> list[Target]:
     "local": "diagnose this machine (no SSH)",
     "verbose": "show every finding's evidence and fix, and the timings",
     "json": "write a machine-readable report to this file",
+    "html": "write a self-contained HTML page of the findings to this file (sortable, filterable, offline)",
     "user": "whose docker access to check (default: the login user)",
     "explain": "print what a finding code means: the cause, the evidence looked for, the fix (ALL: every code)",
 })
 def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = False, verbose: bool = False,
-           json: str | None = None, user: str | None = None, explain: str | None = None) -> None:
+           json: str | None = None, user: str | None = None, explain: str | None = None,
+           html: str | None = None) -> None:
     """Diagnose "Cannot connect to the Docker daemon" and "permission denied ... docker.sock".
 
     One read-only probe per host (one SSH session) -> one line per host with its finding codes,
@@ -101,6 +104,8 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
         print(summary_line(reports))
     if json:
         write_json(reports, json)
+    if html:
+        write_html(html, "doctor", [r.as_dict() for r in reports])
     code = exit_code(reports)
     if code:
         raise Exit(code=code)

@@ -13,6 +13,7 @@ from hostsetup.daemon.plan import registry_ca_files
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import Wanted
+from hostsetup.htmlreport import write_html
 from hostsetup.inputs.config import check_tree
 from hostsetup.inventory import deep_merge
 from hostsetup.plan import plan_install
@@ -96,7 +97,8 @@ class Progress:
 
 
 def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tuple[str, ...] | Wanted], dry_run: bool,
-                 json_path: str | None, targets: list[Target]) -> list[HostReport]:
+                 json_path: str | None, targets: list[Target], html_path: str | None = None,
+                 task: str = "install") -> list[HostReport]:
     """Converge every host (bounded pool, rolling batches), print the report, write JSON if asked.
 
     After a Ctrl-C (see ``runner.FleetInterrupt``) the report is printed and written all the
@@ -116,6 +118,8 @@ def run_converge(c: Context, planners: dict[str, Planner], users: dict[str, tupl
     print(summary_line(reports))
     if json_path:
         write_json(reports, json_path)
+    if html_path:
+        write_html(html_path, task, [r.as_dict() for r in reports])
     if interrupt.stopping.is_set():
         exit_code(reports, interrupted=True)
     return reports
@@ -146,12 +150,13 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "users": "comma-separated users to add to the docker group",
     "dry-run": "print every command and file diff; change nothing",
     "json": "write a machine-readable report to this file",
+    "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
     "no-verify": "skip the testinfra checks that run after a run that changed a host",
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
-            json: str | None = None, no_verify: bool = False) -> None:
+            json: str | None = None, no_verify: bool = False, html: str | None = None) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
              "version": version, "hold": hold or None, "plugins": False if no_plugins else None, "users": users}
@@ -162,7 +167,7 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
         t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name]) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
         t.name: Wanted(settings[t.name].users, registry_ca_files(daemons[t.name])) for t in targets}
-    reports = run_converge(c, planners, wanted, dry_run, json, targets)
+    reports = run_converge(c, planners, wanted, dry_run, json, targets, html, "install")
     changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
     verified_ok = True
     if changed and not dry_run and not no_verify:

@@ -9,6 +9,7 @@ from typing import Any
 from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings
+from hostsetup.htmlreport import write_html
 from hostsetup.registries import image_reference
 from hostsetup.report import write_json_file
 from hostsetup.runner import run_hosts
@@ -37,7 +38,7 @@ def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smo
 
 def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, Any]],
                checks: list[str] | None = None, junit_xml: str | None = None,
-               json_path: str | None = None) -> list[VerifyReport]:
+               json_path: str | None = None, html_path: str | None = None) -> list[VerifyReport]:
     """Verify hosts in parallel; print the per-host table and each failure in plain words."""
     base = ssh_options(c)
     extra = [str(Path(p).expanduser()) for p in checks or []]
@@ -56,6 +57,8 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
         print(f"FAILED {line}")
     if json_path:
         write_json_file(json_path, {"hosts": [r.as_dict() for r in reports]})
+    if html_path:
+        write_html(html_path, "verify", [r.as_dict() for r in reports])
     return reports
 
 
@@ -66,15 +69,16 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
     "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
     "json": "write a machine-readable report to this file",
+    "html": "write a self-contained HTML page of the checks to this file (sortable, filterable, offline)",
 })
 def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
-           json: str | None = None, pull: list[str] | None = None) -> None:
+           json: str | None = None, pull: list[str] | None = None, html: str | None = None) -> None:
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
     targets = target_hosts(c)
     images = tuple(image_reference(i) for i in pull or [])
     expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke, images) for t in targets}
-    reports = run_verify(c, targets, expected, checks, junit_xml, json)
+    reports = run_verify(c, targets, expected, checks, junit_xml, json, html)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +76,29 @@ def only_host(report: dict[str, Any]) -> dict[str, Any]:
 
 def steps_with(report: dict[str, Any], status: str) -> list[str]:
     return [s["name"] for s in only_host(report)["steps"] if s["status"] == status]
+
+
+def run_hostsetup(sandbox: Sandbox, mirror: SandboxMirror, targets: list[str], *args: str,
+                  env: dict[str, str] | None = None, debug: bool = False) -> tuple[int, str]:
+    """``hostsetup [-d] -S <sandbox ssh_config> -H <targets> ARGS`` as a user runs it; (exit, stdout + stderr)."""
+    cmd = [sys.executable, "-m", "hostsetup", *(["-d"] if debug else []), "-S", str(sandbox.ssh_config_path),
+           "-H", ",".join(targets), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "HOSTSETUP_INSTALL_KEY_FINGERPRINT": mirror.build.key_fingerprint,
+                               **(env or {})})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def trio(sandbox: Sandbox, mirror: SandboxMirror) -> Iterator[list[SandboxHost]]:
+    """Debian 12, Debian 13, Debian 12: Docker installed on all three in one fleet run (default repository),
+    shared by the tests that need a small fleet (registries, the HTML report)."""
+    hosts = sandbox.start_hosts(["debian12", "debian13", "debian12"])
+    try:
+        code, out = run_hostsetup(sandbox, mirror, [h.hostname for h in hosts], "install", "--users", "hostsetup",
+                                  "--no-verify")
+        assert code == 0, out
+        yield hosts
+    finally:
+        sandbox.remove_hosts(hosts)

@@ -7,33 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.registries import SandboxRegistries
-from tests.e2e.conftest import ssh
+from tests.e2e.conftest import run_hostsetup, ssh
 
 USER = "hostsetup"
 OTHER_KEYS = '{\n  "detachKeys": "ctrl-e,e",\n  "auths": {"other.example.com": {"auth": "eDp5"}}\n}\n'
-
-
-@pytest.fixture(scope="module")
-def trio(sandbox: Sandbox, mirror: SandboxMirror) -> Iterator[list[SandboxHost]]:
-    """Debian 12, Debian 13, Debian 12: Docker installed on all three in one fleet run (default repository)."""
-    hosts = sandbox.start_hosts(["debian12", "debian13", "debian12"])
-    try:
-        code, out = hostsetup(sandbox, mirror, hosts, "install", "--users", USER, "--no-verify")
-        assert code == 0, out
-        yield hosts
-    finally:
-        sandbox.remove_hosts(hosts)
 
 
 RUNS: list[str] = []   # every output of every hostsetup run in this module, for the password search
@@ -41,14 +23,9 @@ RUNS: list[str] = []   # every output of every hostsetup run in this module, for
 
 def hostsetup(sandbox: Sandbox, mirror: SandboxMirror, hosts: list[SandboxHost], *args: str,
               env: dict[str, str] | None = None, debug: bool = False) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "hostsetup", *(["-d"] if debug else []), "-S", str(sandbox.ssh_config_path),
-           "-H", ",".join(h.hostname for h in hosts), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "HOSTSETUP_INSTALL_KEY_FINGERPRINT": mirror.build.key_fingerprint,
-                               **(env or {})})
-    assert "Traceback" not in proc.stderr, proc.stderr
-    RUNS.append(proc.stdout + proc.stderr)
-    return proc.returncode, proc.stdout + proc.stderr
+    code, out = run_hostsetup(sandbox, mirror, [h.hostname for h in hosts], *args, env=env, debug=debug)
+    RUNS.append(out)
+    return code, out
 
 
 def as_user(sandbox: Sandbox, host: SandboxHost, command: str, user: str = USER) -> tuple[int, str]:
