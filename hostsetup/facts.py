@@ -8,8 +8,10 @@ base64-encoded so any byte survives. ``parse_facts`` turns the output into a
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from hostsetup.distros import (
     APT,
@@ -187,13 +189,54 @@ class Wanted:
     users: tuple[str, ...] = ()
     files: tuple[str, ...] = ()         # more files (e.g. registry certificates)
     docker_configs: bool = False        # each user's ~/.docker/config.json
+    containers: tuple[str, ...] = ()    # containers to inspect (and volumes of the same names)
 
     @classmethod
     def of(cls, wanted: Wanted | tuple[str, ...]) -> Wanted:
         return wanted if isinstance(wanted, Wanted) else cls(tuple(wanted))
 
     def script(self) -> str:
-        return facts_script(self.users, self.files, self.docker_configs)
+        script = facts_script(self.users, self.files, self.docker_configs)
+        return script.replace("\nsec end\n", "\n" + containers_script(self.containers) + "\nsec end\n") \
+            if self.containers else script
+
+
+# Containers and volumes, as the engine reports them: through the socket when the login user may use
+# it, else passwordless sudo; when neither works, "?" (the runner asks again as root, or the plan says
+# it cannot know).
+_CONTAINERS = r"""sec() { printf '\n@@%s\n' "$1"; }
+hs_docker() {
+  if [ "$(id -u)" = 0 ] || [ -w /var/run/docker.sock ]; then timeout 20 docker "$@"
+  else sudo -n timeout 20 docker "$@"; fi
+}
+sec containers
+if ! hs_docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then echo '?'; else
+  for c in NAMES; do
+    printf '%s\t' "$c"; hs_docker inspect --type container --format '{{json .}}' "$c" 2>/dev/null | tr -d '\n'; echo
+  done
+  sec volumes; for v in NAMES; do hs_docker volume inspect --format '{{.Name}}' "$v" 2>/dev/null; done
+fi"""
+
+
+def containers_script(names: tuple[str, ...]) -> str:
+    """The ``containers`` and ``volumes`` sections for ``names`` (each also a volume name)."""
+    return _CONTAINERS.replace("NAMES", " ".join(shlex.quote(n) for n in names))
+
+
+def parse_containers(sections: dict[str, list[str]]) -> tuple[dict[str, dict[str, Any]] | None, frozenset[str]]:
+    """name -> ``docker inspect`` (absent: not there); None when the engine could not be asked."""
+    lines = sections.get("containers")
+    if lines is None or lines == ["?"]:
+        return None, frozenset()
+    found: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        name, _, data = line.partition("\t")
+        if data.strip():
+            try:
+                found[name] = json.loads(data)
+            except json.JSONDecodeError:
+                continue
+    return found, frozenset(line.strip() for line in sections.get("volumes", []) if line.strip())
 
 
 @dataclass(frozen=True)
@@ -224,6 +267,8 @@ class HostFacts:
     docker_group: tuple[str, ...] | None  # members, None when the group is missing
     user_groups: dict[str, frozenset[str] | None]  # None: no such user
     homes: dict[str, Account] = field(default_factory=dict)  # the users asked about that exist
+    containers: dict[str, dict[str, Any]] | None = None  # asked-for containers (None: the engine was not asked)
+    volumes: frozenset[str] = frozenset()
     units: dict[str, UnitState] = field(default_factory=dict)
     dockerd_version: str = ""
     docker_unit: str = ""          # `systemctl cat docker.service`: unit and drop-ins
@@ -308,8 +353,9 @@ def parse_facts(output: str) -> HostFacts:
         fields = line.split(":")
         if len(fields) >= 7 and fields[2].isdigit() and fields[3].isdigit():
             homes[fields[0]] = Account(fields[0], int(fields[2]), int(fields[3]), fields[5])
+    containers, volumes = parse_containers(s)
     return HostFacts(
-        homes=homes,
+        homes=homes, containers=containers, volumes=volumes,
         os_release=parse_os_release("\n".join(s.get("os-release", []))),
         arch=arch_lines[0].strip(),
         dpkg_arch=arch_lines[1].strip() if len(s.get("arch", [])) > 1 else "",

@@ -91,7 +91,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2127;background:#ff
 h1{font-size:20px;margin:0 0 4px} .meta{color:#667;margin-bottom:16px}
 .bar{display:flex;height:28px;border-radius:6px;overflow:hidden;margin:8px 0 4px;background:#eee}
 .bar div{color:#fff;font-weight:600;display:flex;align-items:center;justify-content:center;min-width:0}
-.legend span{margin-right:16px;color:var(--c)} .ok{--c:#2e7d32} .changed{--c:#1565c0} .failed{--c:#c62828} .other{--c:#757575}
+.legend span{margin-right:16px;color:var(--c)}
+.ok{--c:#2e7d32} .changed{--c:#1565c0} .failed{--c:#c62828} .other{--c:#757575}
 .bar .ok,.bar .changed,.bar .failed,.bar .other{background:var(--c)}
 .controls{margin:16px 0 8px;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 button{border:1px solid #ccd;background:#f6f7f9;border-radius:4px;padding:4px 10px;cursor:pointer}

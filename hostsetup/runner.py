@@ -40,11 +40,14 @@ from hostsetup.facts import (
     FactsError,
     HostFacts,
     Wanted,
+    containers_script,
     docker_config_path,
     docker_configs_script,
+    parse_containers,
     parse_facts,
     parse_file_rows,
     read_files_script,
+    split_sections,
 )
 from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
@@ -97,6 +100,10 @@ def gather_facts(remote: Remote, users: tuple[str, ...] | Wanted) -> HostFacts:
     if unreadable and remote.sudo_asks and remote.conn.config.sudo.password:
         configs = {docker_config_path(a.home) for a in facts.homes.values()} if wanted.docker_configs else set()
         facts = replace(facts, files={**facts.files, **read_as_root(remote, unreadable, configs, wanted.users)})
+    if wanted.containers and facts.containers is None and remote.sudo_asks and remote.conn.config.sudo.password:
+        again = remote.root(containers_script(wanted.containers), timeout=60)
+        containers, volumes = parse_containers(split_sections(again.stdout + "\n@@end\n"))
+        facts = replace(facts, containers=containers, volumes=volumes)
     return facts
 
 

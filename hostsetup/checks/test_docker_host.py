@@ -245,6 +245,21 @@ def test_users_pull_images(host: Any, expected: dict[str, Any]) -> None:
     assert not failed, f"expected each user to pull the images with their own login, found {'; '.join(failed)}"
 
 
+def test_portainer_runs_and_answers(host: Any, expected: dict[str, Any]) -> None:
+    wanted = expected.get("portainer")
+    if not wanted:
+        pytest.skip("--portainer not asked for")
+    require_running_daemon(host)
+    found = host.run(f"docker inspect --type container --format '{{{{json .}}}}' {shlex.quote(wanted['name'])}")
+    assert found.rc == 0, f"expected the container {wanted['name']}, found none"
+    info = json.loads(found.stdout)
+    policy = (info.get("HostConfig") or {}).get("RestartPolicy", {}).get("Name")
+    assert info["State"]["Running"] and policy == "always", (
+        f"expected {wanted['name']} running with --restart=always, found {info['State']['Status']}, restart {policy}")
+    answer = host.run(f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time 10 {shlex.quote(wanted['url'])}")
+    assert answer.stdout.strip() not in ("", "000"), f"expected {wanted['url']} to answer, found {first_line(answer)}"
+
+
 def test_smoke_container_runs(host: Any, expected: dict[str, Any]) -> None:
     if not expected.get("smoke"):
         pytest.skip("--smoke not asked for")

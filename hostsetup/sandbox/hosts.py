@@ -36,6 +36,7 @@ from hostsetup.sandbox.engine import Progress, SandboxError, docker, engine_answ
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
 from hostsetup.sandbox.registries import (
     HUB,
+    HUB_IMAGES,
     PRIVATE,
     PRIVATE_PORT,
     PRIVATE_USER,
@@ -383,7 +384,7 @@ class Sandbox:
         images = image_sources(tiny.read_bytes(), smoke_image())
         image = ensure_image("debian12", self.cache / "build", self.progress)
         dns = self._address(f"hs-{self.name}-mirror")
-        specs = (("hub", HUB, 443, self.tls, "", ("library/tiny:latest", "library/hello-world:latest")),
+        specs = (("hub", HUB, 443, self.tls, "", HUB_IMAGES),
                  ("mirror", REGISTRY_MIRROR, 443, self.tls, f"https://{HUB}", ()),
                  ("private", f"{PRIVATE}:{PRIVATE_PORT}", PRIVATE_PORT, self.private_tls, "", ("team/tiny:1",)))
         started = {}

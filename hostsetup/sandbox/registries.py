@@ -38,7 +38,8 @@ REGISTRY_MIRROR = "registry-mirror.sandbox.internal"
 PRIVATE = "registry.sandbox.internal"
 PRIVATE_PORT = 5000
 PRIVATE_USER = "deploy"
-HUB_IMAGES = ("library/tiny:latest", "library/hello-world:latest")
+HUB_IMAGES = ("library/tiny:latest", "library/hello-world:latest",
+              *(f"portainer/{n}:{v}" for n in ("portainer-ce", "agent") for v in ("2.21.4", "2.21.5")))
 PRIVATE_IMAGE = "team/tiny:1"
 REGISTRY_PACKAGE = "docker-registry"
 REGISTRY_SUITE = "bookworm"
@@ -212,6 +213,81 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+# --- Portainer stand-ins ------------------------------------------------------------------------------
+# No Portainer image can be downloaded here. The Hub stand-in serves, under Portainer's names, an image
+# that is NOT Portainer: busybox plus this machine's own openssl (and the libraries it links), whose
+# entry point makes a self-signed certificate in /data (the named volume) once and answers HTTPS on the
+# port Portainer uses (9443; the agent's 9001) with `openssl s_server -www`. It records the arguments it
+# was started with in /data/args. What is under test is hostsetup's part: the pull through the mirror,
+# the container's options, idempotence, upgrade, removal, the checks.
+PORTAINER_VERSIONS = ("2.21.4", "2.21.5")
+STANDIN_SCRIPT = """#!/bin/sh
+# hostsetup sandbox stand-in for {name} (not Portainer): answers HTTPS on {port}
+/bin/busybox mkdir -p /data
+echo "$@" > /data/args
+[ -f /data/standin.crt ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\
+  -keyout /data/standin.key -out /data/standin.crt -days 3650 -subj /CN={name}-standin 2>/dev/null
+openssl s_server -quiet -accept {port} -www -cert /data/standin.crt -key /data/standin.key &
+pid=$!
+trap 'kill $pid 2>/dev/null; exit 0' TERM INT
+wait $pid
+"""
+OPENSSL_CONF = "[req]\ndistinguished_name = dn\n[dn]\n"
+
+
+def _tar_layer(files: Mapping[str, tuple[bytes, int]]) -> bytes:
+    """A deterministic layer: ``path -> (content, mode)``; parent directories added; ``ln:`` content is a link."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        dirs = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+        for d in dirs:
+            info = tarfile.TarInfo(d + "/")
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for path in sorted(files):
+            data, mode = files[path]
+            info = tarfile.TarInfo(path)
+            info.mode, info.mtime, info.size = mode, 0, len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def openssl_files() -> dict[str, tuple[bytes, int]]:
+    """This machine's openssl and every library ``ldd`` says it loads (the loader too)."""
+    binary = shutil.which("openssl")
+    if binary is None:
+        raise SandboxError("the Portainer stand-in needs openssl on this machine")
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True, timeout=30).stdout
+    files = {"usr/bin/openssl": (Path(binary).read_bytes(), 0o755)}
+    for line in out.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts and parts[0].startswith("/") else ""
+        if path.startswith("/"):
+            files[path.lstrip("/")] = (Path(path).resolve().read_bytes(), 0o755)
+    return files
+
+
+def standin_image(busybox_layer: bytes, tools: bytes, name: str, port: int, version: str) -> ImageParts:
+    """The stand-in ``name`` at ``version``: busybox, openssl, and its entry script."""
+    script = STANDIN_SCRIPT.format(name=name, port=port).encode()
+    own = _tar_layer({"portainer": (script, 0o755),
+                      "etc/hostsetup-standin-openssl.cnf": (OPENSSL_CONF.encode(), 0o644)})
+    layers = (busybox_layer, tools, own)
+    config = {"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+              "config": {"Entrypoint": ["/portainer"], "ExposedPorts": {f"{port}/tcp": {}},
+                         "Env": ["PATH=/usr/bin:/bin", "OPENSSL_CONF=/etc/hostsetup-standin-openssl.cnf"],
+                         "Labels": {"org.hostsetup.standin": name, "org.opencontainers.image.version": version}},
+              "rootfs": {"type": "layers", "diff_ids": [_digest(layer) for layer in layers]},
+              "history": [{"created": "1970-01-01T00:00:00Z", "created_by": f"hostsetup sandbox: {name} stand-in"}]}
+    return ImageParts(json.dumps(config, sort_keys=True).encode(), layers)
+
+
 def image_sources(tiny_archive: bytes, smoke_archive: bytes) -> Mapping[str, ImageParts]:
     tiny, smoke = parts_from_archive(tiny_archive), parts_from_archive(smoke_archive)
-    return {"library/tiny:latest": tiny, "library/hello-world:latest": smoke, PRIVATE_IMAGE: tiny}
+    images = {"library/tiny:latest": tiny, "library/hello-world:latest": smoke, PRIVATE_IMAGE: tiny}
+    tools = _tar_layer(openssl_files())
+    for version in PORTAINER_VERSIONS:
+        images[f"portainer/portainer-ce:{version}"] = standin_image(tiny.layers[0], tools, "portainer-ce", 9443,
+                                                                     version)
+        images[f"portainer/agent:{version}"] = standin_image(tiny.layers[0], tools, "agent", 9001, version)
+    return images

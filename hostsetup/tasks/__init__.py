@@ -7,7 +7,8 @@ from hostsetup.tasks.demo import demo
 from hostsetup.tasks.doctor import doctor
 from hostsetup.tasks.install import install
 from hostsetup.tasks.login import login
+from hostsetup.tasks.portainer import portainer
 from hostsetup.tasks.sandbox import sandbox
 from hostsetup.tasks.verify import verify
 
-namespace = Collection(configure, demo, doctor, install, login, sandbox, verify)
+namespace = Collection(configure, demo, doctor, install, login, portainer, sandbox, verify)

@@ -10,6 +10,7 @@ from invoke import Context, Exit, task
 
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.htmlreport import write_html
+from hostsetup.portainer import PortainerSettings
 from hostsetup.registries import image_reference
 from hostsetup.report import write_json_file
 from hostsetup.runner import run_hosts
@@ -27,10 +28,11 @@ def ssh_options(c: Context) -> SshOptions:
 
 
 def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool,
-                   pull: tuple[str, ...] = ()) -> dict[str, Any]:
+                   pull: tuple[str, ...] = (), portainer: PortainerSettings | None = None) -> dict[str, Any]:
     """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke,
     images each user must be able to pull."""
     return {"install": settings_as_dict(settings), "pull": list(pull),
+            "portainer": {"name": portainer.name, "url": portainer.answer_url} if portainer else None,
             "daemon": {"config": daemon.config, "replace": daemon.replace, "registry_cas": daemon.registry_cas}
             if daemon and daemon.configured else None,
             "smoke": smoke}
@@ -66,19 +68,24 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     "smoke": "also run a tiny image: pulled through the registry mirrors when any are configured (each must "
              "serve it), else the bundled one, loaded offline",
     "pull": "an image each user (install.users, else the SSH user) must pull with their own login; repeatable",
+    "portainer": "also check Portainer: its container runs with --restart=always and answers on 9443",
+    "portainer-agent": "also check the Portainer agent: it runs with --restart=always and answers on 9001",
     "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
     "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
     "json": "write a machine-readable report to this file",
     "html": "write a self-contained HTML page of the checks to this file (sortable, filterable, offline)",
 })
 def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
-           json: str | None = None, pull: list[str] | None = None, html: str | None = None) -> None:
+           json: str | None = None, pull: list[str] | None = None, html: str | None = None,
+           portainer: bool = False, portainer_agent: bool = False) -> None:
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
     targets = target_hosts(c)
     images = tuple(image_reference(i) for i in pull or [])
-    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke, images) for t in targets}
+    chosen = PortainerSettings(agent=True) if portainer_agent else PortainerSettings() if portainer else None
+    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke, images, chosen)
+                for t in targets}
     reports = run_verify(c, targets, expected, checks, junit_xml, json, html)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

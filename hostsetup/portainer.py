@@ -1,0 +1,195 @@
+"""Portainer on a host, the same way every time: planning (pure) and the script that carries it out.
+
+Portainer CE (``portainer/portainer-ce``, pinned) or the agent (``portainer/agent``), pulled through
+the host's configured registry mirror, ``--restart=always``, the Docker socket mounted, HTTPS on 9443
+(the agent: 9001), bound to the address asked for. The container carries a label with a hash of
+everything hostsetup chose (image, ports, mounts, arguments): recreated only when that changes,
+the named volume kept. A new container that does not answer puts the previous one back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+
+from hostsetup.distros import UnsupportedSystem, resolve_platform
+from hostsetup.facts import HostFacts
+from hostsetup.operations import Operation, Run, WriteUserFile
+from hostsetup.plan import PlanError
+from hostsetup.steps import Plan, Step
+
+DEFAULT_VERSION = "2.21.4"
+SERVER_IMAGE = "portainer/portainer-ce"
+AGENT_IMAGE = "portainer/agent"
+LEGACY_IMAGE = "portainer/portainer"   # the guides' name: Portainer 1.x, end of life since 2022
+SERVER, AGENT = "portainer", "portainer_agent"
+DATA_VOLUME = "portainer_data"
+LABEL = "hostsetup.portainer"
+PASSWORD_FILE = "/var/lib/hostsetup/portainer/admin-password"
+PASSWORD_IN_CONTAINER = "/run/secrets/portainer-admin-password"
+SOCKET = "/var/run/docker.sock"
+WAIT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class PortainerSettings:
+    agent: bool = False
+    version: str = DEFAULT_VERSION
+    image: str = ""                      # "": portainer/portainer-ce (agent: portainer/agent)
+    bind: str = "0.0.0.0"
+    edge: bool = False                   # publish 8000 (edge agents' tunnel)
+    http: bool = False                   # publish 9000 (legacy plain HTTP)
+    admin_password: str | None = None    # set on first start only (Portainer's own rule)
+    remove: bool = False
+    purge_data: bool = False
+
+    @property
+    def name(self) -> str:
+        return AGENT if self.agent else SERVER
+
+    @property
+    def reference(self) -> str:
+        return f"{self.image or (AGENT_IMAGE if self.agent else SERVER_IMAGE)}:{self.version}"
+
+    @property
+    def port(self) -> int:
+        return 9001 if self.agent else 9443
+
+    def ports(self) -> tuple[int, ...]:
+        return (9001,) if self.agent else (9443, *((8000,) if self.edge else ()), *((9000,) if self.http else ()))
+
+    def mounts(self) -> tuple[str, ...]:
+        if self.agent:
+            return (f"{SOCKET}:{SOCKET}", "/var/lib/docker/volumes:/var/lib/docker/volumes")
+        password = (f"{PASSWORD_FILE}:{PASSWORD_IN_CONTAINER}:ro",) if self.admin_password else ()
+        return (f"{SOCKET}:{SOCKET}", f"{DATA_VOLUME}:/data", *password)
+
+    def arguments(self) -> tuple[str, ...]:
+        return ("--admin-password-file", PASSWORD_IN_CONTAINER) if self.admin_password and not self.agent else ()
+
+    def config_hash(self) -> str:
+        """What hostsetup chose, as the label's value: another value means another container."""
+        chosen = {"image": self.reference, "bind": self.bind, "ports": self.ports(), "mounts": self.mounts(),
+                  "args": self.arguments(), "restart": "always"}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_command(self) -> str:
+        q = shlex.quote
+        ports = " ".join(f"-p {q(f'{self.bind}:{p}:{p}')}" for p in self.ports())
+        mounts = " ".join(f"-v {q(m)}" for m in self.mounts())
+        args = " ".join(q(a) for a in self.arguments())
+        return (f"docker run -d --name {self.name} --restart=always {ports} {mounts} "
+                f"--label {LABEL}={self.config_hash()} {q(self.reference)} {args}").rstrip()
+
+    @property
+    def answer_url(self) -> str:
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+
+def deploy_script(settings: PortainerSettings) -> str:
+    """Pull, keep the previous container aside, run the new one, wait until it answers over HTTPS;
+    if it does not, remove it and put the previous one back."""
+    q = shlex.quote
+    name, previous = settings.name, f"{settings.name}.hostsetup-previous"
+    lines = [
+        f"if ! out=$(timeout 300 docker pull -q {q(settings.reference)} 2>&1); then",
+        f"  echo \"docker pull {settings.reference} failed: $(echo \"$out\" | tail -n 1); nothing changed\" >&2",
+        "  exit 1",
+        "fi",
+        *([f"docker volume create {DATA_VOLUME} >/dev/null"] if not settings.agent else []),
+        "old=",
+        f"if docker inspect --type container {name} >/dev/null 2>&1; then",
+        f"  docker rm -f {previous} >/dev/null 2>&1 || true",
+        f"  docker rename {name} {previous} && docker stop {previous} >/dev/null && old={previous}",
+        "fi",
+        "answers() {",
+        f"  i=0; while [ $i -lt {WAIT_SECONDS * 2} ]; do",
+        f"    curl -sk -o /dev/null --max-time 2 {q(settings.answer_url)} && return 0",
+        f"    [ \"$(docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null)\" = true ] || return 1",
+        "    i=$((i + 1)); sleep 0.5",
+        "  done; return 1",
+        "}",
+        f"if out=$({settings.run_command()} 2>&1) && answers; then",
+        '  [ -z "$old" ] || docker rm "$old" >/dev/null',
+        "  exit 0",
+        "fi",
+        f"why=$(docker logs --tail 3 {name} 2>&1 | tail -n 1); [ -n \"$why\" ] || why=$(echo \"$out\" | tail -n 1)",
+        f"docker rm -f {name} >/dev/null 2>&1 || true",
+        f'back=""; if [ -n "$old" ] && docker rename "$old" {name} && docker start {name} >/dev/null; then',
+        "  back='; the previous container runs again'",
+        "fi",
+        f"echo \"{name} did not answer on {settings.answer_url} within {WAIT_SECONDS} s: $why$back\" >&2",
+        "exit 1",
+    ]
+    return "\n".join(lines)
+
+
+def _platform(facts: HostFacts) -> Plan:
+    try:
+        return Plan(resolve_platform(facts.os_release))
+    except UnsupportedSystem as exc:
+        raise PlanError(str(exc)) from None
+
+
+def plan_portainer(facts: HostFacts, settings: PortainerSettings) -> Plan:
+    """One ``portainer`` (or ``portainer-agent``) step: nothing when the container is as chosen."""
+    platform = _platform(facts).platform
+    step = "portainer-agent" if settings.agent else "portainer"
+    if not facts.dockerd_version:
+        raise PlanError("Docker Engine is not installed here (no dockerd): run `hostsetup install` first")
+    if facts.containers is None:
+        raise PlanError("cannot ask the Docker engine which containers run (the login user is not in the docker "
+                        "group and sudo asks a password): run with --prompt-for-sudo-password")
+    current = facts.containers.get(settings.name)
+    if settings.remove:
+        ops: list[Operation] = []
+        if current is not None:
+            ops.append(Run(f"docker rm -f {settings.name}"))
+        if settings.purge_data and not settings.agent and DATA_VOLUME in facts.volumes:
+            ops.append(Run(f"docker volume rm {DATA_VOLUME}"))
+        kept = "" if settings.purge_data or settings.agent or DATA_VOLUME not in facts.volumes else \
+            f"; the volume {DATA_VOLUME} is kept (--purge-data removes it)"
+        if not ops:
+            return Plan(platform, (Step(step, f"no container {settings.name}{kept}"),))
+        what = ", ".join(("the container " + settings.name) if "rm -f" in op.command else f"the volume {DATA_VOLUME}"
+                         for op in ops if isinstance(op, Run))
+        return Plan(platform, (Step(step, f"remove {what}{kept}", tuple(ops)),))
+
+    ops = []
+    password_old = facts.files.get(PASSWORD_FILE)
+    if settings.admin_password is not None and not settings.agent and password_old != settings.admin_password:
+        ops.append(WriteUserFile(PASSWORD_FILE, settings.admin_password, "root", "the initial admin password"))
+    labels = ((current or {}).get("Config") or {}).get("Labels") or {}
+    running = ((current or {}).get("State") or {}).get("Running") is True
+    image = ((current or {}).get("Config") or {}).get("Image")
+    same = current is not None and labels.get(LABEL) == settings.config_hash() and image == settings.reference
+    warnings = []
+    if settings.bind in ("0.0.0.0", "::"):
+        warnings.append(f"{settings.name} listens on every address of the host ({settings.bind}:{settings.port}): "
+                        "an admin UI for the Docker engine (root on the host) on the network; --bind an address "
+                        "only your admins reach")
+    if same and running and not ops:
+        return Plan(platform, (Step(step, f"{settings.reference} runs as {settings.name} ({settings.answer_url})",
+                                    warnings=tuple(warnings)),))
+    if current is None:
+        why = f"run {settings.reference} as {settings.name}"
+    elif same and not running:
+        why = f"{settings.name} is not running: recreate it from {settings.reference}"
+    elif image != settings.reference:
+        why = f"recreate {settings.name}: {image} -> {settings.reference}"
+    else:
+        why = f"recreate {settings.name}: its options changed"
+    if not settings.agent:
+        why += f" (volume {DATA_VOLUME} kept)" if DATA_VOLUME in facts.volumes else f" (new volume {DATA_VOLUME})"
+    ops.append(Run(deploy_script(settings), display="\n".join((
+        f"$ docker pull {settings.reference}  (through the host's registry mirror, if one is configured)",
+        *([f"$ docker volume create {DATA_VOLUME}"] if not settings.agent else []),
+        *([f"$ docker rename {settings.name} {settings.name}.hostsetup-previous && docker stop ..."]
+          if current is not None else []),
+        f"$ {settings.run_command()}",
+        f"wait up to {WAIT_SECONDS} s for {settings.answer_url} to answer; if it does not, remove the new "
+        "container and put the previous one back",
+    ))))
+    return Plan(platform, (Step(step, why, tuple(ops), tuple(warnings)),))
