@@ -18,10 +18,11 @@ from tests.unit.contract import run_cli
 DATA = Path(__file__).parent / "data" / "facts"
 
 
-def facts(containers: dict | None = None, volumes: frozenset[str] = frozenset(), **files: str) -> HostFacts:
+def facts(containers: dict | None = None, volumes: frozenset[str] = frozenset(), password: str | None = None
+          ) -> HostFacts:
     base = parse_facts((DATA / "debian12-converged.txt").read_text())
     return dataclasses.replace(base, containers=containers if containers is not None else {}, volumes=volumes,
-                               files={**base.files, **{PASSWORD_FILE: v for v in files.values()}})
+                               files={**base.files, **({PASSWORD_FILE: password} if password else {})})
 
 
 def running(settings: PortainerSettings, image: str | None = None, label: str | None = None,
