@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -280,6 +281,12 @@ class HostFacts:
 
     def unit(self, name: str) -> UnitState:
         return self.units.get(name, UnitState())
+
+    @property
+    def engine(self) -> str:
+        """dockerd's version as people write it (``26.1.5+dfsg1``), "" when there is none."""
+        match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", self.dockerd_version)
+        return match.group(1) if match else ""
 
 
 class FactsError(ValueError):

@@ -365,7 +365,8 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
         remote.before_session = guard.before_session
         guard.enter("while gathering facts")
         facts = gather_facts(remote, users)
-        report.engine = facts.dockerd_version
+        report.engine = facts.engine
+        report.system = facts.os_release.get("PRETTY_NAME", "")  # also when planning fails on this host
         plan = make_plan(facts)
         report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name
@@ -388,7 +389,7 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
             # whatever must run with the user's new groups opens its own connection.
             guard.enter("before the re-check after applying")
             facts = gather_facts(remote, users)
-            report.engine = facts.dockerd_version
+            report.engine = facts.engine
             again = make_plan(facts)
             if again.changes:
                 report.status = "failed"

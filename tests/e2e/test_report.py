@@ -68,6 +68,7 @@ def test_a_mixed_fleet_report_renders_in_a_browser(sandbox: Sandbox, mirror: San
     assert "cannot connect" in dom
     assert dom.count('class="details open"') >= 4  # each failed host's error shown without a click
     assert re.search(r">debian13-\d+</td><td>Debian GNU/Linux 13 \(trixie\)</td><td>26\.", dom)
+    assert re.search(rf">{second.hostname}</td><td>Debian GNU/Linux 12 \(bookworm\)</td><td>20\.10", dom)
 
     filtered = chromium("--dump-dom", page.as_uri() + "#failed").stdout
     assert "4 of 6 hosts shown" in filtered
@@ -76,7 +77,7 @@ def test_a_mixed_fleet_report_renders_in_a_browser(sandbox: Sandbox, mirror: San
     taken = chromium(f"--screenshot={shot}", "--window-size=1280,760", "--hide-scrollbars", page.as_uri())
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", taken.stderr[-2000:]
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
-    if os.environ.get("HOSTSETUP_UPDATE_SCREENSHOT"):
+    if os.environ.get("UPDATE_REPORT_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
 

@@ -324,7 +324,7 @@ def fake_host(monkeypatch: pytest.MonkeyPatch, conn: LocalConn) -> None:
     def facts(remote: Remote, users: tuple[str, ...]) -> Any:
         remote.run("true")  # one session, through the guard like the real facts script
         remote.as_root = True
-        return SimpleNamespace(uid=0, sudo="nopasswd", dockerd_version="")
+        return SimpleNamespace(uid=0, sudo="nopasswd", engine="", os_release={})
 
     monkeypatch.setattr(runner, "gather_facts", facts)
 
