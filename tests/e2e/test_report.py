@@ -86,3 +86,19 @@ def run_args(sandbox: Sandbox) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "hostsetup", "-S", str(sandbox.ssh_config_path)]
+
+
+def test_verify_and_doctor_write_the_page_too(sandbox: Sandbox, mirror: SandboxMirror, trio: list[SandboxHost],
+                                               tmp_path: Path) -> None:
+    names = [h.hostname for h in trio]
+    checked, diagnosed = tmp_path / "verify.html", tmp_path / "doctor.html"
+    code, out = run_hostsetup(sandbox, mirror, names, "verify", "--html", str(checked))
+    assert code in (0, 1) and checked.exists(), out
+    code, out = run_hostsetup(sandbox, mirror, names, "doctor", "--html", str(diagnosed))
+    assert code == 0 and diagnosed.exists(), out  # healthy hosts
+    for page, kinds in ((checked, {"ok", "failed"}), (diagnosed, {"ok"})):
+        dom = chromium("--dump-dom", page.as_uri()).stdout
+        assert "3 of 3 hosts shown" in dom
+        rows = re.findall(r'<tr class="host" data-kind="(\w+)"[^>]*><td>([^<]+)</td>', dom)
+        assert sorted(name for _, name in rows) == sorted(names) and {k for k, _ in rows} <= kinds, rows
+    assert "test_service_running_and_enabled" in checked.read_text()
