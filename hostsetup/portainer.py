@@ -76,7 +76,8 @@ class PortainerSettings:
 
     def run_command(self) -> str:
         q = shlex.quote
-        ports = " ".join(f"-p {q(f'{self.bind}:{p}:{p}')}" for p in self.ports())
+        bind = f"[{self.bind}]" if ":" in self.bind else self.bind
+        ports = " ".join(f"-p {q(f'{bind}:{p}:{p}')}" for p in self.ports())
         mounts = " ".join(f"-v {q(m)}" for m in self.mounts())
         args = " ".join(q(a) for a in self.arguments())
         return (f"docker run -d --name {self.name} --restart=always {ports} {mounts} "
@@ -99,10 +100,18 @@ def deploy_script(settings: PortainerSettings) -> str:
         "  exit 1",
         "fi",
         *([f"docker volume create {DATA_VOLUME} >/dev/null"] if not settings.agent else []),
+        # A run cut short after setting the previous container aside: it is the one to keep.
+        f"if docker inspect --type container {previous} >/dev/null 2>&1; then",
+        f"  if docker inspect --type container {name} >/dev/null 2>&1; then docker rm -f {previous} >/dev/null",
+        f"  else docker rename {previous} {name}; fi",
+        "fi",
         "old=",
         f"if docker inspect --type container {name} >/dev/null 2>&1; then",
-        f"  docker rm -f {previous} >/dev/null 2>&1 || true",
-        f"  docker rename {name} {previous} && docker stop {previous} >/dev/null && old={previous}",
+        f"  if ! docker rename {name} {previous}; then echo 'cannot set {name} aside; nothing changed' >&2; exit 1; fi",
+        f"  old={previous}",
+        f"  if ! docker stop {previous} >/dev/null; then",
+        f"    docker rename {previous} {name}; echo 'cannot stop {name}; nothing changed' >&2; exit 1",
+        "  fi",
         "fi",
         "answers() {",
         f"  i=0; while [ $i -lt {WAIT_SECONDS * 2} ]; do",
@@ -111,16 +120,21 @@ def deploy_script(settings: PortainerSettings) -> str:
         "    i=$((i + 1)); sleep 0.5",
         "  done; return 1",
         "}",
-        f"if out=$({settings.run_command()} 2>&1) && answers; then",
-        '  [ -z "$old" ] || docker rm "$old" >/dev/null',
-        "  exit 0",
+        f"if out=$({settings.run_command()} 2>&1); then",
+        "  if answers; then",
+        '    [ -z "$old" ] || docker rm "$old" >/dev/null',
+        "    exit 0",
+        "  fi",
+        f"  why=\"did not answer on {settings.answer_url} within {WAIT_SECONDS} s: "
+        f"$(docker logs --tail 3 {name} 2>&1 | tail -n 1)\"",
+        "else",
+        "  why=\"could not start: $(echo \"$out\" | tail -n 1)\"",
         "fi",
-        f"why=$(docker logs --tail 3 {name} 2>&1 | tail -n 1); [ -n \"$why\" ] || why=$(echo \"$out\" | tail -n 1)",
         f"docker rm -f {name} >/dev/null 2>&1 || true",
         f'back=""; if [ -n "$old" ] && docker rename "$old" {name} && docker start {name} >/dev/null; then',
         "  back='; the previous container runs again'",
         "fi",
-        f"echo \"{name} did not answer on {settings.answer_url} within {WAIT_SECONDS} s: $why$back\" >&2",
+        f"echo \"{name} $why$back\" >&2",
         "exit 1",
     ]
     return "\n".join(lines)
@@ -140,21 +154,33 @@ def plan_portainer(facts: HostFacts, settings: PortainerSettings) -> Plan:
     if not facts.dockerd_version:
         raise PlanError("Docker Engine is not installed here (no dockerd): run `hostsetup install` first")
     if facts.containers is None:
+        if facts.uid == 0 or facts.sudo == "nopasswd" or not facts.unit("docker.service").running:
+            state = facts.unit("docker.service").active
+            raise PlanError(f"the Docker engine does not answer (docker.service is {state}): start it, or see why "
+                            "with hostsetup doctor")
         raise PlanError("cannot ask the Docker engine which containers run (the login user is not in the docker "
                         "group and sudo asks a password): run with --prompt-for-sudo-password")
+    if "curl" not in facts.commands and not settings.remove:
+        raise PlanError("curl is missing here (hostsetup checks with it that Portainer answers): "
+                        "hostsetup install puts it there")
     current = facts.containers.get(settings.name)
+    leftover = f"{settings.name}.hostsetup-previous" in facts.containers
     if settings.remove:
         ops: list[Operation] = []
-        if current is not None:
-            ops.append(Run(f"docker rm -f {settings.name}"))
+        if current is not None or leftover:
+            aside = f" {settings.name}.hostsetup-previous" if leftover else ""
+            ops.append(Run(f"docker rm -f {settings.name}{aside}"))
         if settings.purge_data and not settings.agent and DATA_VOLUME in facts.volumes:
             ops.append(Run(f"docker volume rm {DATA_VOLUME}"))
+        if settings.purge_data and not settings.agent and PASSWORD_FILE in facts.files:
+            ops.append(Run(f"rm -f {PASSWORD_FILE}"))
         kept = "" if settings.purge_data or settings.agent or DATA_VOLUME not in facts.volumes else \
             f"; the volume {DATA_VOLUME} is kept (--purge-data removes it)"
         if not ops:
             return Plan(platform, (Step(step, f"no container {settings.name}{kept}"),))
-        what = ", ".join(("the container " + settings.name) if "rm -f" in op.command else f"the volume {DATA_VOLUME}"
-                         for op in ops if isinstance(op, Run))
+        what = ", ".join(f"the container {settings.name}" if op.command.startswith("docker rm") else
+                         f"the volume {DATA_VOLUME}" if op.command.startswith("docker volume") else
+                         "the admin password file" for op in ops if isinstance(op, Run))
         return Plan(platform, (Step(step, f"remove {what}{kept}", tuple(ops)),))
 
     ops = []
@@ -170,7 +196,10 @@ def plan_portainer(facts: HostFacts, settings: PortainerSettings) -> Plan:
         warnings.append(f"{settings.name} listens on every address of the host ({settings.bind}:{settings.port}): "
                         "an admin UI for the Docker engine (root on the host) on the network; --bind an address "
                         "only your admins reach")
-    if same and running and not ops:
+    if same and running and not leftover:
+        if ops:  # only the password file: Portainer reads it on its first start, nothing to recreate
+            return Plan(platform, (Step(step, "update the initial admin password file (Portainer reads it on its "
+                                        "first start only)", tuple(ops), tuple(warnings)),))
         return Plan(platform, (Step(step, f"{settings.reference} runs as {settings.name} ({settings.answer_url})",
                                     warnings=tuple(warnings)),))
     if current is None:

@@ -56,6 +56,8 @@ def write_json_file(path: str | Path, data: object) -> None:
 def write_private(path: str | Path, text: str) -> None:
     """Write ``text`` (already masked) to ``path``, mode 0600 (it names hosts, users, errors)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if os.path.isfile(path):  # an existing file keeps its mode otherwise (a FIFO or /dev/stdout is left alone)
+        os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
 

@@ -256,8 +256,13 @@ def test_portainer_runs_and_answers(host: Any, expected: dict[str, Any]) -> None
     policy = (info.get("HostConfig") or {}).get("RestartPolicy", {}).get("Name")
     assert info["State"]["Running"] and policy == "always", (
         f"expected {wanted['name']} running with --restart=always, found {info['State']['Status']}, restart {policy}")
-    answer = host.run(f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time 10 {shlex.quote(wanted['url'])}")
-    assert answer.stdout.strip() not in ("", "000"), f"expected {wanted['url']} to answer, found {first_line(answer)}"
+    # Where it is published (portainer --bind), as docker run -p put it.
+    bindings = ((info.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{wanted['port']}/tcp") or [{}]
+    address = bindings[0].get("HostIp") or "0.0.0.0"
+    address = "127.0.0.1" if address in ("0.0.0.0", "::") else address
+    url = f"https://{f'[{address}]' if ':' in address else address}:{wanted['port']}/"
+    answer = host.run(f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time 10 {shlex.quote(url)}")
+    assert answer.stdout.strip() not in ("", "000"), f"expected {url} to answer, found {first_line(answer)}"
 
 
 def test_smoke_container_runs(host: Any, expected: dict[str, Any]) -> None:

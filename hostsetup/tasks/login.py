@@ -50,9 +50,11 @@ def read_password(c: Context, password_file: str | None, username: str, registry
     "logout": "remove the registry's login from those users' files instead",
     "dry-run": "print what would change; change nothing",
     "json": "write a machine-readable report to this file",
+    "html": "write a self-contained HTML page of the run to this file",
 })
 def login(c: Context, registry: str, username: str = "", password_file: str | None = None,
-          users: str | None = None, logout: bool = False, dry_run: bool = False, json: str | None = None) -> None:
+          users: str | None = None, logout: bool = False, dry_run: bool = False, json: str | None = None,
+          html: str | None = None) -> None:
     """Log users in to a registry: credentials checked on the host first, ~/.docker/config.json written
     atomically (0600, other keys kept); --logout removes it."""
     name = registry_name(registry, "registry")
@@ -69,4 +71,4 @@ def login(c: Context, registry: str, username: str = "", password_file: str | No
     settings = LoginSettings(name, credentials, who)
     planners: dict[str, Planner] = {t.name: partial(plan_login, login=settings) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {t.name: Wanted(who, docker_configs=True) for t in targets}
-    exit_code(run_converge(c, planners, wanted, dry_run, json, targets))
+    exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "login"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import re
 import sys
 from functools import partial
@@ -13,7 +14,6 @@ from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import Wanted
 from hostsetup.inputs.files import read_text
-from hostsetup.inputs.values import host_address
 from hostsetup.portainer import (
     DATA_VOLUME,
     DEFAULT_VERSION,
@@ -66,24 +66,31 @@ def portainer(c: Context, version: str = DEFAULT_VERSION, image: str = "", bind:
               agent: bool = False, remove: bool = False, purge_data: bool = False, dry_run: bool = False,
               json: str | None = None, html: str | None = None) -> None:
     """Run Portainer CE (or its agent) from a pinned image, pulled through the host's registry mirror."""
-    if not VERSION.match(version):
+    if not VERSION.fullmatch(version):
         raise HostsetupError(f"--version {version!r} is not a Portainer version (2.21.4, lts)")
     if image:
         image = image_reference(image, "--image")
         if ":" in image.rsplit("/", 1)[-1] or "@" in image:
             raise HostsetupError("--image takes a name without a tag: the tag is --version")
-    if bind not in ("0.0.0.0", "::"):
-        bind = host_address(bind, "--bind")
+    try:  # docker run -p takes an address (no name, no IPv6 zone)
+        if "%" in bind:
+            raise ValueError(bind)
+        bind = str(ipaddress.ip_address(bind.strip().strip("[]")))
+    except ValueError:
+        raise HostsetupError(f"--bind {bind!r} is not an IP address of the host (10.0.0.5, 0.0.0.0, ::1)") from None
     if purge_data and not remove:
         raise HostsetupError("--purge-data only goes with --remove")
-    if agent and (edge or http or admin_password_file or prompt_for_admin_password):
-        raise HostsetupError("--edge, --http and the admin password are Portainer's own options, not the agent's")
+    if remove and (admin_password_file or prompt_for_admin_password or edge or http):
+        raise HostsetupError("--remove takes no deployment options (--edge, --http, an admin password)")
+    if agent and (edge or http or admin_password_file or prompt_for_admin_password or purge_data):
+        raise HostsetupError("--edge, --http, the admin password and --purge-data are Portainer's own options, "
+                             "not the agent's")
     settings = PortainerSettings(agent, version, image, bind, edge, http,
                                  None if remove else admin_password(admin_password_file, prompt_for_admin_password),
                                  remove, purge_data)
     targets = target_hosts(c)
     planners: dict[str, Planner] = {t.name: partial(plan_portainer, settings=settings) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
-        t.name: Wanted(files=(PASSWORD_FILE,) if settings.admin_password else (),
-                       containers=(settings.name, DATA_VOLUME)) for t in targets}
+        t.name: Wanted(files=(PASSWORD_FILE,) if not agent else (),
+                       containers=(settings.name, f"{settings.name}.hostsetup-previous", DATA_VOLUME)) for t in targets}
     exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "portainer"))

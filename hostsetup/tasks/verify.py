@@ -32,7 +32,7 @@ def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smo
     """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke,
     images each user must be able to pull."""
     return {"install": settings_as_dict(settings), "pull": list(pull),
-            "portainer": {"name": portainer.name, "url": portainer.answer_url} if portainer else None,
+            "portainer": {"name": portainer.name, "port": portainer.port} if portainer else None,
             "daemon": {"config": daemon.config, "replace": daemon.replace, "registry_cas": daemon.registry_cas}
             if daemon and daemon.configured else None,
             "smoke": smoke}

@@ -83,8 +83,13 @@ def test_agent_and_unknown_engine_state() -> None:
     agent = PortainerSettings(agent=True)
     assert agent.name == "portainer_agent" and agent.ports() == (9001,) and agent.reference == "portainer/agent:2.21.4"
     assert "/var/lib/docker/volumes:/var/lib/docker/volumes" in agent.run_command()
+    asks = dataclasses.replace(facts(), containers=None, uid=1000, sudo="password")
     with pytest.raises(PlanError, match="--prompt-for-sudo-password"):
-        plan_portainer(dataclasses.replace(facts(), containers=None), agent)
+        plan_portainer(asks, agent)
+    with pytest.raises(PlanError, match=r"does not answer \(docker.service is"):
+        plan_portainer(dataclasses.replace(asks, sudo="nopasswd"), agent)
+    with pytest.raises(PlanError, match="curl is missing"):
+        plan_portainer(dataclasses.replace(facts(), commands=frozenset({"apt-get"})), agent)
     with pytest.raises(PlanError, match="not installed"):
         plan_portainer(dataclasses.replace(facts(), dockerd_version=""), agent)
 
@@ -96,11 +101,38 @@ def test_deploy_script_is_valid_sh_and_puts_the_previous_container_back() -> Non
     assert 'docker rename "$old" portainer && docker start portainer' in script
     assert "https://10.0.0.5:9443/" in script
     assert PortainerSettings(bind="::1").answer_url == "https://[::1]:9443/"
+    assert "-p '[::1]:9443:9443'" in PortainerSettings(bind="::1").run_command()
+    assert "cannot set portainer aside; nothing changed" in script and "could not start: " in script
+    assert "docker rename portainer.hostsetup-previous portainer" in script  # a run cut short: put back first
+
+
+def test_a_leftover_previous_container_is_handled_and_removed() -> None:
+    chosen = PortainerSettings()
+    leftover = {**running(chosen), "portainer.hostsetup-previous": {"Config": {}, "State": {}}}
+    assert plan_portainer(facts(leftover, frozenset({"portainer_data"})), chosen).steps[0].changes
+    (step,) = plan_portainer(facts(leftover), PortainerSettings(remove=True)).steps
+    assert [op.command for op in step.operations if isinstance(op, Run)] == [
+        "docker rm -f portainer portainer.hostsetup-previous"]
+
+
+def test_only_a_new_password_file_recreates_nothing_and_purge_removes_it() -> None:
+    chosen = PortainerSettings(admin_password="a-new-long-password")
+    (step,) = plan_portainer(facts(running(chosen), frozenset({"portainer_data"}), password="old-password-xx"),
+                             chosen).steps
+    assert [type(op).__name__ for op in step.operations] == ["WriteUserFile"] and "first start" in step.summary
+    purge = PortainerSettings(remove=True, purge_data=True)
+    (step,) = plan_portainer(facts({}, frozenset(), password="old-password-xx"), purge).steps
+    assert [op.command for op in step.operations if isinstance(op, Run)] == [f"rm -f {PASSWORD_FILE}"]
 
 
 @pytest.mark.parametrize(("argv", "words"), [
     (["portainer", "--version", "2;id"], "is not a Portainer version"),
     (["portainer", "--bind", "a b"], "--bind"),
+    (["portainer", "--bind", "localhost"], "is not an IP address"),
+    (["portainer", "--bind", "fe80::1%eth0"], "is not an IP address"),
+    (["portainer", "--version", "2.21.4\n"], "is not a Portainer version"),
+    (["portainer", "--remove", "--edge"], "--remove takes no deployment options"),
+    (["portainer", "--agent", "--remove", "--purge-data"], "not the agent's"),
     (["portainer", "--purge-data"], "--purge-data only goes with --remove"),
     (["portainer", "--agent", "--edge"], "not the agent's"),
     (["portainer", "--image", "portainer/portainer-ce:2.21"], "without a tag"),
