@@ -123,6 +123,14 @@ def check_ca(text: str, origin: str) -> str:
 
 # --- logins: ~/.docker/config.json ---------------------------------------------------------------
 
+def registry_username(username: str) -> str:
+    """A registry user name as the ``auth`` value can hold it: no ':' and no control characters."""
+    if not username or ":" in username or any(ord(ch) < 32 or ord(ch) == 127 for ch in username) \
+            or len(username) > 255:
+        raise RegistryError(f"user name {username!r}: a registry user name has no ':' and no control characters")
+    return username
+
+
 @dataclass(frozen=True)
 class Credentials:
     username: str
@@ -133,9 +141,7 @@ class Credentials:
         """As ``docker login --password-stdin`` reads them: one final newline (and then a carriage
         return) dropped, so the stored login is the one the registry accepted. A user name with ':'
         or a control character, or an empty password, is refused."""
-        if not username or ":" in username or any(ord(ch) < 32 or ord(ch) == 127 for ch in username) \
-                or len(username) > 255:
-            raise RegistryError(f"user name {username!r}: a registry user name has no ':' and no control characters")
+        registry_username(username)
         password = password.removesuffix("\n").removesuffix("\r")
         if not password:
             raise RegistryError("the password is empty")

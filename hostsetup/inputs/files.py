@@ -46,6 +46,27 @@ def where(source: str, mapping: Any = None, key: str | None = None) -> str:
     return f"{source}:{line}" if line else source
 
 
+def read_secret(path: str | Path, what: str) -> str:
+    """A password kept in a file: its first line (a final carriage return dropped); empty is refused."""
+    secret = read_text(path, what, limit=64 * 1024).split("\n", 1)[0].removesuffix("\r")
+    if not secret:
+        raise InputError(f"{what} {path} is empty")
+    return secret
+
+
+def prompt_secret(prompt: str, no_terminal: str) -> str:
+    """A password typed on the terminal (not echoed); ``no_terminal`` is the error when there is none."""
+    import getpass
+    import sys
+
+    if not sys.stdin.isatty():
+        raise InputError(no_terminal)
+    secret = getpass.getpass(prompt)
+    if not secret:
+        raise InputError("no password given")
+    return secret
+
+
 def read_text(path: str | Path, what: str, limit: int = MAX_CONFIG_BYTES) -> str:
     """The text of a file the user named: it must exist, be a regular readable file, be at most
     ``limit`` bytes and be UTF-8 (a byte-order mark is dropped)."""

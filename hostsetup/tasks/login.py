@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import sys
 from functools import partial
 
 from invoke import Context, task
@@ -11,9 +9,9 @@ from invoke import Context, task
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import Wanted
-from hostsetup.inputs.files import read_text
+from hostsetup.inputs.files import prompt_secret, read_secret
 from hostsetup.login import LoginSettings, plan_login
-from hostsetup.registries import Credentials, registry_name
+from hostsetup.registries import Credentials, registry_name, registry_username
 from hostsetup.runner import Planner
 from hostsetup.settings import _as_list, check_users
 from hostsetup.tasks.install import exit_code, run_converge, target_hosts
@@ -26,20 +24,12 @@ def read_password(c: Context, password_file: str | None, username: str, registry
     ``login.password_file``, or a prompt on the terminal; never from the command line."""
     path = password_file or str(c.config.login.password_file or "")
     if path:
-        text = read_text(path, "password file", limit=64 * 1024)
-        password = text.split("\n", 1)[0].removesuffix("\r")
-        if not password:
-            raise HostsetupError(f"password file {path} is empty")
-        return password
+        return read_secret(path, "password file")
     if c.config.login.password:
         return str(c.config.login.password)
-    if not sys.stdin.isatty():
-        raise HostsetupError(f"no password for {username} at {registry}: give --password-file FILE or "
-                             f"{PASSWORD_VARIABLE}, or run it on a terminal to be asked")
-    password = getpass.getpass(f"password for {username} at {registry}: ")
-    if not password:
-        raise HostsetupError("no password given")
-    return password
+    return prompt_secret(f"password for {username} at {registry}: ",
+                         f"no password for {username} at {registry}: give --password-file FILE or "
+                         f"{PASSWORD_VARIABLE}, or run it on a terminal to be asked")
 
 
 @task(positional=["registry"], help={
@@ -64,7 +54,7 @@ def login(c: Context, registry: str, username: str = "", password_file: str | No
         user = username or str(c.config.login.username or "")
         if not user:
             raise HostsetupError("give --username (or login.username) to log in")
-        Credentials.checked(user, "-")  # the user name is refused before any password is asked for
+        registry_username(user)  # refused before any password is asked for
         credentials = Credentials.checked(user, read_password(c, password_file, user, name))
         secrets.register(credentials.password, credentials.auth)
     targets = target_hosts(c)

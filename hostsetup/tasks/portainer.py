@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import ipaddress
 import re
-import sys
 from functools import partial
 
 from invoke import Context, task
@@ -13,7 +11,7 @@ from invoke import Context, task
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import Wanted
-from hostsetup.inputs.files import read_text
+from hostsetup.inputs.files import prompt_secret, read_secret
 from hostsetup.portainer import (
     DATA_VOLUME,
     DEFAULT_VERSION,
@@ -31,12 +29,10 @@ VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,2}(-[a-z0-9.]+)?$|^(latest|lts|sts)$"
 
 def admin_password(path: str | None, prompt: bool) -> str | None:
     if path:
-        text = read_text(path, "admin password file", limit=64 * 1024)
-        password = text.split("\n", 1)[0].removesuffix("\r")
+        password = read_secret(path, "admin password file")
     elif prompt:
-        if not sys.stdin.isatty():
-            raise HostsetupError("--prompt-for-admin-password needs a terminal; give --admin-password-file instead")
-        password = getpass.getpass("Portainer admin password: ")
+        password = prompt_secret("Portainer admin password: ",
+                                 "--prompt-for-admin-password needs a terminal; give --admin-password-file instead")
     else:
         return None
     if len(password) < 12:

@@ -295,7 +295,9 @@ class _Context:
 
 
 def test_password_from_file_setting_variable_or_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
     import importlib
+    import sys
 
     from hostsetup.errors import HostsetupError
 
@@ -306,12 +308,12 @@ def test_password_from_file_setting_variable_or_prompt(tmp_path: Path, monkeypat
     assert task.read_password(_Context(password="from env"), None, "u", REGISTRY) == "from env"  # type: ignore[arg-type]
     assert task.read_password(_Context(password_file=str(tmp_path / "pw")), None, "u",  # type: ignore[arg-type]
                               REGISTRY) == "from file"
-    monkeypatch.setattr(task.sys.stdin, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(HostsetupError, match="HOSTSETUP_LOGIN_PASSWORD"):
         task.read_password(_Context(), None, "u", REGISTRY)  # type: ignore[arg-type]
     asked: list[str] = []
-    monkeypatch.setattr(task.sys.stdin, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(task.getpass, "getpass", lambda prompt: asked.append(prompt) or "typed")
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: asked.append(prompt) or "typed")
     assert task.read_password(_Context(), None, "u", REGISTRY) == "typed"  # type: ignore[arg-type]
     assert asked == [f"password for u at {REGISTRY}: "]
 
