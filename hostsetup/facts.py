@@ -240,6 +240,12 @@ def parse_containers(sections: dict[str, list[str]]) -> tuple[dict[str, dict[str
     return found, frozenset(line.strip() for line in sections.get("volumes", []) if line.strip())
 
 
+def engine_version(text: str) -> str:
+    """``Docker version 26.1.5+dfsg1, build 411e817`` (or just the version) -> ``26.1.5+dfsg1``; "" if none."""
+    match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", text)
+    return match.group(1) if match else ""
+
+
 @dataclass(frozen=True)
 class Account:
     """A user's passwd entry: who owns the files hostsetup writes in that user's home."""
@@ -285,8 +291,7 @@ class HostFacts:
     @property
     def engine(self) -> str:
         """dockerd's version as people write it (``26.1.5+dfsg1``), "" when there is none."""
-        match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", self.dockerd_version)
-        return match.group(1) if match else ""
+        return engine_version(self.dockerd_version)
 
 
 class FactsError(ValueError):

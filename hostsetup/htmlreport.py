@@ -8,7 +8,6 @@ with a few lines of inline JavaScript. Built from the same dicts as ``--json`` (
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from hostsetup.facts import engine_version
 from hostsetup.secrets import mask_data
 
 GOOD = {"ok", "passed", "healthy"}
@@ -62,12 +62,6 @@ def _details(host: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-def _engine(text: str) -> str:
-    """``Docker version 26.1.5+dfsg1, build 411e817`` (doctor) or ``26.1.5+dfsg1`` -> ``26.1.5+dfsg1``."""
-    match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", text)
-    return match.group(1) if match else "-"
-
-
 def _chip(step: Mapping[str, Any]) -> str:
     took = f" {float(step['seconds']):.1f}s" if step["seconds"] else ""
     return (f'<span class="chip {kind_of(step["status"])}" title="{escape(str(step["text"]))}">'
@@ -82,7 +76,7 @@ def _row(index: int, host: Mapping[str, Any]) -> str:
     details = _details(host)
     expanded = kind_of(status) == "failed" and details
     cells = (f'<td>{escape(str(host.get("host", "")))}</td><td>{escape(str(host.get("system") or "?"))}</td>'
-             f'<td>{escape(_engine(str(host.get("engine") or "")))}</td>'
+             f'<td>{escape(engine_version(str(host.get("engine") or "")) or "-")}</td>'
              f'<td><span class="status {kind_of(status)}">{escape(status)}</span></td>'
              f'<td data-value="{seconds:.3f}">{seconds:.1f} s</td><td class="steps">{chips}</td>')
     row = (f'<tr class="host" data-kind="{kind_of(status)}" data-index="{index}" '

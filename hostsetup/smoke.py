@@ -49,7 +49,8 @@ def _member(name: str, data: bytes | None, mode: int = 0o644) -> tuple[tarfile.T
     return info, io.BytesIO(data)
 
 
-def _tar(files: dict[str, tuple[bytes | None, int]]) -> bytes:
+def deterministic_tar(files: dict[str, tuple[bytes | None, int]]) -> bytes:
+    """A tar of ``name -> (content, mode)`` (None: a directory), sorted, owned by root, time 0."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in sorted(files):
@@ -59,7 +60,7 @@ def _tar(files: dict[str, tuple[bytes | None, int]]) -> bytes:
 
 def smoke_image() -> bytes:
     """The ``docker save`` archive of SMOKE_REF (deterministic bytes)."""
-    layer = _tar({"hello": (hello_elf(), 0o755)})
+    layer = deterministic_tar({"hello": (hello_elf(), 0o755)})
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = {"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
               "config": {"Cmd": ["/hello"]}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
@@ -67,7 +68,7 @@ def smoke_image() -> bytes:
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
     layer_dir = hashlib.sha256(layer).hexdigest()
     manifest = [{"Config": config_name, "RepoTags": [SMOKE_REF], "Layers": [f"{layer_dir}/layer.tar"]}]
-    return _tar({
+    return deterministic_tar({
         f"{layer_dir}/": (None, 0o755),
         f"{layer_dir}/layer.tar": (layer, 0o644),
         config_name: (config_bytes, 0o644),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostsetup.sandbox.engine import Progress, SandboxError, docker
+from hostsetup.smoke import deterministic_tar
 
 HUB = "hub.sandbox.internal"
 REGISTRY_MIRROR = "registry-mirror.sandbox.internal"
@@ -236,20 +237,10 @@ OPENSSL_CONF = "[req]\ndistinguished_name = dn\n[dn]\n"
 
 
 def _tar_layer(files: Mapping[str, tuple[bytes, int]]) -> bytes:
-    """A deterministic layer: ``path -> (content, mode)``; parent directories added; ``ln:`` content is a link."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        dirs = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
-        for d in dirs:
-            info = tarfile.TarInfo(d + "/")
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-            tar.addfile(info)
-        for path in sorted(files):
-            data, mode = files[path]
-            info = tarfile.TarInfo(path)
-            info.mode, info.mtime, info.size = mode, 0, len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    """A deterministic layer: ``path -> (content, mode)``, with each parent directory."""
+    dirs = {"/".join(p.split("/")[:i]) + "/" for p in files for i in range(1, p.count("/") + 1)}
+    entries: dict[str, tuple[bytes | None, int]] = {d: (None, 0o755) for d in dirs}
+    return deterministic_tar({**entries, **files})
 
 
 def openssl_files() -> dict[str, tuple[bytes, int]]:
