@@ -21,7 +21,6 @@ from hostsetup.inputs import InputError
 from hostsetup.inputs.config import check_tree, env_label, file_label, flag_label
 from hostsetup.inputs.files import load_mapping
 from hostsetup.inputs.values import did_you_mean
-from hostsetup.remote import ScriptRunner
 from hostsetup.settings import INSTALL_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
@@ -109,5 +108,4 @@ class HostsetupConfig(Config):
     def global_defaults() -> dict[str, Any]:
         defaults: dict[str, Any] = Config.global_defaults()
         merge_dicts(defaults, DEFAULTS)
-        defaults["runners"]["remote"] = ScriptRunner  # set once, never by a host's thread (hostsetup.remote)
         return defaults

@@ -89,6 +89,7 @@ if command -v dpkg >/dev/null 2>&1; then
 fi
 LOCK_HOLDERS
 hs_lock_holders | sed 's/^/holder /'
+CONTAINERS
 sec end
 """
 
@@ -153,16 +154,19 @@ def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
     return files
 
 
-def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docker_configs: bool = False) -> str:
+def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docker_configs: bool = False,
+                 containers: tuple[str, ...] = ()) -> str:
     """The remote script, with the packages, files and users to look at filled in: ``files``
-    beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``."""
+    beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``;
+    ``containers``: containers (and volumes) to inspect."""
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
     configs = docker_configs_script(users) if docker_configs else ""
     return (_SCRIPT.replace("READ_FILES", read_files_script((*FACT_FILES, *files)))
             .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words(FACT_PACKAGES))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS))
-            .replace("LOCK_HOLDERS", holders_script()))
+            .replace("LOCK_HOLDERS", holders_script())
+            .replace("CONTAINERS", containers_script(containers) if containers else ""))
 
 
 @dataclass(frozen=True)
@@ -197,9 +201,7 @@ class Wanted:
         return wanted if isinstance(wanted, Wanted) else cls(tuple(wanted))
 
     def script(self) -> str:
-        script = facts_script(self.users, self.files, self.docker_configs)
-        return script.replace("\nsec end\n", "\n" + containers_script(self.containers) + "\nsec end\n") \
-            if self.containers else script
+        return facts_script(self.users, self.files, self.docker_configs, self.containers)
 
 
 # Containers and volumes, as the engine reports them: through the socket when the login user may use

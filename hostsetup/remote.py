@@ -64,10 +64,7 @@ class Remote:
     before_session: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
-        # The fleet's hosts share one Config: setting a value re-merges it, and another host's thread
-        # reading it meanwhile finds keys missing. HostsetupConfig sets this runner from the start.
-        if getattr(self.conn.config.runners, "remote", None) is not ScriptRunner:
-            self.conn.config.runners.remote = ScriptRunner
+        self.conn.config.runners.remote = ScriptRunner  # (each connection has its own Config: connection.connect)
 
     def _starting(self, what: str) -> None:
         if self.before_session is not None:
