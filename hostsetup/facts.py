@@ -90,6 +90,8 @@ fi
 LOCK_HOLDERS
 hs_lock_holders | sed 's/^/holder /'
 CONTAINERS
+ENGINE_STATE
+SIZES
 sec end
 """
 
@@ -155,10 +157,12 @@ def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
 
 
 def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docker_configs: bool = False,
-                 containers: tuple[str, ...] = ()) -> str:
+                 containers: tuple[str, ...] = (), engine_state: bool = False, sizes: tuple[str, ...] = ()) -> str:
     """The remote script, with the packages, files and users to look at filled in: ``files``
     beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``;
-    ``containers``: containers (and volumes) to inspect."""
+    ``containers``: containers (and volumes) to inspect; ``engine_state``: the running containers
+    and whether live-restore is on (what an engine restart would do to them); ``sizes``: directories
+    whose size (and whether they are empty) to report."""
     def words(items: tuple[str, ...]) -> str:
         return " ".join(shlex.quote(i) for i in items)
     configs = docker_configs_script(users) if docker_configs else ""
@@ -166,7 +170,9 @@ def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docke
             .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words(FACT_PACKAGES))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS))
             .replace("LOCK_HOLDERS", holders_script())
-            .replace("CONTAINERS", containers_script(containers) if containers else ""))
+            .replace("CONTAINERS", containers_script(containers) if containers else "")
+            .replace("ENGINE_STATE", _ENGINE_STATE if engine_state else "")
+            .replace("SIZES", _SIZES.replace("PATHS", words(sizes)) if sizes else ""))
 
 
 @dataclass(frozen=True)
@@ -195,13 +201,16 @@ class Wanted:
     files: tuple[str, ...] = ()         # more files (e.g. registry certificates)
     docker_configs: bool = False        # each user's ~/.docker/config.json
     containers: tuple[str, ...] = ()    # containers to inspect (and volumes of the same names)
+    engine_state: bool = False          # running containers and live-restore (before an engine upgrade)
+    sizes: tuple[str, ...] = ()         # directories to measure (before deleting them)
 
     @classmethod
     def of(cls, wanted: Wanted | tuple[str, ...]) -> Wanted:
         return wanted if isinstance(wanted, Wanted) else cls(tuple(wanted))
 
     def script(self) -> str:
-        return facts_script(self.users, self.files, self.docker_configs, self.containers)
+        return facts_script(self.users, self.files, self.docker_configs, self.containers, self.engine_state,
+                            self.sizes)
 
 
 # Containers and volumes, as the engine reports them: through the socket when the login user may use
@@ -219,6 +228,69 @@ if ! hs_docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then echo
   done
   sec volumes; for v in NAMES; do hs_docker volume inspect --format '{{.Name}}' "$v" 2>/dev/null; done
 fi"""
+
+
+# What restarting dockerd would do to running containers: ``live-restore true|false`` and a line per
+# running container; "?" when the engine could not be asked (not running, or no passwordless access).
+_ENGINE_STATE = r"""sec() { printf '\n@@%s\n' "$1"; }
+sec engine-state
+hs_dk() {
+  if [ "$(id -u)" = 0 ] || [ -w /var/run/docker.sock ]; then timeout 20 docker "$@"
+  else sudo -n timeout 20 docker "$@"; fi
+}
+if ! command -v docker >/dev/null 2>&1 || ! systemctl is-active -q docker.service 2>/dev/null; then echo stopped
+elif s=$(hs_dk info --format 'live-restore {{.LiveRestoreEnabled}}' 2>/dev/null); then
+  echo "$s"; hs_dk ps --format 'running {{.Names}}' 2>/dev/null
+else echo '?'; fi"""
+
+
+# Each existing path: ``path<TAB>bytes (empty when unreadable)<TAB>empty|full`` (as root when it can).
+_SIZES = r"""sec() { printf '\n@@%s\n' "$1"; }
+sec sizes
+hs_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+for p in PATHS; do
+  [ -e "$p" ] || continue
+  b=$(hs_root timeout 120 du -sxb "$p" 2>/dev/null | cut -f1)
+  if [ -n "$(hs_root ls -A "$p" 2>/dev/null | head -n 1)" ]; then e=full; else e=empty; fi
+  printf '%s\t%s\t%s\n' "$p" "$b" "$e"
+done"""
+
+
+@dataclass(frozen=True)
+class PathSize:
+    """An existing path's size in bytes (None: could not be measured) and whether it holds anything."""
+
+    size: int | None
+    empty: bool
+
+
+def parse_sizes(lines: list[str]) -> dict[str, PathSize]:
+    found = {}
+    for row in _tabbed(lines):
+        if len(row) == 3:
+            found[row[0]] = PathSize(int(row[1]) if row[1].isdigit() else None, row[2] == "empty")
+    return found
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What an engine restart would do: the running containers, and whether live-restore keeps them."""
+
+    known: bool                        # False: the engine could not be asked
+    running: tuple[str, ...] = ()      # names of the running containers
+    live_restore: bool = False
+
+
+def parse_engine_state(lines: list[str] | None) -> EngineState | None:
+    """The ``engine-state`` section (None: not asked for)."""
+    if lines is None:
+        return None
+    if lines[:1] == ["stopped"]:
+        return EngineState(True)
+    if not lines or lines[0] == "?":
+        return EngineState(False)
+    running = tuple(line.split(" ", 1)[1].strip() for line in lines if line.startswith("running "))
+    return EngineState(True, running, any(line.strip() == "live-restore true" for line in lines))
 
 
 def containers_script(names: tuple[str, ...]) -> str:
@@ -286,6 +358,8 @@ class HostFacts:
     dpkg_interrupted: bool = False
     lock_holders: tuple[str, ...] = ()   # "PID COMMAND" of whoever holds a package-manager lock
     duplicates: frozenset[str] = frozenset()  # rpm: names installed twice (an upgrade cut short)
+    engine_state: EngineState | None = None   # None: not asked for (Wanted.engine_state)
+    sizes: dict[str, PathSize] = field(default_factory=dict)  # the asked-for paths that exist (Wanted.sizes)
 
     def unit(self, name: str) -> UnitState:
         return self.units.get(name, UnitState())
@@ -390,4 +464,6 @@ def parse_facts(output: str) -> HostFacts:
         dpkg_interrupted=half_installed or bool({"dpkg-journal", "dpkg-audit"} & {line.strip() for line in state}),
         lock_holders=tuple(line.split(" ", 1)[1].strip() for line in state if line.startswith("holder ")),
         duplicates=frozenset(duplicates),
+        engine_state=parse_engine_state(s.get("engine-state")),
+        sizes=parse_sizes(s.get("sizes", [])),
     )

@@ -87,7 +87,7 @@ def repo_file_content(platform: Platform, arch: str, settings: InstallSettings) 
                   releasever=platform.version, key_file=platform.family.key_file)
 
 
-def _locked_run(platform: Platform, command: str, settings: InstallSettings) -> Run:
+def locked_run(platform: Platform, command: str, settings: InstallSettings) -> Run:
     """``command`` once no other package manager holds the locks (waiting up to the setting)."""
     manager = platform.package_manager
     return Run(locked(manager, command, settings.lock_timeout), f"{_wait_line(manager, settings)}\n$ {command}")
@@ -97,7 +97,7 @@ def _wait_line(manager: str, settings: InstallSettings) -> str:
     return f"wait up to {settings.lock_timeout} s for the {LOCKS[manager].name} lock (then fail naming its holder)"
 
 
-def _lock_flag(platform: Platform, settings: InstallSettings) -> str:
+def lock_flag(platform: Platform, settings: InstallSettings) -> str:
     return apt_lock_option(settings.lock_timeout) if platform.family is APT else NO_LOCK_WAIT
 
 
@@ -105,16 +105,16 @@ def _repair(platform: Platform, facts: HostFacts, settings: InstallSettings) -> 
     """An earlier package transaction cut short (connection lost, killed, disk full): finish it
     before anything else asks the package manager, which would refuse (dpkg) or trip over it (rpm)."""
     if platform.family is APT and facts.dpkg_interrupted:
-        return Step("repair", "finish the interrupted dpkg transaction (dpkg --configure -a)", (_locked_run(
+        return Step("repair", "finish the interrupted dpkg transaction (dpkg --configure -a)", (locked_run(
             platform, "dpkg --configure -a && DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q"
-            f"{_lock_flag(platform, settings)}", settings),))
+            f"{lock_flag(platform, settings)}", settings),))
     duplicates = sorted(facts.duplicates & {*ENGINE_PACKAGES, *PLUGIN_PACKAGES})
     if platform.family is not APT and duplicates:
         # an upgrade cut short leaves the old and the new version installed; the old one goes
         command = (f"dnf remove -y{NO_LOCK_WAIT} --duplicates" if platform.package_manager == "dnf"
                    else "package-cleanup -y --cleandupes")
         return Step("repair", f"remove the older of the duplicated {', '.join(duplicates)} "
-                              "(an interrupted upgrade)", (_locked_run(platform, command, settings),))
+                              "(an interrupted upgrade)", (locked_run(platform, command, settings),))
     return None
 
 
@@ -124,8 +124,8 @@ def _conflicts(platform: Platform, facts: HostFacts, settings: InstallSettings) 
         return Step("conflicts", "no conflicting packages installed")
     remove = ("apt-get remove -y -q" if platform.family is APT
               else f"{platform.package_manager} remove -y")
-    return Step("conflicts", f"remove conflicting {', '.join(present)}", (_locked_run(
-        platform, f"{_noninteractive(platform)}{remove}{_lock_flag(platform, settings)} {' '.join(present)}",
+    return Step("conflicts", f"remove conflicting {', '.join(present)}", (locked_run(
+        platform, f"{_noninteractive(platform)}{remove}{lock_flag(platform, settings)} {' '.join(present)}",
         settings),))
 
 
@@ -137,7 +137,7 @@ def _prerequisites(platform: Platform, facts: HostFacts, settings: InstallSettin
     if platform.family is APT:
         missing = [p for p in platform.family.prerequisites if p not in facts.packages]
         command = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-                   f"apt-get install -y -q{_lock_flag(platform, settings)} {' '.join(missing)}")
+                   f"apt-get install -y -q{lock_flag(platform, settings)} {' '.join(missing)}")
     else:
         missing = [] if "curl" in facts.commands else ["curl"]
         lock_plugin = "yum-plugin-versionlock" if platform.package_manager == "yum" \
@@ -147,7 +147,7 @@ def _prerequisites(platform: Platform, facts: HostFacts, settings: InstallSettin
         command = f"{platform.package_manager} install -y{NO_LOCK_WAIT} {' '.join(missing)}"
     if not missing:
         return Step("prerequisites", "prerequisites present")
-    return Step("prerequisites", f"install {', '.join(missing)}", (_locked_run(platform, command, settings),))
+    return Step("prerequisites", f"install {', '.join(missing)}", (locked_run(platform, command, settings),))
 
 
 def _key(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
@@ -201,22 +201,70 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         return Step("packages", f"{', '.join(wanted)} installed{pinned}")
     if not missing and not stale:
         return Step("packages", "hold docker-ce and docker-ce-cli",
-                    (_locked_run(platform, _hold_command(platform), settings),))
+                    (locked_run(platform, _hold_command(platform), settings),))
+    target = upstream_version(version) if version else str(settings.version)
+    changes = [(p, upstream_version(facts.packages[p])) for p in stale if p in facts.packages]
+    _check_version_change(platform, facts, settings, changes, target)
     why = []
     if missing:
         why.append(f"install {', '.join(missing)}")
-    if stale:
+    if changes:
+        why.append("change " + ", ".join(f"{p} {old} -> {target}" for p, old in changes))
+    elif stale:
         why.append(f"change {', '.join(stale)} to {version or settings.version}")
     return Step("packages", "; ".join(why), (InstallPackages(
         platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
-        settings.hold, settings.lock_timeout),))
+        settings.hold, settings.lock_timeout),), _restart_warnings(facts) if changes else ())
+
+
+def _is_older(target: str, installed: str) -> bool:
+    """``target`` (an upstream version or a short pin) is below ``installed`` (an upstream version)."""
+    want, have = _version_key(target), _version_key(installed)
+    return want < have[:len(want)]
+
+
+def _check_version_change(platform: Platform, facts: HostFacts, settings: InstallSettings,
+                          changes: list[tuple[str, str]], target: str) -> None:
+    """A downgrade needs ``--allow-downgrade``; packages held at their version move only with ``--hold``."""
+    older = [f"{p} {old}" for p, old in changes if _is_older(target, old)]
+    if older and not settings.allow_downgrade:
+        raise PlanError(f"{', '.join(older)} installed and {target} is older: downgrading is refused "
+                        "unless you pass --allow-downgrade")
+    held = [p for p, _ in changes if p in held_packages(platform, facts)]
+    if held and not settings.hold:
+        tool = "apt-mark" if platform.family is APT else f"{platform.package_manager} versionlock"
+        raise PlanError(f"{', '.join(held)} held at {changes[0][1]} ({tool}): a held version changes only when "
+                        f"asked; add --hold to move the hold to {target}")
+
+
+def _restart_warnings(facts: HostFacts) -> tuple[str, ...]:
+    """What the engine's restart during a version change does to the containers running now."""
+    state = facts.engine_state
+    if state is None or "docker-ce" not in facts.packages:
+        return ()
+    if not state.known:
+        return ("could not ask the engine which containers run (no passwordless access to it): "
+                "without live-restore they stop while dockerd restarts",)
+    if not state.running:
+        return ()
+    names = ", ".join(state.running[:5]) + (f" and {len(state.running) - 5} more" if len(state.running) > 5 else "")
+    if state.live_restore:
+        return (f"{len(state.running)} running container(s) ({names}): live-restore is on, they keep running "
+                "while dockerd restarts",)
+    return (f"{len(state.running)} running container(s) ({names}) stop while dockerd restarts: live-restore is "
+            "off (only those with a restart policy start again); roll through a fleet with --batch 1 (or N%)",)
+
+
+def held_packages(platform: Platform, facts: HostFacts) -> set[str]:
+    """Which of docker-ce and docker-ce-cli are held (apt-mark) or versionlocked."""
+    if platform.family is APT:
+        return set(PINNED_PACKAGES) & facts.holds
+    locks = facts.files.get(VERSIONLOCK_LISTS[platform.package_manager]) or ""
+    return set(PINNED_PACKAGES) & versionlocked(locks)
 
 
 def _held(platform: Platform, facts: HostFacts) -> bool:
-    if platform.family is APT:
-        return set(PINNED_PACKAGES) <= facts.holds
-    locks = facts.files.get(VERSIONLOCK_LISTS[platform.package_manager]) or ""
-    return set(PINNED_PACKAGES) <= versionlocked(locks)
+    return held_packages(platform, facts) == set(PINNED_PACKAGES)
 
 
 def _hold_command(platform: Platform) -> str:

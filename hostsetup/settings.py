@@ -18,6 +18,7 @@ INSTALL_DEFAULTS: dict[str, Any] = {
     "key_fingerprint": "",
     "version": "",
     "hold": False,
+    "allow_downgrade": False,  # --version below the installed one is refused without it
     "plugins": True,
     "users": "",           # comma-separated (a string, so HOSTSETUP_INSTALL_USERS=a,b works)
     "lock_timeout": 120,   # seconds to wait for a package-manager lock another process holds
@@ -45,6 +46,7 @@ class InstallSettings:
     plugins: bool
     users: tuple[str, ...]
     lock_timeout: int = INSTALL_DEFAULTS["lock_timeout"]
+    allow_downgrade: bool = False
 
 
 def parse_bool(value: Any, name: str) -> bool:
@@ -93,7 +95,8 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
     unknown = set(values) - set(INSTALL_DEFAULTS)
     if unknown:
         raise SettingsError(f"unknown install setting(s): {', '.join(sorted(unknown))}")
-    flags = {k: parse_bool(values[k], f"install.{k}") for k in ("insecure_mirror", "hold", "plugins")}
+    flags = {k: parse_bool(values[k], f"install.{k}")
+             for k in ("insecure_mirror", "hold", "plugins", "allow_downgrade")}
     name, url = resolve_mirror(str(values["mirror"]), flags["insecure_mirror"])
     secrets.register_url_credentials([url])
     fingerprint = None
@@ -105,7 +108,7 @@ def install_settings(raw: Mapping[str, Any]) -> InstallSettings:
     version = check_version(str(values["version"]))
     users = check_users(_as_list(values["users"]))
     return InstallSettings(name, url, fingerprint, version, flags["hold"], flags["plugins"], users,
-                           parse_lock_timeout(values["lock_timeout"]))
+                           parse_lock_timeout(values["lock_timeout"]), flags["allow_downgrade"])
 
 
 def parse_lock_timeout(value: Any) -> int:

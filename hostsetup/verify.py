@@ -19,6 +19,7 @@ import hostsetup.checks
 from hostsetup.secrets import mask
 
 CHECKS_FILE = Path(hostsetup.checks.__file__).parent / "test_docker_host.py"
+ABSENT_CHECKS_FILE = CHECKS_FILE.with_name("test_docker_absent.py")   # after uninstall: expected {"absent": true}
 # Where this hostsetup was imported from: the checks' pytest process imports the same one
 # (a source tree run with ``python3 -m hostsetup`` must not mix with an installed wheel).
 IMPORT_ROOT = Path(hostsetup.checks.__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def needs_sudo(target: str) -> bool:
 
 
 def pytest_command(target: str, expect_file: Path, junit: Path, ssh: SshOptions,
-                   extra_checks: Sequence[str] = (), ini: Path | None = None) -> list[str]:
+                   extra_checks: Sequence[str] = (), ini: Path | None = None, absent: bool = False) -> list[str]:
     """pytest over the shipped checks (and the user's), with our ``host`` fixture instead of testinfra's."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:pytest11.testinfra", "-p", "hostsetup.checks.plugin",
            "-p", "no:cacheprovider", "-q", "--hostsetup-target", target, "--hostsetup-expect", str(expect_file),
@@ -87,7 +88,7 @@ def pytest_command(target: str, expect_file: Path, junit: Path, ssh: SshOptions,
         cmd += ["--hostsetup-identity", ssh.identity]
     for known in ssh.known_hosts:
         cmd += ["--hostsetup-known-hosts", known]
-    return [*cmd, str(CHECKS_FILE), *extra_checks]
+    return [*cmd, str(ABSENT_CHECKS_FILE if absent else CHECKS_FILE), *extra_checks]
 
 
 def parse_junit(path: Path) -> list[CheckResult]:
@@ -119,7 +120,8 @@ def verify_host(target: str, expected: dict[str, Any], ssh: SshOptions, extra_ch
         expect_file, junit, ini = work / "expect.json", work / "junit.xml", work / "pytest.ini"
         expect_file.write_text(json.dumps(expected))
         ini.write_text("[pytest]\n")
-        proc = subprocess.run(pytest_command(target, expect_file, junit, ssh, extra_checks, ini),
+        proc = subprocess.run(pytest_command(target, expect_file, junit, ssh, extra_checks, ini,
+                                             bool(expected.get("absent"))),
                               capture_output=True, text=True, timeout=600, cwd=work,
                               env=checks_environment())
         if junit.exists():

@@ -9,6 +9,7 @@ from hostsetup.tasks.install import install
 from hostsetup.tasks.login import login
 from hostsetup.tasks.portainer import portainer
 from hostsetup.tasks.sandbox import sandbox
+from hostsetup.tasks.uninstall import uninstall
 from hostsetup.tasks.verify import verify
 
-namespace = Collection(configure, demo, doctor, install, login, portainer, sandbox, verify)
+namespace = Collection(configure, demo, doctor, install, login, portainer, sandbox, uninstall, verify)

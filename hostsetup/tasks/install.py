@@ -145,7 +145,8 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "insecure-mirror": "allow a plain http:// mirror (packages are still signature-checked)",
     "key-fingerprint": "expected fingerprint of the repository key (private mirrors)",
     "version": "pin docker-ce and docker-ce-cli: 25.0, 25.0.3 or an exact package version",
-    "hold": "hold the pinned packages (apt-mark hold / dnf versionlock)",
+    "hold": "hold the pinned packages (apt-mark hold / dnf versionlock); with --version, moves a hold",
+    "allow-downgrade": "let --version go below the installed version",
     "no-plugins": "skip docker-buildx-plugin and docker-compose-plugin",
     "users": "comma-separated users to add to the docker group",
     "dry-run": "print every command and file diff; change nothing",
@@ -155,18 +156,20 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
-            no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
+            allow_downgrade: bool = False, no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
             json: str | None = None, no_verify: bool = False, html: str | None = None) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
-             "version": version, "hold": hold or None, "plugins": False if no_plugins else None, "users": users}
+             "version": version, "hold": hold or None,
+             "allow_downgrade": allow_downgrade or None, "plugins": False if no_plugins else None, "users": users}
     targets = target_hosts(c)
     settings = {t.name: settings_from(c, t, **flags) for t in targets}
     daemons = {t.name: daemon_from(c, t) for t in targets}
     planners: dict[str, Planner] = {
         t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name]) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
-        t.name: Wanted(settings[t.name].users, registry_ca_files(daemons[t.name])) for t in targets}
+        t.name: Wanted(settings[t.name].users, registry_ca_files(daemons[t.name]),
+                       engine_state=bool(settings[t.name].version)) for t in targets}
     reports = run_converge(c, planners, wanted, dry_run, json, targets, html, "install")
     changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
     verified_ok = True

@@ -66,7 +66,8 @@ CASES = {
         recorded("debian12-converged"),
         sandbox_settings(recorded("debian12-converged"), mirror="https://mirror.example.internal/docker-ce")),
     "debian12-pinned-upgrade": lambda: (
-        recorded("debian12-pinned-held"), sandbox_settings(recorded("debian12-pinned-held"), version="20.10.24")),
+        recorded("debian12-pinned-held"),
+        sandbox_settings(recorded("debian12-pinned-held"), version="20.10.24", hold=True)),
     "debian12-converged-official-key": lambda: (recorded("debian12-converged"),
                                                 install_settings({"mirror": SANDBOX_MIRROR, "insecure_mirror": True,
                                                                   "users": ["hostsetup"]})),

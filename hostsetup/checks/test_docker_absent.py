@@ -1,0 +1,44 @@
+"""The shipped checks after ``uninstall``: nothing of Docker Engine is left that hostsetup put there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hostsetup.distros import Platform
+from hostsetup.facts import UNITS
+from hostsetup.uninstall import DATA_DIRS, DROPINS, MANAGED_MARK, REMOVED_PACKAGES
+
+
+def test_engine_packages_removed(host: Any) -> None:
+    left = [name for name in REMOVED_PACKAGES if host.package(name).is_installed]
+    assert not left, f"expected no Docker Engine packages; still installed: {', '.join(left)}"
+
+
+def test_units_stopped_and_not_enabled(host: Any) -> None:
+    left = [unit for unit in UNITS if host.service(unit).is_running or host.service(unit).is_enabled]
+    assert not left, f"expected docker and containerd stopped and not enabled; found: {', '.join(left)}"
+
+
+def test_no_dockerd_and_no_socket(host: Any) -> None:
+    assert not host.process.filter(comm="dockerd"), "expected no dockerd process; one is running"
+    assert not host.file("/var/run/docker.sock").is_socket, "expected no /var/run/docker.sock; it is there"
+
+
+def test_repository_and_key_removed(host: Any, platform: Platform) -> None:
+    repo = host.file(platform.family.repo_file)
+    assert not (repo.exists and MANAGED_MARK in repo.content_string), \
+        f"expected hostsetup's {platform.family.repo_file} removed; it is still there"
+
+
+def test_dropins_removed(host: Any) -> None:
+    left = [p for p in DROPINS if host.file(p).exists and "hostsetup" in host.file(p).content_string]
+    assert not left, f"expected hostsetup's drop-ins removed; still there: {', '.join(left)}"
+
+
+def test_data_purged(host: Any, expected: dict[str, Any]) -> None:
+    if not expected.get("purge_data"):
+        pytest.skip("data kept (no --purge-data)")
+    left = [p for p in DATA_DIRS if host.file(p).exists and host.run(f"ls -A {p}").stdout.strip()]
+    assert not left, f"expected {', '.join(DATA_DIRS)} deleted (--purge-data); still holding data: {', '.join(left)}"

@@ -1,0 +1,140 @@
+"""Uninstall planning: facts -> the steps that take Docker Engine off a host. Pure: no I/O.
+
+What goes: the units (stopped and disabled), the packages hostsetup installs (and their hold),
+the repository file and key when hostsetup wrote them (its "Managed by hostsetup" line), the
+systemd drop-ins it wrote. What stays unless ``purge_data``: the engine's data and configuration
+(``DATA_DIRS``), and the ``docker`` group. An uninstalled host plans nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hostsetup.daemon.plan import EXECSTART_DROPIN, PROXY_DROPIN
+from hostsetup.distros import (
+    APT,
+    ENGINE_PACKAGES,
+    PLUGIN_PACKAGES,
+    VERSIONLOCK_LISTS,
+    UnsupportedSystem,
+    resolve_platform,
+)
+from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
+from hostsetup.operations import Operation, RemoveFiles, Run
+from hostsetup.pkgcommands import NO_LOCK_WAIT, PINNED_PACKAGES, versionlocked
+from hostsetup.plan import PlanError, held_packages, lock_flag, locked_run
+from hostsetup.settings import InstallSettings, install_settings
+from hostsetup.steps import Plan, Step
+
+MANAGED_MARK = "Managed by hostsetup"
+# What hostsetup's packages leave behind that holds the user's data: images, containers, volumes, daemon.json.
+DATA_DIRS = ("/var/lib/docker", "/var/lib/containerd", "/etc/docker")
+REMOVED_PACKAGES = (*ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras")
+DROPINS = (EXECSTART_DROPIN, PROXY_DROPIN)
+
+
+@dataclass(frozen=True)
+class UninstallSettings:
+    purge_data: bool = False
+    lock_timeout: int = 120
+
+
+def wanted(settings: UninstallSettings) -> Wanted:
+    """The facts an uninstall plan reads beyond the common ones: the data directories' sizes when purging."""
+    return Wanted(sizes=DATA_DIRS if settings.purge_data else ())
+
+
+def written_by_hostsetup(content: str | None) -> bool:
+    return content is not None and MANAGED_MARK in content
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _service(facts: HostFacts) -> Step:
+    present = [u for u in UNITS if facts.unit(u).load == "loaded"
+               and (facts.unit(u).running or facts.unit(u).file_state in ("enabled", "enabled-runtime"))]
+    if not present:
+        return Step("service", "docker and containerd are not running or enabled")
+    return Step("service", f"stop and disable {', '.join(present)}",
+                (Run("systemctl disable --now " + " ".join(present)),))
+
+
+def _packages(facts: HostFacts, install: InstallSettings) -> Step:
+    from_host = [p for p in REMOVED_PACKAGES if p in facts.packages]
+    platform = resolve_platform(facts.os_release)
+    if platform.family is APT:
+        held = sorted(held_packages(platform, facts))
+        commands = [f"apt-mark unhold {' '.join(held)} >/dev/null"] if held else []
+        if from_host:
+            commands.append(f"DEBIAN_FRONTEND=noninteractive apt-get purge -y -q{lock_flag(platform, install)} "
+                            + " ".join(from_host))
+    else:
+        manager = platform.package_manager
+        locks = versionlocked(facts.files.get(VERSIONLOCK_LISTS[manager]) or "")
+        held = sorted(set(PINNED_PACKAGES) & locks)
+        commands = [f"{manager} versionlock delete {' '.join(held)} >/dev/null"] if held else []
+        if from_host:
+            commands.append(f"{manager} remove -y{NO_LOCK_WAIT} {' '.join(from_host)}")
+    if not commands:
+        return Step("packages", "no Docker Engine packages installed")
+    what = [f"remove {', '.join(from_host)}"] if from_host else []
+    what += [f"release the hold on {', '.join(held)}"] if held else []
+    return Step("packages", "; ".join(what), (locked_run(platform, " && ".join(commands), install),))
+
+
+def _repository(facts: HostFacts) -> Step:
+    family = resolve_platform(facts.os_release).family
+    repo = facts.files.get(family.repo_file)
+    if family.repo_file not in facts.files:
+        return Step("repository", f"no {family.repo_file}")
+    if not written_by_hostsetup(repo):
+        return Step("repository", f"{family.repo_file} was not written by hostsetup: kept (with its key)")
+    paths = tuple(p for p in (family.repo_file, family.key_file) if p in facts.files)
+    return Step("repository", f"remove {' and '.join(paths)}", (RemoveFiles(paths),))
+
+
+def _dropins(facts: HostFacts) -> Step:
+    ours = tuple(p for p in DROPINS if p in facts.files and "hostsetup" in (facts.files[p] or ""))
+    if not ours:
+        return Step("drop-ins", "no docker.service drop-ins written by hostsetup")
+    return Step("drop-ins", f"remove {', '.join(ours)}",
+                (RemoveFiles(ours), Run("systemctl daemon-reload")))
+
+
+def _data(facts: HostFacts, settings: UninstallSettings) -> Step:
+    if not settings.purge_data:
+        return Step("data", f"kept: {', '.join(DATA_DIRS)} (--purge-data deletes them)")
+    doomed: dict[str, PathSize] = {p: facts.sizes[p] for p in DATA_DIRS if p in facts.sizes
+                                   and not facts.sizes[p].empty}
+    if not doomed:
+        return Step("data", f"none of {', '.join(DATA_DIRS)} holds anything")
+    listing = ", ".join(f"{p} ({human_size(s.size)})" for p, s in doomed.items())
+    # A directory that is a mount point (its own volume) is emptied; anything else goes whole.
+    script = "; ".join(f"find {p} -xdev -mindepth 1 -delete && {{ rmdir {p} 2>/dev/null || mountpoint -q {p}; }}"
+                       for p in doomed)
+    command = f"set -e; {script}"
+    shown = [f"delete {p} ({human_size(s.size)})" for p, s in doomed.items()]
+    ops: tuple[Operation, ...] = (Run(command, "\n".join([*shown, f"$ {command}"])),)
+    return Step("data", f"delete {listing}", ops,
+                (f"deleting {listing}: every image, container, volume and daemon.json on this host",))
+
+
+def plan_uninstall(facts: HostFacts, settings: UninstallSettings) -> Plan:
+    """The steps that take Docker Engine off this host (idempotent: an uninstalled host plans nothing)."""
+    try:
+        platform = resolve_platform(facts.os_release)
+    except UnsupportedSystem as exc:
+        raise PlanError(str(exc)) from None
+    install = install_settings({"lock_timeout": settings.lock_timeout})
+    steps = (_service(facts), _packages(facts, install), _repository(facts), _dropins(facts),
+             _data(facts, settings))
+    return Plan(platform, steps)
