@@ -31,6 +31,7 @@ MANAGED_MARK = "Managed by hostsetup"
 DATA_DIRS = ("/var/lib/docker", "/var/lib/containerd", "/etc/docker")
 REMOVED_PACKAGES = (*ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras")
 DROPINS = (EXECSTART_DROPIN, PROXY_DROPIN)
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class UninstallSettings:
 
 def wanted(settings: UninstallSettings) -> Wanted:
     """The facts an uninstall plan reads beyond the common ones: the data directories' sizes when purging."""
-    return Wanted(sizes=DATA_DIRS if settings.purge_data else ())
+    return Wanted(engine_state=True, sizes=DATA_DIRS if settings.purge_data else ())
 
 
 def written_by_hostsetup(content: str | None) -> bool:
@@ -59,13 +60,23 @@ def human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+# Containers are stopped while dockerd still runs: with live-restore they would outlive it (and its packages).
+STOP_CONTAINERS = ("if systemctl is-active -q docker.service; then "
+                   "docker ps -q | xargs -r timeout 120 docker stop --time 10 >/dev/null; fi")
+
+
 def _service(facts: HostFacts) -> Step:
     present = [u for u in UNITS if facts.unit(u).load == "loaded"
                and (facts.unit(u).running or facts.unit(u).file_state in ("enabled", "enabled-runtime"))]
     if not present:
         return Step("service", "docker and containerd are not running or enabled")
-    return Step("service", f"stop and disable {', '.join(present)}",
-                (Run("systemctl disable --now " + " ".join(present)),))
+    state = facts.engine_state
+    running = state.running if state is not None and state.known else ()
+    containers = (f"stop {len(running)} running container(s) ({', '.join(running)}), then " if running
+                  else "stop any running containers, then " if state is None or not state.known else "")
+    # A stopped socket unit leaves its file behind (systemd's RemoveOnStop=no): it goes too.
+    return Step("service", f"{containers}stop and disable {', '.join(present)}",
+                (Run(f"{STOP_CONTAINERS}\nsystemctl disable --now {' '.join(present)} && rm -f {DOCKER_SOCKET}"),))
 
 
 def _packages(facts: HostFacts, install: InstallSettings) -> Step:

@@ -38,6 +38,9 @@ def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smo
             "smoke": smoke}
 
 
+ABSENT: dict[str, Any] = {"absent": True}   # the "nothing left" check set (uninstall's)
+
+
 def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, Any]],
                checks: list[str] | None = None, junit_xml: str | None = None,
                json_path: str | None = None, html_path: str | None = None) -> list[VerifyReport]:
@@ -70,6 +73,8 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     "pull": "an image each user (install.users, else the SSH user) must pull with their own login; repeatable",
     "portainer": "also check Portainer: its container runs with --restart=always and answers on 9443",
     "portainer-agent": "also check the Portainer agent: it runs with --restart=always and answers on 9001",
+    "absent": "check instead that Docker Engine is gone (what uninstall leaves): no packages, units, socket, "
+              "repository or drop-ins of hostsetup's",
     "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
     "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
     "json": "write a machine-readable report to this file",
@@ -77,15 +82,18 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
 })
 def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
            json: str | None = None, pull: list[str] | None = None, html: str | None = None,
-           portainer: bool = False, portainer_agent: bool = False) -> None:
+           portainer: bool = False, portainer_agent: bool = False, absent: bool = False) -> None:
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
     targets = target_hosts(c)
     images = tuple(image_reference(i) for i in pull or [])
     chosen = PortainerSettings(agent=True) if portainer_agent else PortainerSettings() if portainer else None
-    expected = {t.name: expected_state(settings_from(c, t), daemon_from(c, t), smoke, images, chosen)
-                for t in targets}
+    if absent and (smoke or images or chosen):
+        raise Exit("hostsetup: --absent checks that Docker Engine is gone: it cannot be combined with --smoke, "
+                   "--pull or --portainer", code=2)
+    expected = {t.name: ABSENT if absent else expected_state(settings_from(c, t), daemon_from(c, t), smoke, images,
+                                                             chosen) for t in targets}
     reports = run_verify(c, targets, expected, checks, junit_xml, json, html)
     if any(r.status == "failed" for r in reports):
         raise Exit(code=1)

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from hostsetup.facts import PathSize, facts_script, parse_sizes
+from hostsetup.facts import EngineState, PathSize, facts_script, parse_sizes
 from hostsetup.runner import describe_plan
 from hostsetup.uninstall import UninstallSettings, human_size, plan_uninstall, wanted
 from tests.unit.test_plan import recorded, synthetic
@@ -20,7 +20,8 @@ def _steps(plan) -> dict[str, str]:
 def test_installed_host_loses_units_packages_repository_and_key_but_keeps_data() -> None:
     plan = plan_uninstall(recorded("debian12-converged"), UninstallSettings())
     assert _steps(plan) == {
-        "service": "stop and disable docker.service, docker.socket, containerd.service",
+        "service": "stop any running containers, then stop and disable docker.service, docker.socket, "
+                   "containerd.service",
         "packages": "remove docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin, docker-compose-plugin",
         "repository": "remove /etc/apt/sources.list.d/docker.sources and /etc/apt/keyrings/docker.asc",
     }
@@ -84,3 +85,16 @@ def test_sizes_are_read_only_when_purging() -> None:
                                              (5 * 1024 ** 3, "5.0 GiB"), (None, "size unknown")])
 def test_human_size(size: int | None, text: str) -> None:
     assert human_size(size) == text
+
+
+@pytest.mark.parametrize(("state", "start"), [
+    (EngineState(True, ("web", "db"), True), "stop 2 running container(s) (web, db), then stop and disable"),
+    (EngineState(True), "stop and disable"),
+])
+def test_running_containers_are_stopped_before_the_engine(state: EngineState, start: str) -> None:
+    """With live-restore, containers outlive a stopped dockerd (and its removed packages): they stop first."""
+    plan = plan_uninstall(dataclasses.replace(recorded("debian12-converged"), engine_state=state),
+                          UninstallSettings())
+    assert _steps(plan)["service"].startswith(start)
+    command = plan.changes[0].operations[0].command
+    assert command.index("docker stop") < command.index("systemctl disable --now")
