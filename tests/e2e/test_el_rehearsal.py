@@ -33,6 +33,7 @@ from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.rpmrepo import RpmRepo
 from tests.conftest import IN_CI
 from tests.e2e.conftest import only_host, ssh, steps_with
+from tests.e2e.test_lifecycle import lifecycle
 
 ALL_STEPS = ["conflicts", "prerequisites", "key", "repository", "packages", "service", "group"]
 FLAVORS = ["rocky9", "centos7"]
@@ -245,3 +246,13 @@ def test_el_rehearsal_default_and_aliyun_presets_pass_verify(sandbox, mirror, rp
             (preset, mirror.requests()[seen:])
     code, report, out = cli(host, "--users", "hostsetup", mirror_url="aliyun")
     assert code == 0 and only_host(report)["status"] == "ok", out
+
+
+def test_el_rehearsal_upgrade_under_live_restore_uninstall_and_reinstall(sandbox, mirror, rpmrepo, cli,
+                                                                        fresh_hosts) -> None:
+    """The lifecycle of test_lifecycle on Rocky 9: the hold is dnf's versionlock, removal is dnf's."""
+    host = fresh_hosts("rocky9")[0]
+    add_fixtures_repo(sandbox, host, mirror, rpmrepo)
+    newest, older = rpmrepo.versions["9"][:2]
+    lifecycle(sandbox, mirror, cli, host, newest, older)
+    assert "docker-ce" not in root_run(sandbox, host, f"cat {LOCK_LIST['rocky9']}")  # uninstall released the lock

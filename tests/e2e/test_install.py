@@ -67,24 +67,6 @@ def test_changing_the_base_url_rewrites_only_the_repo_file(sandbox, mirror, cli,
     assert cli(host, mirror_url=other_url)[1]["hosts"][0]["status"] == "ok"
 
 
-def test_pin_older_version_then_upgrade(sandbox, mirror, cli, fresh_hosts) -> None:
-    host = fresh_hosts("debian12")[0]
-    newest, older = mirror.build.versions["bookworm"][:2]
-    code, report, out = cli(host, "--version", upstream_version(older), "--hold")
-    assert code == 0, out
-    with ssh(sandbox, host, "root") as c:
-        assert c.run("dpkg-query -W -f '${Version}' docker-ce", hide=True).stdout == older
-        assert upstream_version(older) in c.run("dockerd --version", hide=True).stdout
-        assert "docker-ce" in c.run("apt-mark showhold", hide=True).stdout.split()
-    code, report, out = cli(host, "--version", upstream_version(newest))
-    assert code == 0, out
-    assert "packages" in steps_with(report, "changed")
-    with ssh(sandbox, host, "root") as c:
-        assert c.run("dpkg-query -W -f '${Version}' docker-ce docker-ce-cli", hide=True).stdout == newest * 2
-        assert upstream_version(newest) in c.run("docker version --format '{{.Server.Version}}'",
-                                                 hide=True, timeout=60).stdout
-
-
 def test_unknown_version_lists_what_the_repository_has(mirror, cli, fresh_hosts) -> None:
     host = fresh_hosts("debian12")[0]
     code, _report, out = cli(host, "--version", "19.03")
