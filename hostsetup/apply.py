@@ -12,6 +12,7 @@ breaks the host's own ``apt-get update`` / ``dnf makecache``.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from invoke.runners import Result
 
 from hostsetup import rollback
+from hostsetup.bundle import unpack_script
 from hostsetup.daemon.apply import apply_configure
 from hostsetup.distros import Platform
 from hostsetup.downloads import curl_failure, failed_download
@@ -31,6 +33,7 @@ from hostsetup.operations import (
     Operation,
     RemoveFiles,
     Run,
+    UploadBundle,
     WriteFile,
     WriteUserFile,
 )
@@ -202,7 +205,9 @@ def step_script(step: Step, guard: RepositoryGuard) -> str | None:
 def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
     """Run a step that cannot be batched: fetched keys and versions resolved on the host."""
     for op in step.operations:
-        if isinstance(op, FetchKey):
+        if isinstance(op, UploadBundle):
+            _upload_bundle(remote, op)
+        elif isinstance(op, FetchKey):
             script = guard.keep(step.name, [op.path]) + _fetch_key(remote, op)
             result = remote.root("set -e\n" + script)
             if not result.ok:
@@ -215,6 +220,21 @@ def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
             result = remote.root("set -e\n" + (_script(op, step, guard) or ""))
             if not result.ok:
                 raise RemoteError(f"{step.name} failed: {guard.failure(step, result)}")
+
+
+def _upload_bundle(remote: Remote, op: UploadBundle) -> None:
+    """SFTP as the login user into a file only it can read, then as root: sha256 checked, unpacked, upload removed."""
+    made = remote.run('umask 077 && mktemp "${TMPDIR:-/var/tmp}/.hostsetup-bundle-XXXXXXXX"', timeout=60)
+    uploaded = made.stdout.strip()
+    if not made.ok or not uploaded.startswith("/"):
+        raise RemoteError(f"no temporary file for the bundle: {tail(made)}")
+    remote.sessions += 1
+    try:
+        remote.conn.put(op.local, uploaded)
+    except OSError as exc:
+        remote.run(f"rm -f {shlex.quote(uploaded)}", timeout=60)
+        raise RemoteError(f"uploading the bundle failed: {exc}; nothing was unpacked") from None
+    remote.root_ok(unpack_script(op, uploaded), "unpacking the bundle", timeout=600)
 
 
 def batch_script(steps: list[tuple[Step, str]]) -> str:

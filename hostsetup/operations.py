@@ -169,4 +169,19 @@ class WriteUserFile:
         return [f"write {self.path} as {self.user} (mode 0600, atomic): {self.change}"]
 
 
-Operation = Run | WriteFile | RemoveFiles | FetchKey | InstallPackages | ConfigureDaemon | CheckLogin | WriteUserFile
+@dataclass(frozen=True)
+class UploadBundle:
+    """Send an offline bundle over SFTP, check its sha256 on the host, unpack it into ``remote_dir``."""
+
+    local: str
+    sha256: str
+    size: int
+    remote_dir: str
+
+    def describe(self) -> list[str]:
+        return [f"upload {self.local} ({self.size} bytes) over SFTP to a temporary file",
+                f"check its sha256 is {self.sha256}, unpack it into {self.remote_dir}, remove the upload"]
+
+
+Operation = (UploadBundle | Run | WriteFile | RemoveFiles | FetchKey | InstallPackages | ConfigureDaemon | CheckLogin
+             | WriteUserFile)

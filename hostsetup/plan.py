@@ -9,6 +9,7 @@ import re
 import shlex
 from dataclasses import replace
 
+from hostsetup.bundle import Bundle, BundleError, dependency_check_script, host_arch
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.distros import (
     APT,
@@ -28,6 +29,7 @@ from hostsetup.operations import (
     Operation,
     RemoveFiles,
     Run,
+    UploadBundle,
     WriteFile,
 )
 from hostsetup.pkgcommands import (
@@ -55,7 +57,7 @@ def upstream_version(package_version: str) -> str:
     return re.split(r"[-~]", without_epoch, maxsplit=1)[0]
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", upstream_version(version)))
 
 
@@ -66,10 +68,10 @@ def resolve_version(pin: str, available: tuple[str, ...]) -> str:
     matches = [v for v in available
                if upstream_version(v) == pin or upstream_version(v).startswith(pin + ".")]
     if not matches:
-        listing = ", ".join(sorted({upstream_version(v) for v in available}, key=_version_key,
+        listing = ", ".join(sorted({upstream_version(v) for v in available}, key=version_key,
                                    reverse=True)) or "none"
         raise PlanError(f"version {pin} is not in the repository; it has: {listing}")
-    return max(matches, key=_version_key)
+    return max(matches, key=version_key)
 
 
 def key_fingerprints(platform: Platform, settings: InstallSettings) -> tuple[str, ...]:
@@ -219,7 +221,7 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
 
 def _is_older(target: str, installed: str) -> bool:
     """``target`` (an upstream version or a short pin) is below ``installed`` (an upstream version)."""
-    want, have = _version_key(target), _version_key(installed)
+    want, have = version_key(target), version_key(installed)
     return want < have[:len(want)]
 
 
@@ -303,8 +305,34 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
     return Step("group", summary, tuple(Run(c) for c in commands), warnings)
 
 
-def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSettings | None = None) -> Plan:
-    """The steps that install Docker Engine on this host as ``settings`` say (and set daemon.json)."""
+def _bundle(platform: Platform, facts: HostFacts, settings: InstallSettings, bundle: Bundle,
+            installs: bool) -> Step:
+    """An offline bundle: on the host once (uploaded, checked, unpacked), and before any package changes,
+    proof that it and the host's own repositories satisfy every dependency."""
+    try:
+        target = bundle.target_for(platform, facts)
+    except BundleError as exc:
+        raise PlanError(str(exc)) from None
+    ops: list[Operation] = []
+    what = []
+    if not bundle.present_on(facts):
+        ops.append(UploadBundle(bundle.path, bundle.sha256, bundle.size, bundle.remote_dir))
+        what.append(f"upload the bundle ({target.name}) to {bundle.remote_dir}")
+    if installs:
+        wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
+        check = dependency_check_script(bundle, target, platform, host_arch(platform, facts), wanted)
+        ops.append(Run(check, "check, with a copy of the package indexes, that the bundle and the host's own "
+                              f"repositories provide every dependency of {', '.join(wanted)} (nothing changes)"))
+        what.append("check its dependencies")
+    if not ops:
+        return Step("bundle", f"bundle {bundle.sha256[:16]} ({target.name}) is on the host")
+    return Step("bundle", "; ".join(what), tuple(ops))
+
+
+def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSettings | None = None,
+                 bundle: Bundle | None = None) -> Plan:
+    """The steps that install Docker Engine on this host as ``settings`` say (and set daemon.json);
+    from an offline ``bundle`` when one is given (``settings`` then name it as their mirror)."""
     try:
         platform = resolve_platform(facts.os_release)
     except UnsupportedSystem as exc:
@@ -326,7 +354,9 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
                    else "refresh the repository's index (its key changed)")
         repository = replace(repository, summary=summary, operations=(wait, *repository.operations, refresh))
     repair = _repair(platform, facts, settings)
+    installs = any(isinstance(op, InstallPackages) for op in packages.operations)
     steps: tuple[Step, ...] = (
+        *((_bundle(platform, facts, settings, bundle, installs),) if bundle else ()),
         *((repair,) if repair else ()),
         conflicts,
         _prerequisites(platform, facts, settings),

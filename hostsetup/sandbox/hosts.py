@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -261,10 +262,11 @@ class Sandbox:
         hostname = f"{flavor}-{name.removeprefix(f'hs-{self.name}-')}"
         # Names the engine's DNS does not know go to the mirror's name server ("no such name", at
         # once), not to the machine's resolver (unreachable from an internal network: 20 s a lookup).
-        mirror = self._address(f"hs-{self.name}-mirror")
+        # A sandbox with no mirror (an offline one): no name server at all, so a lookup fails at once.
+        mirror = self._address(f"hs-{self.name}-mirror") or "127.0.0.1"
         docker("run", "-d", "--name", name, "--hostname", hostname,
                "--label", self.label, "--label", f"hostsetup.flavor={flavor}",
-               "--network", self.network, "--network-alias", hostname, *(["--dns", mirror] if mirror else []),
+               "--network", self.network, "--network-alias", hostname, "--dns", mirror,
                *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker", tag, "/sbin/init")
         # The relay targets the host's address, not its name: a name the engine's DNS does not
         # know (a stopped host) would be asked of the machine's upstream resolver.
@@ -357,6 +359,35 @@ class Sandbox:
                 raise SandboxError(f"the sandbox mirror did not start serving: {logs.stderr.strip()}")
             time.sleep(0.3)
         return SandboxMirror(url=f"http://{MIRROR_ALIAS}", build=built, container=name)
+
+    def publish_mirror(self) -> str:
+        """The mirror's plain-HTTP tree as this machine reaches it: ``http://127.0.0.1:PORT``, through a
+        relay like the SSH gateways (the mirror itself stays on the internal network only)."""
+        mirror = self._address(f"hs-{self.name}-mirror")
+        if not mirror:
+            raise SandboxError("the sandbox mirror is not running (start_mirror first)")
+        relay = f"hs-{self.name}-mirror-http"
+        running = docker("inspect", "-f", "{{.State.Running}} {{index .Config.Labels \"hostsetup.relay\"}}",
+                         relay, check=False).stdout.split()
+        if running != ["true", mirror]:
+            docker("rm", "-f", relay, check=False)
+            docker("create", "--name", relay, "--label", self.label, "--label", f"hostsetup.relay={mirror}",
+                   "--network", self.publish_network, "-p", "127.0.0.1::80",
+                   ensure_image("debian12", self.cache / "build", self.progress),
+                   "python3", "-c", Path(forward.__file__).read_text(), mirror, "80")
+            docker("network", "connect", self.network, relay)
+            docker("start", relay)
+        port = docker("port", relay, "80/tcp").stdout.split()[0].rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/", timeout=5):
+                    return url
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"the mirror's relay on {url} does not answer") from None
+                time.sleep(0.3)
 
     @property
     def private_tls(self) -> SandboxTls:

@@ -2,6 +2,7 @@
 
 from invoke import Collection
 
+from hostsetup.tasks.bundle import bundle
 from hostsetup.tasks.configure import configure
 from hostsetup.tasks.demo import demo
 from hostsetup.tasks.doctor import doctor
@@ -12,4 +13,4 @@ from hostsetup.tasks.sandbox import sandbox
 from hostsetup.tasks.uninstall import uninstall
 from hostsetup.tasks.verify import verify
 
-namespace = Collection(configure, demo, doctor, install, login, portainer, sandbox, uninstall, verify)
+namespace = Collection(bundle, configure, demo, doctor, install, login, portainer, sandbox, uninstall, verify)

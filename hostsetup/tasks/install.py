@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from invoke import Context, Exit, task
 
+from hostsetup.bundle import Bundle, read_bundle
 from hostsetup.daemon.plan import registry_ca_files
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.errors import HostsetupError
@@ -132,6 +134,11 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     return run_converge(c, planners, {t.name: settings.users for t in targets}, dry_run, json_path, targets)
 
 
+def from_bundle(settings: InstallSettings, bundle: Bundle) -> InstallSettings:
+    """Install settings whose repository is the bundle on the host, at the bundle's version."""
+    return replace(settings, mirror_name="bundle", mirror_url=bundle.url, version=bundle.version)
+
+
 def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     """0: every host ok or changed; 1: a host failed or was not started; 130: Ctrl-C stopped the run."""
     if interrupted or any(r.status in (INTERRUPTED, NOT_STARTED) for r in reports):
@@ -153,22 +160,33 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "json": "write a machine-readable report to this file",
     "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
     "no-verify": "skip the testinfra checks that run after a run that changed a host",
+    "bundle": "install from this offline bundle (`hostsetup bundle`): uploaded once, no repository needed",
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             allow_downgrade: bool = False, no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
-            json: str | None = None, no_verify: bool = False, html: str | None = None) -> None:
+            json: str | None = None, no_verify: bool = False, html: str | None = None,
+            bundle: str | None = None) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
+    offline = read_bundle(bundle) if bundle else None
+    if offline and (mirror or insecure_mirror):
+        raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror", code=2)
+    if offline and version and version != offline.version:
+        raise Exit(f"hostsetup: the bundle carries docker-ce {offline.version}, not --version {version}", code=2)
     flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
              "version": version, "hold": hold or None,
              "allow_downgrade": allow_downgrade or None, "plugins": False if no_plugins else None, "users": users}
     targets = target_hosts(c)
     settings = {t.name: settings_from(c, t, **flags) for t in targets}
+    if offline:
+        settings = {name: from_bundle(s, offline) for name, s in settings.items()}
     daemons = {t.name: daemon_from(c, t) for t in targets}
     planners: dict[str, Planner] = {
-        t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name]) for t in targets}
+        t.name: partial(plan_install, settings=settings[t.name], daemon=daemons[t.name], bundle=offline)
+        for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
-        t.name: Wanted(settings[t.name].users, registry_ca_files(daemons[t.name]),
+        t.name: Wanted(settings[t.name].users, (*registry_ca_files(daemons[t.name]),
+                                                *((offline.marker,) if offline else ())),
                        engine_state=bool(settings[t.name].version)) for t in targets}
     reports = run_converge(c, planners, wanted, dry_run, json, targets, html, "install")
     changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
