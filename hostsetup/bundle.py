@@ -205,7 +205,7 @@ fi
 if ! apt-get install -s -q $o -o Dir::Etc::SourceParts="$t/all" PACKAGES > "$t/out" 2>&1; then
   missing=$(awk '/Depends:|PreDepends:/ { sub(/^ +/, ""); printf "%s%s", s, $0; s = "; " }' "$t/out")
   echo "hostsetup: neither the bundle nor this host's own repositories provide what Docker needs:" \
-    "${missing:-$(tail -n 2 "$t/out" | tr '\n' ' ')}; nothing was changed" >&2; exit 1
+    "${missing:-$(tail -n 2 "$t/out" | tr '\n' ' ')}; nothing was installed or configured" >&2; exit 1
 fi"""
 
 _RPM_CHECK = r"""t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
@@ -220,7 +220,7 @@ if grep -Eq 'nothing provides|Problem|No match for argument|Error:' "$t/out"; th
   missing=$(grep -E 'nothing provides|No match for argument|conflicts with' "$t/out" | sed 's/^ *- *//' | head -n 5 \
     | awk '{ printf "%s%s", s, $0; s = "; " }')
   echo "hostsetup: neither the bundle nor this host's own repositories provide what Docker needs:" \
-    "${missing:-$(grep -m 1 Error: "$t/out")}; nothing was changed" >&2; exit 1
+    "${missing:-$(grep -m 1 Error: "$t/out")}; nothing was installed or configured" >&2; exit 1
 fi"""
 
 

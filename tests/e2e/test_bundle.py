@@ -1,0 +1,143 @@
+"""Offline bundles for real: built on this machine from the sandbox mirror (reached over HTTP on 127.0.0.1),
+installed on hosts of a second sandbox that has no mirror and no name server at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostsetup.bundle import BUNDLE_ROOT
+from hostsetup.errors import HostsetupError
+from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
+from tests.conftest import IN_CI
+from tests.e2e.conftest import ssh
+
+TARGETS = "debian12,rocky9"
+
+
+def hostsetup(mirror: SandboxMirror, *args: str, sandbox: Sandbox | None = None) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "hostsetup", *(["-S", str(sandbox.ssh_config_path)] if sandbox else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "HOSTSETUP_INSTALL_KEY_FINGERPRINT": mirror.build.key_fingerprint})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle_file(sandbox: Sandbox, mirror: SandboxMirror, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle for Debian 12 and Rocky 9 with the defaults (the newest release both have)."""
+    out = tmp_path_factory.mktemp("bundle") / "bundle.tar"
+    code, text = hostsetup(mirror, "bundle", "--os", TARGETS, "-o", str(out), "--mirror", sandbox.publish_mirror(),
+                           "--insecure-mirror")
+    assert code == 0, text
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[Sandbox]:
+    """A sandbox of its own with no mirror: its hosts reach no repository and resolve no name."""
+    box = Sandbox(f"offline-{os.getpid()}", progress=lambda msg: print(f"[sandbox] {msg}"))
+    try:
+        box.prepare()
+    except HostsetupError as exc:
+        box.down()
+        if IN_CI:
+            pytest.fail(f"CI=true and the sandbox cannot start: {exc}", pytrace=False)
+        pytest.skip(f"e2e tests need a Docker engine ({exc})")
+    try:
+        yield box
+    finally:
+        box.down()
+
+
+def root(sandbox: Sandbox, host: SandboxHost, command: str) -> tuple[int, str]:
+    with ssh(sandbox, host, "root") as c:
+        result = c.run(command, hide=True, warn=True, timeout=120)
+        return result.exited, result.stdout + result.stderr
+
+
+def test_bundle_holds_checked_packages_for_each_target(mirror: SandboxMirror, bundle_file: Path) -> None:
+    with tarfile.open(bundle_file) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        names = set(tar.getnames())
+    newest = mirror.build.versions["bookworm"][0]
+    assert manifest["version"] == newest.split(":", 1)[1].split("-", 1)[0]
+    assert set(manifest["targets"]) == {"debian12", "rocky9"}
+    for target in manifest["targets"].values():
+        assert {p["name"] for p in target["packages"]} == {"docker-ce", "docker-ce-cli", "containerd.io",
+                                                           "docker-buildx-plugin", "docker-compose-plugin"}
+        assert all(p["file"] in names for p in target["packages"])
+        assert "iptables" in target["needs"]   # from the distribution, not from Docker's repository
+    assert "linux/debian/dists/bookworm/InRelease" in names and "linux/centos/gpg" in names
+    # the downloads came from the mirror itself (its request log), over the relay on 127.0.0.1
+    assert any(" GET /linux/debian/dists/bookworm/InRelease 200" in line for line in mirror.requests())
+
+
+def test_bundle_refuses_what_it_cannot_trust_and_bad_input(sandbox: Sandbox, mirror: SandboxMirror,
+                                                           tmp_path: Path) -> None:
+    url = sandbox.publish_mirror()
+    out = tmp_path / "b.tar"
+    with mirror.faults({"/linux/debian/dists/bookworm/stable/binary-amd64/Packages*": b"Package: evil\n"}):
+        code, text = hostsetup(mirror, "bundle", "--os", "debian12", "-o", str(out), "--mirror", url,
+                               "--insecure-mirror")
+    assert code == 1 and "its sha256 is not the one its signed index gives; refusing it" in text, text
+    code, text = hostsetup(mirror, "bundle", "--os", "debian12", "-o", str(out), "--mirror", url,
+                           "--insecure-mirror", "--key-fingerprint", "0" * 40)
+    assert code == 1 and "refusing it" in text and not out.exists(), text
+    for args, message in ((["--os", "debian99"], "debian release ? is not supported"),
+                          (["--os", "solaris11"], "is not a system like debian12"),
+                          (["--os", "debian12", "--arch", "sparc"], "--arch 'sparc'"),
+                          (["--os", ""], "bundle needs --os"),
+                          (["--os", "debian12", "--version", "20.10;rm"], "is neither a short version")):
+        code, text = hostsetup(mirror, "bundle", "-o", str(out), "--mirror", url, "--insecure-mirror", *args)
+        assert code == 2 and message in text and len(text.strip().splitlines()) == 1, (args, text)
+    assert not out.exists()
+
+
+def test_offline_hosts_install_from_the_bundle_then_converge(offline: Sandbox, mirror: SandboxMirror,
+                                                             bundle_file: Path) -> None:
+    hosts = offline.start_hosts(["debian12", "rocky9"])
+    names = ",".join(h.hostname for h in hosts)
+    with tarfile.open(bundle_file) as tar:
+        release = json.loads(tar.extractfile("manifest.json").read())["version"]  # type: ignore[union-attr]
+    for host in hosts:   # no repository, no name server
+        assert root(offline, host, "getent hosts download.docker.com mirror.sandbox.internal")[0] != 0
+    code, text = hostsetup(mirror, "-H", names, "install", "--bundle", str(bundle_file), "--users", "hostsetup",
+                           sandbox=offline)
+    assert code == 0, text
+    assert "2 hosts: 2 changed" in text and text.count("  passed  ") == 2, text   # and verified
+    for host in hosts:
+        assert "docker" in root(offline, host, "id -nG hostsetup")[1].split()
+        code, out = root(offline, host, "docker version --format '{{.Server.Version}}'")
+        assert code == 0 and out.startswith(release), out
+    code, text = hostsetup(mirror, "-H", names, "install", "--bundle", str(bundle_file), "--users", "hostsetup",
+                           "--json", str(bundle_file.with_name("again.json")), sandbox=offline)
+    assert code == 0 and "2 hosts: 2 ok" in text, text
+    report = json.loads(bundle_file.with_name("again.json").read_text())
+    assert all(h["ssh_sessions"] == 1 for h in report["hosts"])   # the bundle is not sent again
+    offline.remove_hosts(hosts)
+
+
+def test_missing_dependencies_are_named_before_anything_changes(offline: Sandbox, mirror: SandboxMirror,
+                                                                 bundle_file: Path) -> None:
+    debian, rocky = offline.start_hosts(["debian12", "rocky9"])
+    root(offline, debian, "dpkg --purge --force-depends libdevmapper1.02.1")
+    root(offline, rocky, "rpm -e --nodeps el-rehearsal-base")   # the stand-in for the system's own packages
+    code, text = hostsetup(mirror, "-H", f"{debian.hostname},{rocky.hostname}", "install", "--bundle",
+                           str(bundle_file), sandbox=offline)
+    assert code == 1 and "2 hosts: 2 failed" in text, text
+    assert "docker-ce : Depends: libdevmapper1.02.1 (>= 2:1.02.97) but it is not installable" in text
+    assert "nothing provides iptables needed by docker-ce-3:" in text
+    assert text.count("nothing was installed or configured") == 4   # each host: its step line and the table
+    assert root(offline, debian, "ls /etc/apt/sources.list.d /etc/apt/keyrings")[1].split() == \
+        ["/etc/apt/keyrings:", "/etc/apt/sources.list.d:"]
+    assert root(offline, rocky, "ls /etc/yum.repos.d")[1].split() == []
+    assert root(offline, debian, f"ls {BUNDLE_ROOT}")[1].strip()   # the bundle stays for the next try
+    offline.remove_hosts([debian, rocky])
