@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostsetup.distros import APT, DISTROS, Platform, UnsupportedSystem, resolve_platform
+from hostsetup.distros import APT, DISTROS, RPM, Platform, UnsupportedSystem, resolve_platform
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import HostFacts
 from hostsetup.operations import UploadBundle
@@ -88,9 +88,14 @@ class BundleTarget:
     family: str                        # apt or rpm
     packages: tuple[BundlePackage, ...]
     needs: tuple[str, ...]             # what the packages need from the distribution's own repositories
+    extras: tuple[BundlePackage, ...] = ()   # distribution packages a reference host added (--from)
 
     def exact(self, name: str) -> str:
         return next(p.version for p in self.packages if p.name == name)
+
+    def missing_extras(self, facts: HostFacts, remote_dir: str) -> tuple[str, ...]:
+        """The added distribution packages this host does not have, as files in the unpacked bundle."""
+        return tuple(f"{remote_dir}/{p.file}" for p in self.extras if p.name not in facts.packages)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,11 @@ class Bundle:
 
     def present_on(self, facts: HostFacts) -> bool:
         return (facts.files.get(self.marker) or "").strip() == self.sha256
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """The added distribution packages of every target (the facts ask whether a host has them)."""
+        return tuple(dict.fromkeys(p.name for t in self.targets.values() for p in t.extras))
 
     def target_for(self, platform: Platform, facts: HostFacts) -> BundleTarget:
         key = platform_key(platform, host_arch(platform, facts))
@@ -159,7 +169,8 @@ def read_bundle(path: str) -> Bundle:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}, this hostsetup reads {FORMAT}")
         targets = {name: BundleTarget(name, str(t["key"]), str(t["family"]),
-                                      tuple(_package(p) for p in t["packages"]), tuple(t.get("needs", ())))
+                                      tuple(_package(p) for p in t["packages"]), tuple(t.get("needs", ())),
+                                      tuple(_package(p) for p in t.get("extras", ())))
                    for name, t in manifest["targets"].items()}
         version = str(manifest["version"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -183,6 +194,9 @@ def unpack_script(op: UploadBundle, uploaded: str) -> str:
         'chmod -R u=rwX,go=rX "$n"',   # apt's _apt reads it
         f'echo {op.sha256} > "$n/.sha256"',
         'rm -rf "$d"; mv "$n" "$d"',
+        # Older bundles go, except one a repository file still names (until the run rewrites it).
+        f'for o in {BUNDLE_ROOT}/*/; do o=${{o%/}}; [ "$o" = "$d" ] && continue',
+        f'  grep -qsF "$o/" {APT.repo_file} {RPM.repo_file} || rm -rf "$o"; done',
     ))
 
 
@@ -215,7 +229,7 @@ cp -a /var/cache/dnf/. "$t/cache/" 2>/dev/null || true
 printf '%s\n' '[hostsetup-bundle]' 'name=hostsetup bundle' 'baseurl=URL/RELEASEVER/$basearch/stable' \
   'gpgcheck=1' 'gpgkey=file://KEY' > "$t/repos/hostsetup-bundle.repo"
 MANAGER -q --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" --setopt=skip_if_unavailable=True \
-  install --assumeno PACKAGES > "$t/out" 2>&1 || true
+  --releasever=RELEASEVER install --assumeno PACKAGES > "$t/out" 2>&1 || true
 if grep -Eq 'nothing provides|Problem|No match for argument|Error:' "$t/out"; then
   missing=$(grep -E 'nothing provides|No match for argument|conflicts with' "$t/out" | sed 's/^ *- *//' | head -n 5 \
     | awk '{ printf "%s%s", s, $0; s = "; " }')
@@ -225,20 +239,20 @@ fi"""
 
 
 def dependency_check_script(bundle: Bundle, target: BundleTarget, platform: Platform, arch: str,
-                            wanted: tuple[str, ...]) -> str:
+                            wanted: tuple[str, ...], extras: tuple[str, ...] = ()) -> str:
     """As root, before anything changes: would the package manager install the bundle's packages with the
     bundle and the host's own repositories (read from a copy of their indexes; nothing on the host changes)?"""
     q = shlex.quote
     repo = f"{bundle.remote_dir}/linux/{platform.distro.repo_path}"
     pinned = ("docker-ce", "docker-ce-cli")
     if platform.family is APT:
-        packages = " ".join(q(f"{p.name}={p.version}" if p.name in pinned else p.name) for p in target.packages
-                            if p.name in wanted)
+        packages = " ".join([*(q(f"{p.name}={p.version}" if p.name in pinned else p.name) for p in target.packages
+                               if p.name in wanted), *(q(e) for e in extras)])
         return (_APT_CHECK.replace("REPO_FILE", q(APT.repo_file)).replace("KEY", q(f"{repo}/gpg"))
                 .replace("URL", f"file://{repo}").replace("CODENAME", platform.codename).replace("ARCH", arch)
                 .replace("PACKAGES", packages))
-    packages = " ".join(q(f"{p.name}-{rpm_pin(p.version)}" if p.name in pinned else p.name) for p in target.packages
-                        if p.name in wanted)
+    packages = " ".join([*(q(f"{p.name}-{rpm_pin(p.version)}" if p.name in pinned else p.name)
+                           for p in target.packages if p.name in wanted), *(q(e) for e in extras)])
     return (_RPM_CHECK.replace("REPO_FILE", q(platform.family.repo_file)).replace("KEY", f"{repo}/gpg")
             .replace("URL", f"file://{repo}").replace("RELEASEVER", platform.version)
             .replace("MANAGER", platform.package_manager).replace("PACKAGES", packages))

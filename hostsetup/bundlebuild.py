@@ -300,7 +300,7 @@ def _rpm_target(dl: Downloader, platform: Platform, arch: str, pin: str | None, 
         fmt = pkg.find("c:format", RPM_NS)
         relations = [e.get("name", "") for kind in ("rpm:requires", "rpm:recommends")
                      for e in (fmt.findall(f"{kind}/rpm:entry", RPM_NS) if fmt is not None else [])
-                     if not e.get("name", "").startswith(("rpmlib(", "/"))]
+                     if not e.get("name", "").startswith("rpmlib(")]
         provides = [e.get("name", "") for e in (fmt.findall("rpm:provides/rpm:entry", RPM_NS) if fmt is not None
                                                else [])]
         size = pkg.find("c:size", RPM_NS)
@@ -340,9 +340,24 @@ def _rpm_signatures_ok(key: bytes, rpms: list[Path], work: Path) -> None:
             raise BundleError(f"{rpm.name}: not signed by the pinned key ({check.stdout.strip() or check.stderr})")
 
 
+@dataclass(frozen=True)
+class Extra:
+    """A distribution package a reference host resolved and downloaded (checked there by its package manager)."""
+
+    name: str
+    version: str
+    path: Path         # on this machine
+
+
+# (target name, its platform, the bundle's architecture for it, what its packages need, a work directory)
+# -> the distribution packages to add: ``hostsetup bundle --from HOST``.
+Reference = Callable[[str, Platform, str, list[str], Path], list[Extra]]
+
+
 def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch: str = "amd64",
-                 progress: Callable[[str], None] = print) -> dict[str, object]:
-    """Download, check and write the bundle for the systems ``names`` (debian12, rocky9, ...); the manifest."""
+                 progress: Callable[[str], None] = print, reference: Reference | None = None) -> dict[str, object]:
+    """Download, check and write the bundle for the systems ``names`` (debian12, rocky9, ...); the manifest.
+    ``reference``: where given, the distribution packages the targets' packages need are added too."""
     if arch not in ARCHES:
         raise BundleError(f"--arch {arch!r}: one of {', '.join(ARCHES)}")
     platforms = {name: target_platform(name) for name in dict.fromkeys(names)}
@@ -401,9 +416,19 @@ def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch
                                          "sha256": cand.sha256, "size": len(data)})
             if rpms:
                 _rpm_signatures_ok(keys[f"linux/{platform.distro.repo_path}"], rpms, work)
+            extras = []
+            if reference is not None:
+                for extra in reference(name, platform, host_arch, needs, work):
+                    data = extra.path.read_bytes()
+                    inside = f"extras/{name}/{extra.path.name}"
+                    fetched.files[inside] = extra.path
+                    extras.append({"name": extra.name, "version": extra.version, "file": inside,
+                                   "sha256": _sha256(data), "size": len(data)})
+                    progress(f"{name}: {extra.name} {extra.version} (from the reference host)")
             files.update(fetched.files)
             manifest_targets[name] = {"key": platform_key(platform, host_arch), "family": platform.family.name,
-                                      "system": platform.name, "packages": fetched.packages, "needs": needs}
+                                      "system": platform.name, "packages": fetched.packages, "needs": needs,
+                                      "extras": extras}
         manifest = {"format": FORMAT, "version": common, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "source": mask(settings.mirror_url), "key_fingerprints": fingerprints, "targets": manifest_targets}
         _write_tar(output, manifest, files)

@@ -157,7 +157,8 @@ def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
 
 
 def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docker_configs: bool = False,
-                 containers: tuple[str, ...] = (), engine_state: bool = False, sizes: tuple[str, ...] = ()) -> str:
+                 containers: tuple[str, ...] = (), engine_state: bool = False, sizes: tuple[str, ...] = (),
+                 packages: tuple[str, ...] = ()) -> str:
     """The remote script, with the packages, files and users to look at filled in: ``files``
     beyond the ones every plan reads; ``docker_configs``: each user's ``~/.docker/config.json``;
     ``containers``: containers (and volumes) to inspect; ``engine_state``: the running containers
@@ -167,7 +168,7 @@ def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docke
         return " ".join(shlex.quote(i) for i in items)
     configs = docker_configs_script(users) if docker_configs else ""
     return (_SCRIPT.replace("READ_FILES", read_files_script((*FACT_FILES, *files)))
-            .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words(FACT_PACKAGES))
+            .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words((*FACT_PACKAGES, *packages)))
             .replace("USERS", words(users)).replace("UNITS", words(UNITS))
             .replace("LOCK_HOLDERS", holders_script())
             .replace("CONTAINERS", containers_script(containers) if containers else "")
@@ -203,6 +204,7 @@ class Wanted:
     containers: tuple[str, ...] = ()    # containers to inspect (and volumes of the same names)
     engine_state: bool = False          # running containers and live-restore (before an engine upgrade)
     sizes: tuple[str, ...] = ()         # directories to measure (before deleting them)
+    packages: tuple[str, ...] = ()      # more packages to ask about (a bundle's added distribution packages)
 
     @classmethod
     def of(cls, wanted: Wanted | tuple[str, ...]) -> Wanted:
@@ -210,7 +212,7 @@ class Wanted:
 
     def script(self) -> str:
         return facts_script(self.users, self.files, self.docker_configs, self.containers, self.engine_state,
-                            self.sizes)
+                            self.sizes, self.packages)
 
 
 # Containers and volumes, as the engine reports them: through the socket when the login user may use

@@ -86,6 +86,7 @@ class InstallPackages:
     version: str | None = None
     hold: bool = False
     lock_timeout: int = 120      # seconds to wait for another package manager's locks
+    local_files: tuple[str, ...] = ()   # package files on the host installed in the same transaction (bundles)
 
     def describe(self) -> list[str]:
         from hostsetup.pkgcommands import (

@@ -166,7 +166,7 @@ def transaction_command(op: InstallPackages, version: str | None) -> str:
         if version and package in PINNED_PACKAGES:
             return shlex.quote(f"{package}={version}" if op.manager == "apt-get" else f"{package}-{rpm_pin(version)}")
         return shlex.quote(package)
-    names = " ".join(spec(p) for p in op.packages)
+    names = " ".join([*(spec(p) for p in op.packages), *(shlex.quote(f) for f in op.local_files)])
     if op.manager == "apt-get":
         command = (f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q{apt_lock_option(op.lock_timeout)} "
                    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "

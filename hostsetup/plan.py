@@ -9,7 +9,7 @@ import re
 import shlex
 from dataclasses import replace
 
-from hostsetup.bundle import Bundle, BundleError, dependency_check_script, host_arch
+from hostsetup.bundle import Bundle, BundleError, BundleTarget, dependency_check_script, host_arch
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.distros import (
     APT,
@@ -184,7 +184,7 @@ def _repository(platform: Platform, facts: HostFacts, settings: InstallSettings)
 
 
 def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
-              repo_changes: bool) -> Step:
+              repo_changes: bool, local_files: tuple[str, ...] = ()) -> Step:
     wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
     missing = [p for p in wanted if p not in facts.packages]
     version = None
@@ -214,9 +214,11 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         why.append("change " + ", ".join(f"{p} {old} -> {target}" for p, old in changes))
     elif stale:
         why.append(f"change {', '.join(stale)} to {version or settings.version}")
+    if local_files:
+        why.append(f"with {len(local_files)} of the system's packages from the bundle")
     return Step("packages", "; ".join(why), (InstallPackages(
         platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
-        settings.hold, settings.lock_timeout),), _restart_warnings(facts) if changes else ())
+        settings.hold, settings.lock_timeout, local_files),), _restart_warnings(facts) if changes else ())
 
 
 def _is_older(target: str, installed: str) -> bool:
@@ -306,13 +308,9 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
 
 
 def _bundle(platform: Platform, facts: HostFacts, settings: InstallSettings, bundle: Bundle,
-            installs: bool) -> Step:
+            installs: bool, target: BundleTarget) -> Step:
     """An offline bundle: on the host once (uploaded, checked, unpacked), and before any package changes,
     proof that it and the host's own repositories satisfy every dependency."""
-    try:
-        target = bundle.target_for(platform, facts)
-    except BundleError as exc:
-        raise PlanError(str(exc)) from None
     ops: list[Operation] = []
     what = []
     if not bundle.present_on(facts):
@@ -320,7 +318,8 @@ def _bundle(platform: Platform, facts: HostFacts, settings: InstallSettings, bun
         what.append(f"upload the bundle ({target.name}) to {bundle.remote_dir}")
     if installs:
         wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
-        check = dependency_check_script(bundle, target, platform, host_arch(platform, facts), wanted)
+        check = dependency_check_script(bundle, target, platform, host_arch(platform, facts), wanted,
+                                        target.missing_extras(facts, bundle.remote_dir))
         ops.append(Run(check, "check, with a copy of the package indexes, that the bundle and the host's own "
                               f"repositories provide every dependency of {', '.join(wanted)} (nothing changes)"))
         what.append("check its dependencies")
@@ -340,7 +339,14 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     key = _key(platform, facts, settings)
     repository = _repository(platform, facts, settings)
     conflicts = _conflicts(platform, facts, settings)
-    packages = _packages(platform, facts, settings, repository.changes or key.changes)
+    target = None
+    if bundle is not None:
+        try:
+            target = bundle.target_for(platform, facts)
+        except BundleError as exc:
+            raise PlanError(str(exc)) from None
+    packages = _packages(platform, facts, settings, repository.changes or key.changes,
+                         target.missing_extras(facts, bundle.remote_dir) if target and bundle else ())
     rewritten = any(isinstance(op, WriteFile) for op in repository.operations)
     if (rewritten or key.changes) and not any(isinstance(op, InstallPackages) for op in packages.operations):
         # Nothing to install (at most a hold), so nothing would read the new repository: refresh its index now,
@@ -356,7 +362,7 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
     repair = _repair(platform, facts, settings)
     installs = any(isinstance(op, InstallPackages) for op in packages.operations)
     steps: tuple[Step, ...] = (
-        *((_bundle(platform, facts, settings, bundle, installs),) if bundle else ()),
+        *((_bundle(platform, facts, settings, bundle, installs, target),) if bundle and target else ()),
         *((repair,) if repair else ()),
         conflicts,
         _prerequisites(platform, facts, settings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.daemon.plan import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.distros import (
     APT,
@@ -42,7 +43,7 @@ class UninstallSettings:
 
 def wanted(settings: UninstallSettings) -> Wanted:
     """The facts an uninstall plan reads beyond the common ones: the data directories' sizes when purging."""
-    return Wanted(engine_state=True, sizes=DATA_DIRS if settings.purge_data else ())
+    return Wanted(engine_state=True, sizes=(BUNDLE_ROOT, *(DATA_DIRS if settings.purge_data else ())))
 
 
 def written_by_hostsetup(content: str | None) -> bool:
@@ -110,7 +111,11 @@ def _repository(facts: HostFacts) -> Step:
     if not written_by_hostsetup(repo):
         return Step("repository", f"{family.repo_file} was not written by hostsetup: kept (with its key)")
     paths = tuple(p for p in (family.repo_file, family.key_file) if p in facts.files)
-    return Step("repository", f"remove {' and '.join(paths)}", (RemoveFiles(paths),))
+    bundles = facts.sizes.get(BUNDLE_ROOT)
+    if bundles is None or bundles.empty:
+        return Step("repository", f"remove {' and '.join(paths)}", (RemoveFiles(paths),))
+    return Step("repository", f"remove {' and '.join(paths)} and the offline bundles in {BUNDLE_ROOT} "
+                              f"({human_size(bundles.size)})", (RemoveFiles(paths), Run(f"rm -rf {BUNDLE_ROOT}")))
 
 
 def _dropins(facts: HostFacts) -> Step:

@@ -74,8 +74,9 @@ COMPONENT = "stable"
 FIXTURES_PATH = "debian-fixtures"
 FIXTURES_SUITE = "bookworm"
 # Debian's docker.io and the packages it needs beyond a base system (its lsb-base
-# dependency is provided by bookworm's essential sysvinit-utils).
-FIXTURES_PACKAGES = ("docker.io", "containerd", "runc", "tini")
+# dependency is provided by bookworm's essential sysvinit-utils); libdevmapper1.02.1, which docker-ce
+# needs from the distribution, for reference hosts (``hostsetup bundle --from``).
+FIXTURES_PACKAGES = ("docker.io", "containerd", "runc", "tini", "libdevmapper1.02.1")
 TINY_IMAGE = "images/tiny.tar"
 TINY_IMAGE_REF = "hostsetup/tiny:1"
 TINY_IMAGE_OUTPUT = "hello from hostsetup tiny image"

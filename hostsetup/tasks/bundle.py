@@ -6,8 +6,11 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from hostsetup.bundle import ARCHES, BundleError, target_platform
-from hostsetup.bundlebuild import build_bundle
+from hostsetup.bundle import ARCHES, BundleError, platform_key, target_platform
+from hostsetup.bundlebuild import Extra, build_bundle
+from hostsetup.distros import Platform
+from hostsetup.inputs.values import host_string
+from hostsetup.reference import connect_references, reference_for
 from hostsetup.tasks.install import settings_from
 
 
@@ -21,10 +24,12 @@ from hostsetup.tasks.install import settings_from
     "key-fingerprint": "expected fingerprint of the repository key (private mirrors)",
     "arch": f"architecture: {', '.join(ARCHES)}",
     "no-plugins": "leave out docker-buildx-plugin and docker-compose-plugin",
+    "from": "reference host(s) of the same system(s), as bare as the targets: their package manager resolves and "
+            "downloads the distribution packages Docker needs, which join the bundle",
 })
 def bundle(c: Context, output: str = "", os: str = "", version: str | None = None, mirror: str | None = None,
            insecure_mirror: bool = False, key_fingerprint: str | None = None, arch: str = "amd64",
-           no_plugins: bool = False) -> None:
+           no_plugins: bool = False, from_: str = "") -> None:
     """Download Docker's packages for offline servers into one archive (then: install --bundle FILE)."""
     names = [n.strip() for n in os.split(",") if n.strip()]
     if not names:
@@ -37,8 +42,26 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
         target_platform(name)  # an unknown system is refused before any download
     settings = settings_from(c, None, mirror=mirror, insecure_mirror=insecure_mirror or None,
                              key_fingerprint=key_fingerprint, version=version, plugins=False if no_plugins else None)
+    specs = [h.strip() for h in from_.split(",") if h.strip()]
+    for spec in specs:
+        host_string(spec, "--from")
+    wanted = {platform_key(p, ARCHES[arch][p.family.name]): n for n, p in ((n, target_platform(n)) for n in names)}
     try:
-        manifest = build_bundle(names, settings, Path(output), arch, progress=lambda line: print(line, flush=True))
+        references = connect_references(specs, c.config)
+        for ref in references:
+            if ref.key not in wanted:
+                raise BundleError(f"--from {ref.target.name} runs {ref.platform.name} ({ref.key}), which is none of "
+                                  f"the --os systems ({', '.join(wanted)})")
+
+        def resolve(name: str, platform: Platform, host_arch: str, needs: list[str], work: Path) -> list[Extra]:
+            ref = reference_for(references, name, platform, host_arch)
+            if ref is None:
+                return []
+            print(f"{name}: {ref.target.name} resolves and downloads what Docker needs from the system", flush=True)
+            return ref.download(needs, work / "extras" / name)
+
+        manifest = build_bundle(names, settings, Path(output), arch, progress=lambda line: print(line, flush=True),
+                                reference=resolve if references else None)
     except BundleError as exc:
         raise Exit(f"hostsetup: {exc}; no bundle written", code=1) from None
     targets = manifest["targets"]
@@ -47,5 +70,6 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
           f"{', '.join(targets)}")
     for name, target in targets.items():
         needs = ", ".join(target["needs"]) or "nothing"
-        print(f"  {name}: {len(target['packages'])} packages; needs from the system's own repositories: {needs}")
+        extras = f"; {len(target['extras'])} of the system's packages added (--from)" if target["extras"] else ""
+        print(f"  {name}: {len(target['packages'])} packages{extras}; needs from the system: {needs}")
     print(f"install it with: hostsetup -H HOSTS install --bundle {output}")

@@ -187,6 +187,7 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
     wanted: dict[str, tuple[str, ...] | Wanted] = {
         t.name: Wanted(settings[t.name].users, (*registry_ca_files(daemons[t.name]),
                                                 *((offline.marker,) if offline else ())),
+                       packages=offline.extra_names if offline else (),
                        engine_state=bool(settings[t.name].version)) for t in targets}
     reports = run_converge(c, planners, wanted, dry_run, json, targets, html, "install")
     changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]

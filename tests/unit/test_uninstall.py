@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.facts import EngineState, PathSize, facts_script, parse_sizes
 from hostsetup.runner import describe_plan
 from hostsetup.uninstall import UninstallSettings, human_size, plan_uninstall, wanted
@@ -73,8 +74,8 @@ def test_purge_lists_what_it_deletes_with_sizes_and_skips_empty_directories() ->
     assert "find /var/lib/docker -xdev -mindepth 1 -delete" in text and "/etc/docker" not in text.split("data")[1]
 
 
-def test_sizes_are_read_only_when_purging() -> None:
-    assert wanted(UninstallSettings()).sizes == ()
+def test_data_sizes_are_read_only_when_purging() -> None:
+    assert wanted(UninstallSettings()).sizes == (BUNDLE_ROOT,)   # offline bundles go with the repository
     assert "sec sizes" in facts_script(sizes=wanted(UninstallSettings(purge_data=True)).sizes)
     assert "sec sizes" not in facts_script()
     assert parse_sizes(["/var/lib/docker\t4096\tempty", "/etc/docker\t\tfull", "junk"]) == {
@@ -98,3 +99,10 @@ def test_running_containers_are_stopped_before_the_engine(state: EngineState, st
     assert _steps(plan)["service"].startswith(start)
     command = plan.changes[0].operations[0].command
     assert command.index("docker stop") < command.index("systemctl disable --now")
+
+
+def test_offline_bundles_go_with_hostsetups_repository_file() -> None:
+    facts = dataclasses.replace(recorded("debian12-converged"), sizes={BUNDLE_ROOT: PathSize(240 * 1024 ** 2, False)})
+    plan = plan_uninstall(facts, UninstallSettings())
+    assert _steps(plan)["repository"].endswith(f"and the offline bundles in {BUNDLE_ROOT} (240.0 MiB)")
+    assert f"$ rm -rf {BUNDLE_ROOT}" in "\n".join(describe_plan(plan))
