@@ -122,11 +122,15 @@ def test_offline_hosts_install_from_the_bundle_then_converge(offline: Sandbox, m
     assert code == 0 and "2 hosts: 2 ok" in text, text
     report = json.loads(bundle_file.with_name("again.json").read_text())
     assert all(h["ssh_sessions"] == 1 for h in report["hosts"])   # the bundle is not sent again
+
+    code, text = hostsetup(mirror, "-H", names, "uninstall", sandbox=offline)   # and the bundle goes with it
+    assert code == 0 and f"and the offline bundles in {BUNDLE_ROOT}" in text and text.count("  passed  ") == 2, text
+    assert all(root(offline, host, f"test -e {BUNDLE_ROOT}")[0] != 0 for host in hosts)
     offline.remove_hosts(hosts)
 
 
-def test_missing_dependencies_are_named_before_anything_changes(offline: Sandbox, mirror: SandboxMirror,
-                                                                 bundle_file: Path) -> None:
+def test_missing_dependencies_are_named_before_anything_changes_then_a_reference_host_adds_them(
+        offline: Sandbox, sandbox: Sandbox, mirror: SandboxMirror, bundle_file: Path) -> None:
     debian, rocky = offline.start_hosts(["debian12", "rocky9"])
     root(offline, debian, "dpkg --purge --force-depends libdevmapper1.02.1")
     root(offline, rocky, "rpm -e --nodeps el-rehearsal-base")   # the stand-in for the system's own packages
@@ -140,4 +144,28 @@ def test_missing_dependencies_are_named_before_anything_changes(offline: Sandbox
         ["/etc/apt/keyrings:", "/etc/apt/sources.list.d:"]
     assert root(offline, rocky, "ls /etc/yum.repos.d")[1].split() == []
     assert root(offline, debian, f"ls {BUNDLE_ROOT}")[1].strip()   # the bundle stays for the next try
-    offline.remove_hosts([debian, rocky])
+    offline.remove_hosts([rocky])
+
+    # A reference host of the same system, as bare as the target (no libdevmapper1.02.1), with the system's
+    # repository (the sandbox's debian-fixtures stands in for Debian's archive) resolves what is missing.
+    reference = sandbox.start_hosts(["debian12"])[0]
+    root(sandbox, reference, f"curl -fsS {mirror.url}/linux/debian/gpg -o /etc/apt/keyrings/fixtures.asc && "
+                             f"printf 'Types: deb\nURIs: {mirror.url}/{mirror.build.fixtures_path}\nSuites: bookworm\n"
+                             "Components: main\nSigned-By: /etc/apt/keyrings/fixtures.asc\n' "
+                             "> /etc/apt/sources.list.d/fixtures.sources && apt-get update -q && "
+                             "dpkg --purge --force-depends libdevmapper1.02.1")
+    with_system = bundle_file.with_name("with-system.tar")
+    code, text = hostsetup(mirror, "bundle", "--os", "debian12", "-o", str(with_system), "--mirror",
+                           sandbox.publish_mirror(), "--insecure-mirror", "--from", reference.hostname,
+                           sandbox=sandbox)
+    assert code == 0 and "libdevmapper1.02.1 2:1.02.185-2 (from the reference host)" in text, text
+    assert "1 of the system's packages added (--from)" in text
+    assert root(sandbox, reference, "dpkg-query -W -f '${db:Status-Abbrev}' libdevmapper1.02.1")[1].strip() != "ii"
+    assert root(sandbox, reference, "ls /var/tmp | grep -c hostsetup-deps")[1].strip() == "0"   # nothing left there
+    sandbox.remove_hosts([reference])
+
+    code, text = hostsetup(mirror, "-H", debian.hostname, "install", "--bundle", str(with_system), sandbox=offline)
+    assert code == 0 and "with 1 of the system's packages from the bundle" in text and "  passed  " in text, text
+    assert root(offline, debian, "dpkg-query -W -f '${db:Status-Abbrev}' libdevmapper1.02.1")[1].strip() == "ii"
+    assert len(root(offline, debian, f"ls {BUNDLE_ROOT}")[1].split()) == 1   # the first bundle made way
+    offline.remove_hosts([debian])
