@@ -216,9 +216,11 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         why.append(f"change {', '.join(stale)} to {version or settings.version}")
     if local_files:
         why.append(f"with {len(local_files)} of the system's packages from the bundle")
+    warnings = _restart_warnings(facts) if changes else ()
+    # Said again live as the step starts: what the restart does to the containers, before it does it.
     return Step("packages", "; ".join(why), (InstallPackages(
         platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
-        settings.hold, settings.lock_timeout, local_files),), _restart_warnings(facts) if changes else ())
+        settings.hold, settings.lock_timeout, local_files),), warnings, "; ".join(warnings))
 
 
 def _is_older(target: str, installed: str) -> bool:
@@ -395,6 +397,7 @@ def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Pl
         return steps
     notice = (f"the {LOCKS[platform.package_manager].name} lock is held by {', '.join(facts.lock_holders)}: "
               f"waiting for it (up to {settings.lock_timeout} s)")
+    notice = "; ".join(filter(None, (notice, steps[first].notice)))
     return (*steps[:first], replace(steps[first], notice=notice), *steps[first + 1:])
 
 

@@ -51,6 +51,7 @@ def test_upgrade_warns_what_the_restart_does_to_running_containers(state: Engine
     facts = dataclasses.replace(recorded("debian12-converged"), engine_state=state)
     step = _packages_step(plan_install(facts, sandbox_settings(facts, version="20.10.5", allow_downgrade=True)))
     assert len(step.warnings) == 1 and step.warnings[0].startswith(expected), step.warnings
+    assert step.notice == step.warnings[0]   # also shown live as the step starts, before the restart
     if not state.live_restore and state.running:
         assert "--batch 1" in step.warnings[0]
 
