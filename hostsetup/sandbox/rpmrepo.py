@@ -203,10 +203,13 @@ def engine_rpms(deb_version: str, releasever: str) -> list[RpmSpec]:
         name="docker-ce", epoch=3, version=version, release=release, noarch=False, url="https://www.docker.com",
         repo="stable", releasever=releasever, summary="The open-source application container engine",
         description=_describe("dockerd, docker-proxy, docker-init and the docker units. Not required "
-                              "here, unlike the real package: container-selinux, libcgroup, "
-                              "docker-ce-rootless-extras.", deb_key("docker-ce", deb_version)),
+                              "here, unlike the real package: libcgroup, docker-ce-rootless-extras; "
+                              "container-selinux only recommended (el-fixtures has a stand-in: a host with "
+                              "the distribution's repository gets it, one without still installs).",
+                              deb_key("docker-ce", deb_version)),
         requires=("/usr/sbin/groupadd", "docker-ce-cli", "libseccomp >= 2.3", "systemd", "iptables",
                   "containerd.io >= 1.4.1", "tar", "xz"),
+        recommends=("container-selinux",),
         conflicts=("docker", "docker-io", "docker-engine-cs", "docker-ee"),
         obsoletes=("docker-ce-selinux", "docker-engine-selinux", "docker-engine"),
         payload=deb_key("docker-ce", deb_version),
@@ -261,7 +264,8 @@ def _fixture(name: str, version: str, releasever: str, files: tuple[RpmFile, ...
 
 
 def fixture_rpms(releasever: str) -> list[RpmSpec]:
-    """Packages named like those that conflict with docker-ce, with real-looking file overlaps."""
+    """Packages named like those that conflict with docker-ce, with real-looking file overlaps, and the
+    distribution package docker-ce recommends."""
     return [
         _fixture("docker", "1.13.1", releasever, (RpmFile("/usr/bin/dockerd-current", 0o755, text=_stub("docker")),),
                  ("docker-common",)),
@@ -270,6 +274,9 @@ def fixture_rpms(releasever: str) -> list[RpmSpec]:
         _fixture("podman", "4.9.4", releasever, (RpmFile("/usr/bin/podman", 0o755, text=_stub("podman")),),
                  ("runc",)),
         _fixture("runc", "1.1.12", releasever, (RpmFile("/usr/bin/runc", 0o755, text=_stub("runc")),)),
+        # What docker-ce wants from the distribution's AppStream (a reference host fetches it: bundle --from).
+        _fixture("container-selinux", "2.229.0", releasever,
+                 (RpmFile("/usr/share/container-selinux/README.stub", text="no SELinux policy inside\n"),)),
     ]
 
 

@@ -169,3 +169,30 @@ def test_missing_dependencies_are_named_before_anything_changes_then_a_reference
     assert root(offline, debian, "dpkg-query -W -f '${db:Status-Abbrev}' libdevmapper1.02.1")[1].strip() == "ii"
     assert len(root(offline, debian, f"ls {BUNDLE_ROOT}")[1].split()) == 1   # the first bundle made way
     offline.remove_hosts([debian])
+
+
+def test_reference_el_host_adds_what_docker_wants_from_appstream(offline: Sandbox, sandbox: Sandbox,
+                                                                  mirror: SandboxMirror) -> None:
+    """EL rehearsal: docker-ce recommends container-selinux, which only the distribution's repository has
+    (el-fixtures stands in for AppStream). A Rocky 9 reference host with that repository fetches it; the
+    offline Rocky 9 host gets it in the same transaction."""
+    assert mirror.build.rpm is not None
+    reference = sandbox.start_hosts(["rocky9"])[0]
+    root(sandbox, reference, f"curl -fsS {mirror.url}/{mirror.build.rpm.fixtures_key_path} "
+                             "-o /etc/pki/rpm-gpg/RPM-GPG-KEY-el-fixtures && printf '%s\\n' '[el-fixtures]' "
+                             "'name=EL rehearsal fixtures' "
+                             f"'baseurl={mirror.url}/{mirror.build.rpm.fixtures_path}/$releasever/$basearch' "
+                             "gpgcheck=1 gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-el-fixtures "
+                             "> /etc/yum.repos.d/el-fixtures.repo")
+    out = offline.home / "el-bundle.tar"
+    code, text = hostsetup(mirror, "bundle", "--os", "rocky9", "-o", str(out), "--mirror", sandbox.publish_mirror(),
+                           "--insecure-mirror", "--from", reference.hostname, sandbox=sandbox)
+    assert code == 0 and "rocky9: container-selinux 0:2.229.0-0.fixture.el9 (from the reference host)" in text, text
+    assert root(sandbox, reference, "rpm -q container-selinux")[0] != 0   # downloaded, not installed there
+    sandbox.remove_hosts([reference])
+
+    host = offline.start_hosts(["rocky9"])[0]
+    code, text = hostsetup(mirror, "-H", host.hostname, "install", "--bundle", str(out), sandbox=offline)
+    assert code == 0 and "with 1 of the system's packages from the bundle" in text and "  passed  " in text, text
+    assert root(offline, host, "rpm -q container-selinux")[1].startswith("container-selinux-2.229.0")
+    offline.remove_hosts([host])
