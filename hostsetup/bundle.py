@@ -14,7 +14,6 @@ Building one (``hostsetup bundle``) is in ``hostsetup.bundlebuild``; this module
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -28,6 +27,7 @@ from hostsetup.errors import HostsetupError
 from hostsetup.facts import HostFacts
 from hostsetup.operations import UploadBundle
 from hostsetup.pkgcommands import rpm_pin
+from hostsetup.repoindex import sha256_file
 
 BUNDLE_ROOT = "/var/lib/hostsetup/bundles"
 MANIFEST = "manifest.json"
@@ -136,14 +136,6 @@ class Bundle:
             have = ", ".join(f"{t.name} ({t.key})" for t in self.targets.values())
             raise BundleError(f"the bundle has no packages for this host's {platform.name} ({key}); it has: {have}")
         return found
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _package(data: dict[str, Any]) -> BundlePackage:

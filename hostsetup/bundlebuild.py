@@ -31,6 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from hostsetup.bundle import ARCHES, FORMAT, MANIFEST, BundleError, platform_key, target_platform
@@ -38,10 +39,12 @@ from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import dearmor, key_file_problem
 from hostsetup.plan import PlanError, resolve_version, upstream_version, version_key
+from hostsetup.repoindex import SignatureError, parse_deb822, release_sha256, verify_clearsigned, verify_detached
 from hostsetup.secrets import mask
 from hostsetup.settings import InstallSettings
 
 PINNED = ("docker-ce", "docker-ce-cli")
+T = TypeVar("T")
 RPM_NS = {"c": "http://linux.duke.edu/metadata/common", "rpm": "http://linux.duke.edu/metadata/rpm",
           "r": "http://linux.duke.edu/metadata/repo"}
 
@@ -71,7 +74,7 @@ class Fetched:
 class Downloader:
     """HTTP(S) GETs from the repository; a URL's user:password goes in a header, never in a message."""
 
-    def __init__(self, base: str, progress: Callable[[str], None]) -> None:
+    def __init__(self, base: str) -> None:
         parts = urlsplit(base)
         self.headers = {}
         if parts.username is not None:
@@ -79,8 +82,6 @@ class Downloader:
             self.headers["Authorization"] = f"Basic {token}"
             parts = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else ""))
         self.base = urlunsplit(parts).rstrip("/")
-        self.progress = progress
-        self.bytes = 0
 
     def get(self, path: str, missing_ok: bool = False) -> bytes | None:
         url = f"{self.base}/{path.lstrip('/')}"
@@ -89,7 +90,6 @@ class Downloader:
             try:
                 with urllib.request.urlopen(request, timeout=120) as response:
                     data: bytes = response.read()
-                    self.bytes += len(data)
                     return data
             except urllib.error.HTTPError as exc:
                 if exc.code == 404 and missing_ok:
@@ -118,55 +118,11 @@ def _check_sha(data: bytes, expected: str, what: str) -> None:
         raise BundleError(f"{what}: its sha256 is not the one its signed index gives; refusing it")
 
 
-def _gpgv(keyring: Path, *files: Path) -> None:
-    gpgv = shutil.which("gpgv")
-    if gpgv is None:
-        raise BundleError("checking the repository's signature needs gpgv on this machine (Debian/Ubuntu: gpgv)")
-    proc = subprocess.run([gpgv, "--keyring", str(keyring), *map(str, files)], capture_output=True, text=True,
-                          timeout=60)
-    if proc.returncode != 0:
-        raise BundleError(f"{files[0].name}: not signed by the pinned key ({proc.stderr.strip().splitlines()[-1:]})")
-
-
-def _clearsigned_text(data: bytes) -> str:
-    """The signed text of a clearsigned message (dash-escaping undone)."""
-    text = data.decode("utf-8", errors="replace")
-    body = text.split("\n\n", 1)[1].split("-----BEGIN PGP SIGNATURE-----", 1)[0]
-    return "".join(line[2:] if line.startswith("- ") else line for line in body.splitlines(keepends=True))
-
-
-def parse_release_sha256(text: str) -> dict[str, tuple[str, int]]:
-    """``InRelease``'s SHA256 list: path -> (sha256, size)."""
-    entries: dict[str, tuple[str, int]] = {}
-    in_sha = False
-    for line in text.splitlines():
-        if not line.startswith(" "):
-            in_sha = line.strip() == "SHA256:"
-            continue
-        parts = line.split()
-        if in_sha and len(parts) == 3 and parts[1].isdigit():
-            entries[parts[2]] = (parts[0], int(parts[1]))
-    return entries
-
-
-def parse_deb822(text: str) -> list[dict[str, str]]:
-    """Stanzas of a Packages file (continuation lines joined)."""
-    stanzas: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    key = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                stanzas.append(current)
-            current, key = {}, ""
-        elif line[0] in " \t" and key:
-            current[key] += "\n" + line.strip()
-        else:
-            key, _, value = line.partition(":")
-            current[key] = value.strip()
-    if current:
-        stanzas.append(current)
-    return stanzas
+def _verified(check: Callable[[], T]) -> T:
+    try:
+        return check()
+    except SignatureError as exc:
+        raise BundleError(f"{exc}: refusing the repository") from None
 
 
 def relation_names(field_text: str) -> list[str]:
@@ -226,15 +182,14 @@ def select(candidates: list[Candidate], wanted: Iterable[str], version: str,
     return list(chosen.values()), needs
 
 
-def _apt_target(dl: Downloader, platform: Platform, arch: str, pin: str | None, wanted: tuple[str, ...],
-                keyring: Path, work: Path) -> tuple[Fetched, list[Candidate], str]:
+def _apt_target(dl: Downloader, platform: Platform, arch: str, pin: str | None, keyring: Path,
+                work: Path) -> tuple[Fetched, list[Candidate], str]:
     repo = f"linux/{platform.distro.repo_path}"
     dist = f"dists/{platform.codename}"
     inrelease = dl.must(f"{repo}/{dist}/InRelease")
     signed = work / f"{platform.codename}-InRelease"
     signed.write_bytes(inrelease)
-    _gpgv(keyring, signed)
-    listed = parse_release_sha256(_clearsigned_text(inrelease))
+    listed = release_sha256(_verified(lambda: verify_clearsigned(signed, keyring)))
     fetched = Fetched({f"{repo}/{dist}/InRelease": inrelease})
     packages_text = None
     for path, (sha, _size) in sorted(listed.items()):
@@ -269,7 +224,7 @@ def _rpm_target(dl: Downloader, platform: Platform, arch: str, pin: str | None, 
     if signature is not None:
         (work / "repomd.xml").write_bytes(repomd)
         (work / "repomd.xml.asc").write_bytes(signature)
-        _gpgv(keyring, work / "repomd.xml.asc", work / "repomd.xml")
+        _verified(lambda: verify_detached(work / "repomd.xml.asc", work / "repomd.xml", keyring))
         fetched.files[f"{base}/repodata/repomd.xml.asc"] = signature
     primary = None
     for data in ET.fromstring(repomd).findall("r:data", RPM_NS):
@@ -362,7 +317,7 @@ def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch
         raise BundleError(f"--arch {arch!r}: one of {', '.join(ARCHES)}")
     platforms = {name: target_platform(name) for name in dict.fromkeys(names)}
     wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
-    dl = Downloader(settings.mirror_url, progress)
+    dl = Downloader(settings.mirror_url)
     manifest_targets: dict[str, object] = {}
     files: dict[str, bytes | Path] = {}
     fingerprints: dict[str, str] = {}
@@ -387,8 +342,8 @@ def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch
             host_arch = ARCHES[arch][family]
             progress(f"{name}: reading the repository index ({platform_key(platform, host_arch)})")
             if platform.family is APT:
-                fetched, candidates, version = _apt_target(dl, platform, host_arch, settings.version, wanted,
-                                                           keyring, work)
+                fetched, candidates, version = _apt_target(dl, platform, host_arch, settings.version, keyring,
+                                                           work)
                 base = repo
             else:
                 fetched, candidates, version, base = _rpm_target(dl, platform, host_arch, settings.version,

@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from hostsetup.errors import HostsetupError
+from hostsetup.repoindex import SignatureError, Stanza, parse_deb822, release_sha256, sha256_file, verify_clearsigned
 
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -38,7 +39,6 @@ HTTP_TIMEOUT = 120.0
 _CODENAME = re.compile(r"^[a-z]+$")  # "bookworm", not "bookworm-updates"/"-security"
 _SCHEMES = ("http://", "https://", "file:/")
 
-Stanza = dict[str, str]
 
 
 class ArchiveError(HostsetupError):
@@ -78,34 +78,6 @@ class BinaryPackage:
 
 
 # --- apt sources --------------------------------------------------------------
-
-def parse_deb822(text: str) -> list[Stanza]:
-    """Parse RFC822-style stanzas (apt deb822 sources, Release, Packages).
-
-    Comment lines (``#``) are dropped; continuation lines are joined with
-    newlines; a lone ``.`` continuation stands for an empty line.
-    """
-    stanzas: list[Stanza] = []
-    current: Stanza = {}
-    key = ""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        if not line.strip():
-            if current:
-                stanzas.append(current)
-            current, key = {}, ""
-        elif line[0] in " \t" and key:
-            more = line.strip()
-            current[key] += "\n" + ("" if more == "." else more)
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            key = key.strip()
-            current[key] = value.strip()
-    if current:
-        stanzas.append(current)
-    return stanzas
-
 
 def parse_sources_deb822(text: str) -> list[AptSource]:
     """Sources from a ``*.sources`` file (deb822 format)."""
@@ -182,18 +154,6 @@ def _read(path: Path) -> str:
 
 # --- Release / Packages parsing (pure) --------------------------------------
 
-def release_sha256(release_text: str) -> dict[str, tuple[str, int]]:
-    """Map each path in a Release file's ``SHA256:`` list to ``(sha256, size)``."""
-    fields = parse_deb822(release_text)
-    table = fields[0].get("SHA256", "") if fields else ""
-    sums: dict[str, tuple[str, int]] = {}
-    for line in table.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            sums[parts[2]] = (parts[0].lower(), int(parts[1]))
-    return sums
-
-
 def parse_packages(text: str, names: Iterable[str] | None = None) -> dict[str, BinaryPackage]:
     """Parse a Packages index, keeping only ``names`` (all when None).
 
@@ -241,40 +201,16 @@ def check_release(release_text: str, suite: str, now: datetime | None = None) ->
 # --- signature check --------------------------------------------------------
 
 def verify_inrelease(path: Path, keyring: Path = DEBIAN_KEYRING) -> str:
-    """Check an InRelease file with gpgv and return the text the signature covers.
-
-    Like apt: at least one good, valid signature by an unexpired key in the
-    keyring is needed and no bad signature is allowed (a signature by a key
-    missing from the keyring is ignored as long as another one is good).
-    """
+    """Check an InRelease file with gpgv and return the text the signature covers."""
     if not keyring.is_file():
         raise ArchiveError(f"{keyring} is missing: apt-get install debian-archive-keyring")
-    with tempfile.TemporaryDirectory(prefix="hostsetup-gpgv-") as tmp:
-        out = Path(tmp) / "Release"
-        proc = subprocess.run(
-            ["gpgv", "--status-fd", "1", "--keyring", str(keyring), "--output", str(out),
-             str(path)], capture_output=True, text=True, check=False)
-        status = [line.split()[1] for line in proc.stdout.splitlines()
-                  if line.startswith("[GNUPG:] ") and len(line.split()) > 1]
-        good = "GOODSIG" in status and "VALIDSIG" in status
-        if "BADSIG" in status or not good or not out.is_file():
-            detail = proc.stderr.strip().splitlines()[-3:]
-            raise ArchiveError(
-                f"{path} is not signed by a key in {keyring} ({'; '.join(detail)}); a newer "
-                "debian-archive-keyring may be needed")
-        return out.read_text(encoding="utf-8")
+    try:
+        return verify_clearsigned(path, keyring)
+    except SignatureError as exc:
+        raise ArchiveError(f"{exc}; a newer debian-archive-keyring may be needed") from None
 
 
 # --- downloads ---------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def download(url: str, dest: Path, sha256: str | None = None, size: int | None = None) -> Path:
     """Fetch ``url`` into ``dest`` atomically, checking size and SHA256 when given."""

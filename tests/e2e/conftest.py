@@ -17,6 +17,26 @@ from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.registries import SandboxRegistries
 
 
+def sandbox_of_its_own(prefix: str) -> Iterator[Sandbox]:
+    """A sandbox named ``<prefix>-<pid>`` beside the session's (its own network, hosts and, if started, mirror),
+    removed at the end; for a module fixture (``yield from``). Under CI a sandbox that cannot start fails."""
+    from hostsetup.errors import HostsetupError
+    from tests.conftest import IN_CI
+
+    box = Sandbox(f"{prefix}-{os.getpid()}", progress=lambda msg: print(f"[sandbox] {msg}"))
+    try:
+        box.prepare()
+    except HostsetupError as exc:
+        box.down()
+        if IN_CI:
+            pytest.fail(f"CI=true and the sandbox cannot start: {exc}", pytrace=False)
+        pytest.skip(f"e2e tests need a Docker engine ({exc})")
+    try:
+        yield box
+    finally:
+        box.down()
+
+
 @pytest.fixture(scope="session")
 def mirror(sandbox: Sandbox) -> SandboxMirror:
     return sandbox.start_mirror()

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from hostsetup.bundle import BUNDLE_ROOT
-from hostsetup.errors import HostsetupError
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
-from tests.conftest import IN_CI
-from tests.e2e.conftest import ssh
+from tests.e2e.conftest import sandbox_of_its_own, ssh
 
 TARGETS = "debian12,rocky9"
 
@@ -43,18 +41,7 @@ def bundle_file(sandbox: Sandbox, mirror: SandboxMirror, tmp_path_factory: pytes
 @pytest.fixture(scope="module")
 def offline() -> Iterator[Sandbox]:
     """A sandbox of its own with no mirror: its hosts reach no repository and resolve no name."""
-    box = Sandbox(f"offline-{os.getpid()}", progress=lambda msg: print(f"[sandbox] {msg}"))
-    try:
-        box.prepare()
-    except HostsetupError as exc:
-        box.down()
-        if IN_CI:
-            pytest.fail(f"CI=true and the sandbox cannot start: {exc}", pytrace=False)
-        pytest.skip(f"e2e tests need a Docker engine ({exc})")
-    try:
-        yield box
-    finally:
-        box.down()
+    yield from sandbox_of_its_own("offline")
 
 
 def root(sandbox: Sandbox, host: SandboxHost, command: str) -> tuple[int, str]:

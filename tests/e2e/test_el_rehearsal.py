@@ -18,21 +18,18 @@ What it cannot catch: real EL dependency resolution against BaseOS/AppStream, SE
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
-from hostsetup.errors import HostsetupError
 from hostsetup.facts import facts_script, parse_facts
 from hostsetup.mirrors import PRESETS
 from hostsetup.plan import upstream_version
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.rpmrepo import RpmRepo
-from tests.conftest import IN_CI
-from tests.e2e.conftest import only_host, ssh, steps_with
+from tests.e2e.conftest import only_host, sandbox_of_its_own, ssh, steps_with
 from tests.e2e.test_lifecycle import lifecycle
 
 ALL_STEPS = ["conflicts", "prerequisites", "key", "repository", "packages", "service", "group"]
@@ -54,18 +51,7 @@ gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-el-fixtures
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
     """An ``el-<pid>`` sandbox of this module's own (hosts, mirror, network), removed at the end."""
-    box = Sandbox(f"el-{os.getpid()}", progress=lambda msg: print(f"[sandbox] {msg}"))
-    try:
-        box.prepare()
-    except HostsetupError as exc:
-        box.down()
-        if IN_CI:
-            pytest.fail(f"CI=true and the sandbox cannot start: {exc}", pytrace=False)
-        pytest.skip(f"e2e tests need a Docker engine ({exc})")
-    try:
-        yield box
-    finally:
-        box.down()
+    yield from sandbox_of_its_own("el")
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from hostsetup.bundle import Bundle, BundleError, platform_key, read_bundle, target_platform
-from hostsetup.bundlebuild import Candidate, parse_deb822, parse_release_sha256, relation_names, select
+from hostsetup.bundlebuild import Candidate, relation_names, select
 from hostsetup.operations import InstallPackages, Run, UploadBundle
 from hostsetup.plan import PlanError, plan_install
 from hostsetup.reference import download_script, parse_download, request_names
+from hostsetup.repoindex import parse_deb822, release_sha256
 from hostsetup.runner import describe_plan
 from hostsetup.settings import install_settings
 from hostsetup.tasks.install import from_bundle
@@ -40,7 +41,7 @@ def test_unknown_targets_are_refused(name: str) -> None:
 def test_inrelease_sha256_list_and_packages_stanzas() -> None:
     release = ("Origin: Docker\nMD5Sum:\n 0123 10 stable/binary-amd64/Packages\nSHA256:\n"
                " aa11 7295 stable/binary-amd64/Packages\n bb22 2265 stable/binary-amd64/Packages.gz\n")
-    assert parse_release_sha256(release) == {"stable/binary-amd64/Packages": ("aa11", 7295),
+    assert release_sha256(release) == {"stable/binary-amd64/Packages": ("aa11", 7295),
                                              "stable/binary-amd64/Packages.gz": ("bb22", 2265)}
     stanzas = parse_deb822("Package: a\nDescription: x\n more\n\nPackage: b\nVersion: 1\n")
     assert stanzas == [{"Package": "a", "Description": "x\nmore"}, {"Package": "b", "Version": "1"}]
