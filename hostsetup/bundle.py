@@ -35,6 +35,7 @@ FORMAT = 1
 # A target as the user names it: distribution id and version, e.g. debian12, rocky9, ubuntu24.04.
 _TARGET = re.compile(r"([a-z]+)(\d+(?:\.\d+)?)")
 # The bundle's architecture names, per packaging family.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._+~%:/@-]+")   # package file names carry ~, + and (url-quoted) epochs
 ARCHES = {"amd64": {"apt": "amd64", "rpm": "x86_64"}, "arm64": {"apt": "arm64", "rpm": "aarch64"}}
 
 
@@ -150,10 +151,15 @@ def read_bundle(path: str) -> Bundle:
         raise BundleError(f"--bundle {path}: no such file")
     try:
         with tarfile.open(file, "r:") as tar:
+            unsafe = [m.name for m in tar.getmembers() if not m.isfile() or m.name.startswith("/")
+                      or ".." in m.name.split("/") or not _SAFE_NAME.fullmatch(m.name)]
+            if unsafe:   # what `hostsetup bundle` writes: regular files under plain relative names, nothing else
+                raise ValueError(f"it holds {unsafe[0]!r}, which hostsetup does not write")
             member = tar.extractfile(MANIFEST)
             if member is None:
                 raise KeyError(MANIFEST)
             manifest = json.loads(member.read())
+            names = set(tar.getnames())
     except (tarfile.TarError, KeyError, OSError, ValueError) as exc:
         raise BundleError(f"--bundle {path}: not a hostsetup bundle ({type(exc).__name__}: {exc}); "
                           "make one with `hostsetup bundle`") from None
@@ -165,6 +171,9 @@ def read_bundle(path: str) -> Bundle:
                                       tuple(_package(p) for p in t.get("extras", ())))
                    for name, t in manifest["targets"].items()}
         version = str(manifest["version"])
+        absent = [p.file for t in targets.values() for p in (*t.packages, *t.extras) if p.file not in names]
+        if absent:
+            raise ValueError(f"it names {absent[0]}, which the archive does not hold")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"--bundle {path}: its manifest is not one hostsetup wrote ({exc})") from None
     return Bundle(str(file), sha256_file(file), file.stat().st_size, version, targets)

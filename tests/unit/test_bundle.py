@@ -78,12 +78,19 @@ def test_rpm_closure_meets_capabilities_through_provides_and_ignores_the_cli_epo
     assert needs == ["libsystemd.so.0()(64bit)"]
 
 
-def _write_bundle(path: Path, targets: dict[str, object], version: str = "20.10.24") -> Path:
+def _write_bundle(path: Path, targets: dict[str, object], version: str = "20.10.24", files: bool = True,
+                  extra: tarfile.TarInfo | None = None) -> Path:
+    """A bundle's manifest and (``files``) a stand-in for every file it names."""
+    named = {p["file"] for t in targets.values() if isinstance(t, dict)
+             for p in (*t.get("packages", ()), *t.get("extras", ()))} if files else set()
     with tarfile.open(path, "w") as tar:
-        data = json.dumps({"format": 1, "version": version, "targets": targets}).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, data in (("manifest.json", json.dumps({"format": 1, "version": version, "targets": targets})
+                            .encode()), *((n, b"x") for n in sorted(named))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if extra is not None:
+            tar.addfile(extra, io.BytesIO(b"x" * extra.size))
     return path
 
 
@@ -103,8 +110,18 @@ def test_read_bundle_and_its_refusals(tmp_path: Path) -> None:
     assert bundle.url == f"file:///var/lib/hostsetup/bundles/{bundle.sha256[:16]}"
     assert bundle.extra_names == ("libdevmapper1.02.1",)
     (tmp_path / "junk.tar").write_bytes(b"not a tar")
+    link = tarfile.TarInfo("linux/debian/gpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    escape = tarfile.TarInfo("../../etc/cron.d/x")
+    escape.size = 1
     for path, message in ((tmp_path / "none.tar", "no such file"), (tmp_path / "junk.tar", "not a hostsetup bundle"),
-                          (_write_bundle(tmp_path / "old.tar", {"x": {}}), "its manifest is not one hostsetup wrote")):
+                          (_write_bundle(tmp_path / "old.tar", {"x": {}}), "its manifest is not one hostsetup wrote"),
+                          (_write_bundle(tmp_path / "link.tar", {"debian12": DEBIAN12}, extra=link),
+                           "it holds 'linux/debian/gpg', which hostsetup does not write"),
+                          (_write_bundle(tmp_path / "up.tar", {"debian12": DEBIAN12}, extra=escape),
+                           "it holds '../../etc/cron.d/x'"),
+                          (_write_bundle(tmp_path / "short.tar", {"debian12": DEBIAN12}, files=False),
+                           "it names linux/debian/pool/docker-ce.deb, which the archive does not hold")):
         with pytest.raises(BundleError, match=message):
             read_bundle(str(path))
 
