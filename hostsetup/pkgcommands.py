@@ -168,9 +168,10 @@ def transaction_command(op: InstallPackages, version: str | None) -> str:
         return shlex.quote(package)
     names = " ".join([*(spec(p) for p in op.packages), *(shlex.quote(f) for f in op.local_files)])
     if op.manager == "apt-get":
+        # A version asked for wins over a hold (the plan refused a held one unless --hold was given).
+        moves = "--allow-downgrades --allow-change-held-packages " if version else ""
         command = (f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q{apt_lock_option(op.lock_timeout)} "
-                   "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-                   "--allow-downgrades --allow-change-held-packages " + names)
+                   "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold " + moves + names)
         if op.hold:
             command += " && apt-mark hold " + " ".join(PINNED_PACKAGES)
         return command

@@ -218,8 +218,10 @@ def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
         why.append(f"with {len(local_files)} of the system's packages from the bundle")
     warnings = _restart_warnings(facts) if changes else ()
     # Said again live as the step starts: what the restart does to the containers, before it does it.
+    # Without a version, only what is missing: naming an installed (maybe held) package would move it.
+    names = wanted if settings.version else tuple(missing)
     return Step("packages", "; ".join(why), (InstallPackages(
-        platform.package_manager, wanted, platform.family.repo_file, settings.version, version,
+        platform.package_manager, names, platform.family.repo_file, settings.version, version,
         settings.hold, settings.lock_timeout, local_files),), warnings, "; ".join(warnings))
 
 

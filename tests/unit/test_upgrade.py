@@ -75,3 +75,15 @@ def test_engine_state_section_parsing() -> None:
 def test_engine_state_is_read_only_when_asked() -> None:
     assert "@@%s" in facts_script() and "engine-state" not in facts_script()
     assert "sec engine-state" in facts_script(engine_state=True)
+
+
+def test_without_a_version_only_missing_packages_are_named_so_a_held_engine_stays() -> None:
+    """A held docker-ce with a plugin missing: installing the plugin must not move the engine."""
+    facts = recorded("debian12-pinned-held")
+    packages = {k: v for k, v in facts.packages.items() if k != "docker-compose-plugin"}
+    plan = plan_install(dataclasses.replace(facts, packages=packages), sandbox_settings(facts))
+    step = _packages_step(plan)
+    assert step.summary == "install docker-compose-plugin" and step.warnings == ()
+    command = "\n".join(step.operations[0].describe())
+    assert command.endswith("-o Dpkg::Options::=--force-confold docker-compose-plugin")
+    assert "--allow-change-held-packages" not in command and "docker-ce" not in command.split("confold")[1]
