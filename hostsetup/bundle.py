@@ -217,7 +217,8 @@ if ! apt-get update -q $o -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceP
   echo "hostsetup: the bundle's repository does not read as Docker's signed repository:" \
     "$(grep '^E: ' "$t/out" | head -n 3 | tr '\n' ' ')nothing was changed" >&2; exit 1
 fi
-if ! apt-get install -s -q $o -o Dir::Etc::SourceParts="$t/all" PACKAGES > "$t/out" 2>&1; then
+if ! apt-get install -s -q $o -o Dir::Etc::SourceParts="$t/all" --allow-downgrades --allow-change-held-packages \
+    PACKAGES > "$t/out" 2>&1; then
   missing=$(awk '/Depends:|PreDepends:/ { sub(/^ +/, ""); printf "%s%s", s, $0; s = "; " }' "$t/out")
   echo "hostsetup: neither the bundle nor this host's own repositories provide what Docker needs:" \
     "${missing:-$(tail -n 2 "$t/out" | tr '\n' ' ')}; nothing was installed or configured" >&2; exit 1
@@ -230,7 +231,7 @@ cp -a /var/cache/dnf/. "$t/cache/" 2>/dev/null || true
 printf '%s\n' '[hostsetup-bundle]' 'name=hostsetup bundle' 'baseurl=URL/RELEASEVER/$basearch/stable' \
   'gpgcheck=1' 'gpgkey=file://KEY' > "$t/repos/hostsetup-bundle.repo"
 MANAGER -q --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" --setopt=skip_if_unavailable=True \
-  --releasever=RELEASEVER install --assumeno PACKAGES > "$t/out" 2>&1 || true
+  --releasever=RELEASEVER install --assumeno TRANSACTION_FLAGS PACKAGES > "$t/out" 2>&1 || true
 if grep -Eq 'nothing provides|Problem|No match for argument|Error:' "$t/out"; then
   missing=$(grep -E 'nothing provides|No match for argument|conflicts with' "$t/out" | sed 's/^ *- *//' | head -n 5 \
     | awk '{ printf "%s%s", s, $0; s = "; " }')
@@ -250,11 +251,14 @@ def dependency_check_script(bundle: Bundle, target: BundleTarget, platform: Plat
         packages = " ".join([*(q(f"{p.name}={p.version}" if p.name in pinned else p.name) for p in target.packages
                                if p.name in wanted), *(q(e) for e in extras)])
         return (_APT_CHECK.replace("REPO_FILE", q(APT.repo_file)).replace("KEY", q(f"{repo}/gpg"))
-                .replace("URL", f"file://{repo}").replace("CODENAME", platform.codename).replace("ARCH", arch)
+                .replace("URL", f"file://{repo}").replace("CODENAME", platform.codename).replace("ARCH", q(arch))
                 .replace("PACKAGES", packages))
     packages = " ".join([*(q(f"{p.name}-{rpm_pin(p.version)}" if p.name in pinned else p.name)
                            for p in target.packages if p.name in wanted), *(q(e) for e in extras)])
     return (_RPM_CHECK.replace("REPO_FILE", q(platform.family.repo_file)).replace("KEY", f"{repo}/gpg")
             .replace("URL", f"file://{repo}").replace("RELEASEVER", platform.version)
-            .replace("MANAGER", platform.package_manager).replace("PACKAGES", packages))
+            .replace("MANAGER", platform.package_manager).replace("PACKAGES", packages)
+            # as the transaction will run: conflicting packages replaced, a versionlock not in the way
+            .replace("TRANSACTION_FLAGS", "--allowerasing --disableplugin=versionlock"
+                     if platform.package_manager == "dnf" else "--disableplugin=versionlock"))
 

@@ -31,8 +31,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from hostsetup.bundle import ARCHES, FORMAT, MANIFEST, BundleError, platform_key, target_platform
 from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
@@ -71,24 +71,38 @@ class Fetched:
     needs: list[str] = field(default_factory=list)
 
 
+class _SameOriginAuth(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but the mirror's credentials go only to the mirror (same scheme, host and port)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl)[:2] != urlsplit(req.full_url)[:2]:
+            new.remove_header("Authorization")
+        return new
+
+
 class Downloader:
-    """HTTP(S) GETs from the repository; a URL's user:password goes in a header, never in a message."""
+    """HTTP(S) GETs from the repository; a URL's user:password goes in a header (to that origin only),
+    never in a message."""
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
         self.headers = {}
         if parts.username is not None:
-            token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
             self.headers["Authorization"] = f"Basic {token}"
             parts = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else ""))
         self.base = urlunsplit(parts).rstrip("/")
+        self.opener = urllib.request.build_opener(_SameOriginAuth)
 
     def get(self, path: str, missing_ok: bool = False) -> bytes | None:
         url = f"{self.base}/{path.lstrip('/')}"
         request = urllib.request.Request(url, headers=self.headers)
         for attempt in range(3):
             try:
-                with urllib.request.urlopen(request, timeout=120) as response:
+                with self.opener.open(request, timeout=120) as response:
                     data: bytes = response.read()
                     return data
             except urllib.error.HTTPError as exc:

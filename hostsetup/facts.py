@@ -246,21 +246,22 @@ elif s=$(hs_dk info --format 'live-restore {{.LiveRestoreEnabled}}' 2>/dev/null)
 else echo '?'; fi"""
 
 
-# Each existing path: ``path<TAB>bytes (empty when unreadable)<TAB>empty|full`` (as root when it can).
+# Each existing path: ``path<TAB>bytes (empty when unknown)<TAB>empty|full|unknown`` (as root when it can: as
+# a user whose sudo asks a password, "unknown", which a plan must treat as holding data).
 _SIZES = r"""sec() { printf '\n@@%s\n' "$1"; }
 sec sizes
 hs_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 for p in PATHS; do
   [ -e "$p" ] || continue
-  b=$(hs_root timeout 120 du -sxb "$p" 2>/dev/null | cut -f1)
-  if [ -n "$(hs_root ls -A "$p" 2>/dev/null | head -n 1)" ]; then e=full; else e=empty; fi
+  b=$(hs_root timeout 30 du -sxb "$p" 2>/dev/null | cut -f1)
+  if ! l=$(hs_root ls -A "$p" 2>/dev/null); then e=unknown; elif [ -n "$l" ]; then e=full; else e=empty; fi
   printf '%s\t%s\t%s\n' "$p" "$b" "$e"
 done"""
 
 
 @dataclass(frozen=True)
 class PathSize:
-    """An existing path's size in bytes (None: could not be measured) and whether it holds anything."""
+    """An existing path's size in bytes (None: could not be measured) and whether it is known to be empty."""
 
     size: int | None
     empty: bool

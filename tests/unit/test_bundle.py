@@ -173,3 +173,42 @@ def test_reference_host_requests_and_downloads() -> None:
                                          "@@pkg libdevmapper1.02.1\t2:1.02.185-2\t/var/tmp/hostsetup-deps-x/a.deb\n")
     assert directory == "/var/tmp/hostsetup-deps-x"
     assert packages == [("libdevmapper1.02.1", "2:1.02.185-2", "/var/tmp/hostsetup-deps-x/a.deb")]
+
+
+def test_mirror_credentials_are_decoded_and_go_to_the_mirror_only() -> None:
+    """A redirect to another origin gets no Authorization header (urllib would copy it along)."""
+    import base64
+    import http.server
+    import threading
+
+    from hostsetup.bundlebuild import Downloader
+
+    seen: dict[int, list[str | None]] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.setdefault(self.server.server_port, []).append(self.headers.get("Authorization"))
+            target = {"/same": self.server.server_port, "/away": other.server_port}.get(self.path)
+            if target:
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{target}/ok")
+                self.end_headers()
+            else:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    mirror, other = (http.server.HTTPServer(("127.0.0.1", 0), Handler) for _ in range(2))
+    for server in (mirror, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        downloader = Downloader(f"http://deploy%40corp:p%40ss@127.0.0.1:{mirror.server_port}")
+        assert downloader.must("same") == b"ok" and downloader.must("away") == b"ok"
+    finally:
+        for server in (mirror, other):
+            server.shutdown()
+    token = "Basic " + base64.b64encode(b"deploy@corp:p@ss").decode()
+    assert seen == {mirror.server_port: [token, token, token], other.server_port: [None]}
