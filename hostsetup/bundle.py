@@ -26,7 +26,7 @@ from hostsetup.distros import APT, DISTROS, RPM, Platform, UnsupportedSystem, re
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import HostFacts
 from hostsetup.operations import UploadBundle
-from hostsetup.pkgcommands import rpm_pin
+from hostsetup.pkgcommands import PINNED_PACKAGES, rpm_pin
 from hostsetup.repoindex import sha256_file
 
 BUNDLE_ROOT = "/var/lib/hostsetup/bundles"
@@ -246,7 +246,7 @@ def dependency_check_script(bundle: Bundle, target: BundleTarget, platform: Plat
     bundle and the host's own repositories (read from a copy of their indexes; nothing on the host changes)?"""
     q = shlex.quote
     repo = f"{bundle.remote_dir}/linux/{platform.distro.repo_path}"
-    pinned = ("docker-ce", "docker-ce-cli")
+    pinned = PINNED_PACKAGES
     if platform.family is APT:
         packages = " ".join([*(q(f"{p.name}={p.version}" if p.name in pinned else p.name) for p in target.packages
                                if p.name in wanted), *(q(e) for e in extras)])

@@ -38,12 +38,13 @@ from hostsetup.bundle import ARCHES, FORMAT, MANIFEST, BundleError, platform_key
 from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import dearmor, key_file_problem
+from hostsetup.pkgcommands import PINNED_PACKAGES, rpm_pin
 from hostsetup.plan import PlanError, resolve_version, upstream_version, version_key
 from hostsetup.repoindex import SignatureError, parse_deb822, release_sha256, verify_clearsigned, verify_detached
 from hostsetup.secrets import mask
 from hostsetup.settings import InstallSettings
+from hostsetup.versions import newest_key
 
-PINNED = ("docker-ce", "docker-ce-cli")
 T = TypeVar("T")
 RPM_NS = {"c": "http://linux.duke.edu/metadata/common", "rpm": "http://linux.duke.edu/metadata/rpm",
           "r": "http://linux.duke.edu/metadata/repo"}
@@ -180,13 +181,13 @@ def select(candidates: list[Candidate], wanted: Iterable[str], version: str,
         if name not in by_name:
             raise BundleError(f"the repository has no {name}")
         versions = by_name[name]
-        if name in PINNED:  # docker-ce-cli's epoch differs from docker-ce's on rpm: compare without it
-            same = [c for c in versions if c.version.split(":", 1)[-1] == version.split(":", 1)[-1]]
+        if name in PINNED_PACKAGES:  # docker-ce-cli's epoch differs from docker-ce's on rpm: compare without it
+            same = [c for c in versions if rpm_pin(c.version) == rpm_pin(version)]
             if not same:
                 raise BundleError(f"the repository has no {name} {version}")
             chosen[name] = same[0]
         else:
-            chosen[name] = max(versions, key=lambda c: version_key(c.version))
+            chosen[name] = max(versions, key=lambda c: newest_key(c.version))
         for relation in chosen[name].relations:
             names = sorted({n for cap in capabilities(relation) for n in providers.get(cap, ())})
             if names:
@@ -284,7 +285,7 @@ def _version_for(platform: Platform, candidates: list[Candidate], pin: str | Non
     if not available:
         raise BundleError(f"{platform.name}: the repository has no docker-ce")
     if pin is None:
-        return max(available, key=version_key)
+        return max(available, key=newest_key)
     try:
         return resolve_version(pin, available)
     except PlanError as exc:
@@ -367,7 +368,7 @@ def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch
         for name, (platform, host_arch, fetched, candidates, version, base) in resolved.items():
             exact = version if upstream_version(version) == common else max(
                 (c.version for c in candidates if c.name == "docker-ce" and upstream_version(c.version) == common),
-                key=version_key)
+                key=newest_key)
             chosen, needs = select(candidates, wanted, exact,
                                    relation_names if platform.family is APT else lambda r: [r])
             rpms = []

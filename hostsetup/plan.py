@@ -45,6 +45,7 @@ from hostsetup.pkgcommands import (
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
+from hostsetup.versions import newest_key
 
 
 class PlanError(Exception):
@@ -71,7 +72,7 @@ def resolve_version(pin: str, available: tuple[str, ...]) -> str:
         listing = ", ".join(sorted({upstream_version(v) for v in available}, key=version_key,
                                    reverse=True)) or "none"
         raise PlanError(f"version {pin} is not in the repository; it has: {listing}")
-    return max(matches, key=version_key)
+    return max(matches, key=newest_key)   # the package manager's order: epoch and revision count too
 
 
 def key_fingerprints(platform: Platform, settings: InstallSettings) -> tuple[str, ...]:

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 from hostsetup.errors import HostsetupError
 from hostsetup.sandbox import debarchive
 from hostsetup.sandbox.debarchive import SuiteIndex
+from hostsetup.versions import compare_versions, sort_newest_first, split_version
 
 if TYPE_CHECKING:
     from hostsetup.sandbox.rpmrepo import RpmRepo
@@ -369,56 +370,9 @@ class Mirror:
 
 # --- Debian versions (pure) ----------------------------------------------------
 
-def _order(ch: str) -> int:
-    if ch == "~":
-        return -1
-    if ch.isdigit() or not ch:
-        return 0
-    return ord(ch) if ch.isalpha() else ord(ch) + 256
-
-
-def _compare_fragment(a: str, b: str) -> int:
-    """dpkg's verrevcmp on one part (upstream version or revision)."""
-    i = j = 0
-    while i < len(a) or j < len(b):
-        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
-            ac = _order(a[i]) if i < len(a) else 0
-            bc = _order(b[j]) if j < len(b) else 0
-            if ac != bc:
-                return ac - bc
-            i, j = i + 1, j + 1
-        na = re.match(r"\d*", a[i:]).group()  # type: ignore[union-attr]
-        nb = re.match(r"\d*", b[j:]).group()  # type: ignore[union-attr]
-        if int(na or 0) != int(nb or 0):
-            return int(na or 0) - int(nb or 0)
-        i, j = i + len(na), j + len(nb)
-    return 0
-
-
-def _split_version(version: str) -> tuple[int, str, str]:
-    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
-    return int(epoch or 0), upstream, revision
-
-
-def compare_versions(a: str, b: str) -> int:
-    """Compare two Debian versions like ``dpkg --compare-versions`` (<0, 0, >0)."""
-    ea, ua, ra = _split_version(a)
-    eb, ub, rb = _split_version(b)
-    if ea != eb:
-        return ea - eb
-    return _compare_fragment(ua, ub) or _compare_fragment(ra, rb)
-
-
-def sort_newest_first(versions: Iterable[str]) -> list[str]:
-    """Debian versions, newest first."""
-    from functools import cmp_to_key
-    return sorted(versions, key=cmp_to_key(compare_versions), reverse=True)
-
-
 def upstream_version(debian_version: str) -> str:
     """The upstream release in a Debian version: ``20.10.24+dfsg1-1+deb12u1+b6`` -> ``20.10.24``."""
-    _, upstream, _ = _split_version(debian_version)
+    _, upstream, _ = split_version(debian_version)
     return re.split(r"[+~]", upstream, maxsplit=1)[0]
 
 

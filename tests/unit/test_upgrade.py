@@ -87,3 +87,12 @@ def test_without_a_version_only_missing_packages_are_named_so_a_held_engine_stay
     command = "\n".join(step.operations[0].describe())
     assert command.endswith("-o Dpkg::Options::=--force-confold docker-compose-plugin")
     assert "--allow-change-held-packages" not in command and "docker-ce" not in command.split("confold")[1]
+
+
+def test_the_newest_of_a_release_is_chosen_by_revision_and_epoch_not_by_list_order() -> None:
+    from hostsetup.plan import resolve_version
+
+    rpm = ("3:24.0.7-1.el9", "3:24.0.7-2.el9")
+    assert resolve_version("24.0.7", rpm) == resolve_version("24.0.7", rpm[::-1]) == "3:24.0.7-2.el9"
+    deb = ("5:24.0.7-1~debian.12~bookworm", "5:24.0.7-1+b1~debian.12~bookworm", "5:24.0.7~rc1-1~debian.12~bookworm")
+    assert resolve_version("24.0", deb) == "5:24.0.7-1+b1~debian.12~bookworm"
