@@ -16,13 +16,12 @@ from hostsetup.distros import (
     APT,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
-    VERSIONLOCK_LISTS,
     UnsupportedSystem,
     resolve_platform,
 )
 from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
 from hostsetup.operations import Operation, RemoveFiles, Run
-from hostsetup.pkgcommands import NO_LOCK_WAIT, PINNED_PACKAGES, versionlocked
+from hostsetup.pkgcommands import NO_LOCK_WAIT
 from hostsetup.plan import PlanError, held_packages, lock_flag, locked_run
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.steps import Plan, Step
@@ -80,19 +79,19 @@ def _service(facts: HostFacts) -> Step:
                 (Run(f"{STOP_CONTAINERS}\nsystemctl disable --now {' '.join(present)} && rm -f {DOCKER_SOCKET}"),))
 
 
-def _packages(facts: HostFacts, install: InstallSettings) -> Step:
+def _packages(facts: HostFacts, install: InstallSettings, purge: bool) -> Step:
+    """The packages go (apt: ``remove``, which keeps their configuration files, such as containerd's
+    config.toml; ``purge`` only with --purge-data), their hold or versionlock released first."""
     from_host = [p for p in REMOVED_PACKAGES if p in facts.packages]
     platform = resolve_platform(facts.os_release)
+    held = sorted(held_packages(platform, facts))
+    manager = platform.package_manager
     if platform.family is APT:
-        held = sorted(held_packages(platform, facts))
         commands = [f"apt-mark unhold {' '.join(held)} >/dev/null"] if held else []
         if from_host:
-            commands.append(f"DEBIAN_FRONTEND=noninteractive apt-get purge -y -q{lock_flag(platform, install)} "
-                            + " ".join(from_host))
+            commands.append(f"DEBIAN_FRONTEND=noninteractive apt-get {'purge' if purge else 'remove'} -y -q"
+                            f"{lock_flag(platform, install)} " + " ".join(from_host))
     else:
-        manager = platform.package_manager
-        locks = versionlocked(facts.files.get(VERSIONLOCK_LISTS[manager]) or "")
-        held = sorted(set(PINNED_PACKAGES) & locks)
         commands = [f"{manager} versionlock delete {' '.join(held)} >/dev/null"] if held else []
         if from_host:
             commands.append(f"{manager} remove -y{NO_LOCK_WAIT} {' '.join(from_host)}")
@@ -111,11 +110,16 @@ def _repository(facts: HostFacts) -> Step:
     if not written_by_hostsetup(repo):
         return Step("repository", f"{family.repo_file} was not written by hostsetup: kept (with its key)")
     paths = tuple(p for p in (family.repo_file, family.key_file) if p in facts.files)
+    return Step("repository", f"remove {' and '.join(paths)}", (RemoveFiles(paths),))
+
+
+def _bundles(facts: HostFacts) -> Step:
+    """Offline bundles ``install --bundle`` unpacked: hostsetup's alone, whatever names them."""
     bundles = facts.sizes.get(BUNDLE_ROOT)
     if bundles is None or bundles.empty:
-        return Step("repository", f"remove {' and '.join(paths)}", (RemoveFiles(paths),))
-    return Step("repository", f"remove {' and '.join(paths)} and the offline bundles in {BUNDLE_ROOT} "
-                              f"({human_size(bundles.size)})", (RemoveFiles(paths), Run(f"rm -rf {BUNDLE_ROOT}")))
+        return Step("bundles", "no offline bundles on the host")
+    return Step("bundles", f"remove the offline bundles in {BUNDLE_ROOT} ({human_size(bundles.size)})",
+                (Run(f"rm -rf {BUNDLE_ROOT}"),))
 
 
 def _dropins(facts: HostFacts) -> Step:
@@ -151,6 +155,6 @@ def plan_uninstall(facts: HostFacts, settings: UninstallSettings) -> Plan:
     except UnsupportedSystem as exc:
         raise PlanError(str(exc)) from None
     install = install_settings({"lock_timeout": settings.lock_timeout})
-    steps = (_service(facts), _packages(facts, install), _repository(facts), _dropins(facts),
-             _data(facts, settings))
+    steps = (_service(facts), _packages(facts, install, settings.purge_data), _repository(facts), _bundles(facts),
+             _dropins(facts), _data(facts, settings))
     return Plan(platform, steps)

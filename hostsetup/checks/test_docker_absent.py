@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.distros import Platform
 from hostsetup.facts import UNITS
 from hostsetup.uninstall import DATA_DIRS, DOCKER_SOCKET, DROPINS, MANAGED_MARK, REMOVED_PACKAGES
@@ -32,10 +33,16 @@ def test_no_dockerd_no_containers_and_no_socket(host: Any) -> None:
     assert not host.file(DOCKER_SOCKET).exists, f"expected no {DOCKER_SOCKET}; it is there"
 
 
-def test_repository_and_key_removed(host: Any, platform: Platform) -> None:
+def test_repository_key_and_bundles_removed(host: Any, platform: Platform) -> None:
     repo = host.file(platform.family.repo_file)
     assert not (repo.exists and MANAGED_MARK in repo.content_string), \
         f"expected hostsetup's {platform.family.repo_file} removed; it is still there"
+    if not repo.exists:   # (another tool's repository file keeps its key)
+        assert not host.file(platform.family.key_file).exists, \
+            f"expected the repository key {platform.family.key_file} removed with its file; it is still there"
+    bundles = host.file(BUNDLE_ROOT)
+    assert not (bundles.exists and host.run(f"ls -A {BUNDLE_ROOT}").stdout.strip()), \
+        f"expected the offline bundles in {BUNDLE_ROOT} removed; they are still there"
 
 
 def test_dropins_removed(host: Any) -> None:

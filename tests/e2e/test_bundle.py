@@ -111,7 +111,7 @@ def test_offline_hosts_install_from_the_bundle_then_converge(offline: Sandbox, m
     assert all(h["ssh_sessions"] == 1 for h in report["hosts"])   # the bundle is not sent again
 
     code, text = hostsetup(mirror, "-H", names, "uninstall", sandbox=offline)   # and the bundle goes with it
-    assert code == 0 and f"and the offline bundles in {BUNDLE_ROOT}" in text and text.count("  passed  ") == 2, text
+    assert code == 0 and f"remove the offline bundles in {BUNDLE_ROOT}" in text and text.count("  passed  ") == 2, text
     assert all(root(offline, host, f"test -e {BUNDLE_ROOT}")[0] != 0 for host in hosts)
     offline.remove_hosts(hosts)
 

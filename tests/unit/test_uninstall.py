@@ -27,7 +27,7 @@ def test_installed_host_loses_units_packages_repository_and_key_but_keeps_data()
         "repository": "remove /etc/apt/sources.list.d/docker.sources and /etc/apt/keyrings/docker.asc",
     }
     text = "\n".join(describe_plan(plan))
-    assert "apt-get purge -y -q -o DPkg::Lock::Timeout=120 docker-ce docker-ce-cli containerd.io" in text
+    assert "apt-get remove -y -q -o DPkg::Lock::Timeout=120 docker-ce docker-ce-cli containerd.io" in text
     assert "kept: /var/lib/docker, /var/lib/containerd, /etc/docker" in text
 
 
@@ -101,8 +101,13 @@ def test_running_containers_are_stopped_before_the_engine(state: EngineState, st
     assert command.index("docker stop") < command.index("systemctl disable --now")
 
 
-def test_offline_bundles_go_with_hostsetups_repository_file() -> None:
-    facts = dataclasses.replace(recorded("debian12-converged"), sizes={BUNDLE_ROOT: PathSize(240 * 1024 ** 2, False)})
+def test_offline_bundles_go_whatever_names_them() -> None:
+    facts = dataclasses.replace(recorded("debian12-bare"), sizes={BUNDLE_ROOT: PathSize(240 * 1024 ** 2, False)})
     plan = plan_uninstall(facts, UninstallSettings())
-    assert _steps(plan)["repository"].endswith(f"and the offline bundles in {BUNDLE_ROOT} (240.0 MiB)")
+    assert _steps(plan) == {"bundles": f"remove the offline bundles in {BUNDLE_ROOT} (240.0 MiB)"}
     assert f"$ rm -rf {BUNDLE_ROOT}" in "\n".join(describe_plan(plan))
+
+
+def test_purge_data_also_purges_the_packages_configuration() -> None:
+    text = "\n".join(describe_plan(plan_uninstall(recorded("debian12-converged"), UninstallSettings(purge_data=True))))
+    assert "apt-get purge -y -q -o DPkg::Lock::Timeout=120 docker-ce" in text
