@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from invoke.runners import Result
+from paramiko.ssh_exception import SSHException
 
 from hostsetup import rollback
 from hostsetup.bundle import unpack_script
@@ -229,12 +230,16 @@ def _upload_bundle(remote: Remote, op: UploadBundle) -> None:
     if not made.ok or not uploaded.startswith("/"):
         raise RemoteError(f"no temporary file for the bundle: {tail(made)}")
     remote.sessions += 1
+    unpacking = False
     try:
         remote.conn.put(op.local, uploaded)
-    except OSError as exc:
-        remote.run(f"rm -f {shlex.quote(uploaded)}", timeout=60)
+        unpacking = True   # the unpack script removes the upload however it ends
+        remote.root_ok(unpack_script(op, uploaded), "unpacking the bundle", timeout=600)
+    except (OSError, EOFError, SSHException) as exc:
         raise RemoteError(f"uploading the bundle failed: {exc}; nothing was unpacked") from None
-    remote.root_ok(unpack_script(op, uploaded), "unpacking the bundle", timeout=600)
+    finally:
+        if not unpacking:   # cut off in the upload (an error, Ctrl-C): the partial file goes
+            remote.run(f"rm -f {shlex.quote(uploaded)}", timeout=60)
 
 
 def batch_script(steps: list[tuple[Step, str]]) -> str:

@@ -171,6 +171,8 @@ def read_bundle(path: str) -> Bundle:
                                       tuple(_package(p) for p in t.get("extras", ())))
                    for name, t in manifest["targets"].items()}
         version = str(manifest["version"])
+        if not re.fullmatch(r"\d+(\.\d+){1,2}", version):
+            raise ValueError(f"version {version!r} is not a docker-ce release like 25.0.3")
         absent = [p.file for t in targets.values() for p in (*t.packages, *t.extras) if p.file not in names]
         if absent:
             raise ValueError(f"it names {absent[0]}, which the archive does not hold")

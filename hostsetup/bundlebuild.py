@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from hostsetup.bundle import ARCHES, FORMAT, MANIFEST, BundleError, platform_key, target_platform
-from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
+from hostsetup.distros import APT, Platform, install_packages
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import dearmor, key_file_problem
 from hostsetup.pkgcommands import PINNED_PACKAGES, rpm_pin
@@ -331,7 +331,7 @@ def build_bundle(names: list[str], settings: InstallSettings, output: Path, arch
     if arch not in ARCHES:
         raise BundleError(f"--arch {arch!r}: one of {', '.join(ARCHES)}")
     platforms = {name: target_platform(name) for name in dict.fromkeys(names)}
-    wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
+    wanted = install_packages(settings.plugins)
     dl = Downloader(settings.mirror_url)
     manifest_targets: dict[str, object] = {}
     files: dict[str, bytes | Path] = {}

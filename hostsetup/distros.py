@@ -14,6 +14,11 @@ from hostsetup.errors import HostsetupError
 ENGINE_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io")
 PLUGIN_PACKAGES = ("docker-buildx-plugin", "docker-compose-plugin")
 
+
+def install_packages(plugins: bool) -> tuple[str, ...]:
+    """What an install puts on a host: the engine, and the plugins unless left out."""
+    return (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if plugins else ()))
+
 # Conflicting packages, per Docker's install page for each distribution.
 CENTOS_CONFLICTS = (
     "docker", "docker-client", "docker-client-latest", "docker-common", "docker-latest",

@@ -218,12 +218,14 @@ class Wanted:
 # Containers and volumes, as the engine reports them: through the socket when the login user may use
 # it, else passwordless sudo; when neither works, "?" (the runner asks again as root, or the plan says
 # it cannot know).
-_CONTAINERS = r"""sec() { printf '\n@@%s\n' "$1"; }
+# The engine's client as the login user when it may use the socket, else through passwordless sudo.
+_HS_DOCKER = r"""sec() { printf '\n@@%s\n' "$1"; }
 hs_docker() {
   if [ "$(id -u)" = 0 ] || [ -w /var/run/docker.sock ]; then timeout 20 docker "$@"
   else sudo -n timeout 20 docker "$@"; fi
 }
-sec containers
+"""
+_CONTAINERS = _HS_DOCKER + r"""sec containers
 if ! hs_docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then echo '?'; else
   for c in NAMES; do
     printf '%s\t' "$c"; hs_docker inspect --type container --format '{{json .}}' "$c" 2>/dev/null | tr -d '\n'; echo
@@ -234,15 +236,11 @@ fi"""
 
 # What restarting dockerd would do to running containers: ``live-restore true|false`` and a line per
 # running container; "?" when the engine could not be asked (not running, or no passwordless access).
-_ENGINE_STATE = r"""sec() { printf '\n@@%s\n' "$1"; }
-sec engine-state
-hs_dk() {
-  if [ "$(id -u)" = 0 ] || [ -w /var/run/docker.sock ]; then timeout 20 docker "$@"
-  else sudo -n timeout 20 docker "$@"; fi
-}
+_ENGINE_STATE = _HS_DOCKER + r"""sec engine-state
 if ! command -v docker >/dev/null 2>&1 || ! systemctl is-active -q docker.service 2>/dev/null; then echo stopped
-elif s=$(hs_dk info --format 'live-restore {{.LiveRestoreEnabled}}' 2>/dev/null); then
-  echo "$s"; hs_dk ps --format 'running {{.Names}}' 2>/dev/null
+elif s=$(hs_docker info --format 'live-restore {{.LiveRestoreEnabled}}' 2>/dev/null) \
+    && p=$(hs_docker ps --format 'running {{.Names}}' 2>/dev/null); then
+  echo "$s"; [ -z "$p" ] || echo "$p"
 else echo '?'; fi"""
 
 

@@ -18,6 +18,7 @@ from hostsetup.distros import (
     VERSIONLOCK_LISTS,
     Platform,
     UnsupportedSystem,
+    install_packages,
     resolve_platform,
 )
 from hostsetup.facts import HostFacts
@@ -186,7 +187,7 @@ def _repository(platform: Platform, facts: HostFacts, settings: InstallSettings)
 
 def _packages(platform: Platform, facts: HostFacts, settings: InstallSettings,
               repo_changes: bool, local_files: tuple[str, ...] = ()) -> Step:
-    wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
+    wanted = install_packages(settings.plugins)
     missing = [p for p in wanted if p not in facts.packages]
     version = None
     if settings.version and facts.available_versions and not repo_changes:
@@ -322,7 +323,7 @@ def _bundle(platform: Platform, facts: HostFacts, settings: InstallSettings, bun
         ops.append(UploadBundle(bundle.path, bundle.sha256, bundle.size, bundle.remote_dir))
         what.append(f"upload the bundle ({target.name}) to {bundle.remote_dir}")
     if installs:
-        wanted = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if settings.plugins else ()))
+        wanted = install_packages(settings.plugins)
         check = dependency_check_script(bundle, target, platform, host_arch(platform, facts), wanted,
                                         target.missing_extras(facts, bundle.remote_dir))
         ops.append(Run(check, "check, with a copy of the package indexes, that the bundle and the host's own "

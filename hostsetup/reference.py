@@ -105,14 +105,17 @@ class ReferenceHost:
 
 def connect_references(specs: list[str], config: Config) -> list[ReferenceHost]:
     """Connect to each reference host and read what system it runs."""
-    hosts = []
+    hosts: list[ReferenceHost] = []
     for spec in specs:
         target = Target(spec, spec)
+        remote: Remote | None = None
         try:
             remote = open_connection(target, config)
             facts = gather_facts(remote, ())
             platform = resolve_platform(facts.os_release)
         except (RemoteError, UnsupportedSystem, OSError) as exc:
+            for opened in [*(h.remote for h in hosts), *([remote] if remote else [])]:
+                opened.conn.close()
             raise BundleError(f"--from {spec}: {exc}") from None
         hosts.append(ReferenceHost(target, remote, facts, platform, platform_key(platform, host_arch(platform, facts))))
     return hosts

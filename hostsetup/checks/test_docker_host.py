@@ -13,7 +13,7 @@ import pytest
 
 from hostsetup.daemon.apply import mismatches
 from hostsetup.daemon.plan import DAEMON_JSON, expectations
-from hostsetup.distros import APT, ENGINE_PACKAGES, PLUGIN_PACKAGES, Platform
+from hostsetup.distros import APT, Platform, install_packages
 from hostsetup.openpgp import key_file_problem
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
 from hostsetup.registries import CERTS_DIR, ca_path
@@ -42,7 +42,7 @@ def daemon_file(host: Any) -> dict[str, Any]:
 
 def test_engine_packages_installed(host: Any, expected: dict[str, Any]) -> None:
     wanted = settings(expected)
-    names = (*ENGINE_PACKAGES, *(PLUGIN_PACKAGES if wanted.plugins else ()))
+    names = install_packages(wanted.plugins)
     missing = [name for name in names if not host.package(name).is_installed]
     assert not missing, f"expected {', '.join(names)} installed; missing: {', '.join(missing)}"
     if wanted.version:

@@ -46,6 +46,7 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
     for spec in specs:
         host_string(spec, "--from")
     wanted = {platform_key(p, ARCHES[arch][p.family.name]): n for n, p in ((n, target_platform(n)) for n in names)}
+    references = []
     try:
         references = connect_references(specs, c.config)
         for ref in references:
@@ -64,6 +65,9 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
                                 reference=resolve if references else None)
     except BundleError as exc:
         raise Exit(f"hostsetup: {exc}; no bundle written", code=1) from None
+    finally:
+        for ref in references:
+            ref.remote.conn.close()
     targets = manifest["targets"]
     assert isinstance(targets, dict)
     print(f"wrote {output} ({Path(output).stat().st_size} bytes): docker-ce {manifest['version']} for "

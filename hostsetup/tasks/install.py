@@ -171,7 +171,7 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
     offline = read_bundle(bundle) if bundle else None
     if offline and (mirror or insecure_mirror):
         raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror", code=2)
-    if offline and version and version != offline.version:
+    if offline and version and not (offline.version + ".").startswith(version + "."):
         raise Exit(f"hostsetup: the bundle carries docker-ce {offline.version}, not --version {version}", code=2)
     flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
              "version": version, "hold": hold or None,
