@@ -3,11 +3,13 @@
 A bundle is one tar archive laid out exactly like a docker-ce repository (``linux/debian/...``,
 ``linux/centos/...``) with only the packages an install needs, plus ``manifest.json``. The
 repository indexes are Docker's own, byte for byte, so that the package manager on the host checks
-them against Docker's key as it would online: apt reads the bundle as a ``file:`` source with
-``Signed-By``, dnf as a ``file://`` repository with ``gpgcheck``. ``install --bundle`` uploads it
-(once: a host that has it is not sent it again), checks that the bundle and the host's own
-repositories satisfy every dependency before anything changes, and installs from it with the
-ordinary steps, the bundle's directory standing in for the mirror URL.
+Docker's packages against Docker's key as it would online: apt reads the bundle as a ``file:`` source
+with ``Signed-By``, dnf as a ``file://`` repository with ``gpgcheck``. The distribution packages a
+reference host added (``extras``, ``bundle --from``) were checked there by its package manager; on the
+offline host they are as trustworthy as the archive itself, which ``--bundle-sha256`` pins.
+``install --bundle`` uploads it (once: a host that has it is not sent it again), checks that the
+bundle and the host's own repositories satisfy every dependency before anything changes, and
+installs from it with the ordinary steps, the bundle's directory standing in for the mirror URL.
 
 Building one (``hostsetup bundle``) is in ``hostsetup.bundlebuild``; this module is what install needs.
 """

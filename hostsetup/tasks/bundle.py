@@ -11,6 +11,7 @@ from hostsetup.bundlebuild import Extra, build_bundle
 from hostsetup.distros import Platform
 from hostsetup.inputs.values import host_string
 from hostsetup.reference import connect_references, reference_for
+from hostsetup.repoindex import sha256_file
 from hostsetup.tasks.install import settings_from
 
 
@@ -76,4 +77,6 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
         needs = ", ".join(target["needs"]) or "nothing"
         extras = f"; {len(target['extras'])} of the system's packages added (--from)" if target["extras"] else ""
         print(f"  {name}: {len(target['packages'])} packages{extras}; needs from the system: {needs}")
-    print(f"install it with: hostsetup -H HOSTS install --bundle {output}")
+    digest = sha256_file(Path(output))
+    print(f"sha256 {digest}")
+    print(f"install it with: hostsetup -H HOSTS install --bundle {output} --bundle-sha256 {digest}")

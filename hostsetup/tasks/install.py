@@ -161,14 +161,20 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
     "no-verify": "skip the testinfra checks that run after a run that changed a host",
     "bundle": "install from this offline bundle (`hostsetup bundle`): uploaded once, no repository needed",
+    "bundle-sha256": "the bundle's sha256 as `hostsetup bundle` printed it: refuse any other archive",
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             allow_downgrade: bool = False, no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
             json: str | None = None, no_verify: bool = False, html: str | None = None,
-            bundle: str | None = None) -> None:
+            bundle: str | None = None, bundle_sha256: str | None = None) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
+    if bundle_sha256 and not bundle:
+        raise Exit("hostsetup: --bundle-sha256 pins the archive given with --bundle: give --bundle FILE too", code=2)
     offline = read_bundle(bundle) if bundle else None
+    if offline and bundle_sha256 and bundle_sha256.strip().lower() != offline.sha256:
+        raise Exit(f"hostsetup: --bundle {bundle} has sha256 {offline.sha256}, not the {bundle_sha256.strip()} "
+                   "given with --bundle-sha256: refusing it", code=2)
     if offline and (mirror or insecure_mirror):
         raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror", code=2)
     if offline and version and not (offline.version + ".").startswith(version + "."):

@@ -212,3 +212,14 @@ def test_mirror_credentials_are_decoded_and_go_to_the_mirror_only() -> None:
             server.shutdown()
     token = "Basic " + base64.b64encode(b"deploy@corp:p@ss").decode()
     assert seen == {mirror.server_port: [token, token, token], other.server_port: [None]}
+
+
+def test_install_refuses_a_bundle_whose_sha256_is_not_the_pinned_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = _write_bundle(tmp_path / "b.tar", {"debian12": DEBIAN12})
+    run = subprocess.run([sys.executable, "-m", "hostsetup", "-H", "h.invalid", "install", "--bundle", str(path),
+                          "--bundle-sha256", "0" * 64], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stderr.startswith(f"hostsetup: --bundle {path} has sha256 ")
+    assert "refusing it" in run.stderr and len(run.stderr.strip().splitlines()) == 1
