@@ -35,6 +35,9 @@ def bundle_file(sandbox: Sandbox, mirror: SandboxMirror, tmp_path_factory: pytes
     code, text = hostsetup(mirror, "bundle", "--os", TARGETS, "-o", str(out), "--mirror", sandbox.publish_mirror(),
                            "--insecure-mirror")
     assert code == 0, text
+    digest = next(line.split()[1] for line in text.splitlines() if line.startswith("sha256 "))
+    assert f"install --bundle {out} --bundle-sha256 {digest}" in text
+    out.with_suffix(".sha256").write_text(digest)
     return out
 
 
@@ -97,7 +100,7 @@ def test_offline_hosts_install_from_the_bundle_then_converge(offline: Sandbox, m
     for host in hosts:   # no repository, no name server
         assert root(offline, host, "getent hosts download.docker.com mirror.sandbox.internal")[0] != 0
     code, text = hostsetup(mirror, "-H", names, "install", "--bundle", str(bundle_file), "--users", "hostsetup",
-                           sandbox=offline)
+                           "--bundle-sha256", bundle_file.with_suffix(".sha256").read_text(), sandbox=offline)
     assert code == 0, text
     assert "2 hosts: 2 changed" in text and text.count("  passed  ") == 2, text   # and verified
     for host in hosts:
