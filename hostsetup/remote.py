@@ -10,7 +10,10 @@ a detour through a file private to the login user, because sudo then reads stdin
 from __future__ import annotations
 
 import io
+import os
 import shlex
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,3 +116,48 @@ class Remote:
         if not result.ok:
             raise RemoteError(f"{what} failed: {tail(result)}")
         return result
+
+
+class LocalConnection:
+    """What ``Remote`` needs of a connection, for this machine itself (``--local``)."""
+
+    transport = None   # no SSH transport: no liveness watchdog
+
+    def put(self, local: str, remote: str) -> None:
+        shutil.copyfile(local, remote)
+
+    def get(self, remote: str, local: str) -> None:
+        shutil.copyfile(remote, local)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class LocalRemote(Remote):
+    """``Remote`` on this machine: the same scripts as subprocesses, root as root or through ``sudo -n``
+    (a sudo that asks for a password is refused: --local runs unattended, as at first boot)."""
+
+    def __post_init__(self) -> None:
+        pass
+
+    def _session(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
+        self.sessions += 1
+        try:
+            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, input=stdin,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL,
+                                  timeout=timeout or self.command_timeout)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            return Result(stdout=out, stderr=f"timed out after {exc.timeout:.0f} s", exited=124, command=command)
+        return Result(stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode, command=command)
+
+    def root(self, script: str, timeout: float | None = None) -> Result:
+        if self.sudo_asks and not self.as_root:
+            raise RemoteError("--local needs root or passwordless sudo (sudo asks for a password here)")
+        return super().root(script, timeout)
+
+
+def local_remote() -> LocalRemote:
+    """This machine as a host: root when run as root, else through ``sudo -n``."""
+    return LocalRemote(LocalConnection(), as_root=os.geteuid() == 0)  # type: ignore[arg-type]

@@ -51,9 +51,9 @@ from hostsetup.facts import (
 )
 from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
-from hostsetup.remote import Remote, RemoteError, tail
+from hostsetup.remote import Remote, RemoteError, local_remote, tail
 from hostsetup.steps import Plan
-from hostsetup.targets import Target
+from hostsetup.targets import LOCAL, Target
 
 
 @dataclass
@@ -265,6 +265,8 @@ def open_connection(target: Target, config: Config, interrupt: FleetInterrupt | 
 
     Every wait is bounded: the TCP connect (``-t``/``timeouts.connect``, else ``dead_host_timeout``),
     the SSH greeting, the handshake and authentication (``dead_host_timeout`` each)."""
+    if target.address == LOCAL:
+        return local_remote()
     attempts = max(1, int(config.get("connect_attempts", 3)))
     silent = dead_host_timeout(config)
     kwargs = {k: v for k, v in dict(config.get("connect_kwargs", {})).items() if k != "key_filename"}

@@ -24,9 +24,22 @@ class Target:
     daemon: dict[str, Any] = field(default_factory=dict)
 
 
-def targets_from(config: Config) -> list[Target]:
+LOCAL = "localhost (--local)"   # the machine hostsetup runs on, with no SSH (``--local``)
+
+
+def local_target() -> Target:
+    return Target(LOCAL, LOCAL)
+
+
+def targets_from(config: Config, local: bool = False) -> list[Target]:
     """``-H`` hosts, then the ``--inventory`` hosts selected by ``--limit``; the same machine given
-    twice (by name or by address and port) is refused, as is a key file that does not exist."""
+    twice (by name or by address and port) is refused, as is a key file that does not exist.
+    ``local``: this machine alone (``--local``), and then no hosts may be given."""
+    if local:
+        if config.hosts or config.get("inventory"):
+            raise HostsetupError("--local works on this machine: give either hosts or --local, not both "
+                                 "(hosts: -H or --inventory)")
+        return [local_target()]
     found: dict[str, Target] = {h: Target(h, h) for h in config.hosts}
     endpoints = {host_string(h, "-H").endpoint: f"-H {h!r}" for h in config.hosts}
     if config.get("inventory"):

@@ -7,8 +7,9 @@ daemon.json's proxy credentials or the sudo password.
 from __future__ import annotations
 
 from hostsetup.doctor.findings import Finding
-from hostsetup.doctor.run import LOCAL, DoctorReport
+from hostsetup.doctor.run import DoctorReport
 from hostsetup.secrets import mask
+from hostsetup.targets import LOCAL
 
 
 def _codes(findings: list[Finding]) -> str:

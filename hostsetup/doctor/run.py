@@ -18,15 +18,13 @@ from hostsetup.doctor.classify import classify
 from hostsetup.doctor.findings import Finding, healthy
 from hostsetup.doctor.fixes import FixPlan, FixStep, plan_fixes
 from hostsetup.doctor.probes import Probes, parse_probes, probe_command
-from hostsetup.doctor.shell import LocalShell
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError
 from hostsetup.remote import Remote, tail
 from hostsetup.runner import HostReport, open_connection
-from hostsetup.targets import Target
+from hostsetup.targets import LOCAL, Target
 
-Shell = Remote | LocalShell
-LOCAL = "localhost (--local)"
+Shell = Remote
 
 
 @dataclass(frozen=True)
@@ -131,14 +129,13 @@ class _Doctor:
 
     def open(self) -> Shell:
         self.close()
-        self.shell = LocalShell() if self.options.local else open_connection(self.target, self.config)
+        self.shell = open_connection(self.target, self.config)
         return self.shell
 
     def close(self) -> None:
         if self.shell is not None:
             self.sessions += self.shell.sessions
-            if isinstance(self.shell, Remote):
-                self.shell.conn.close()
+            self.shell.conn.close()
             self.shell = None
 
     def run(self) -> None:

@@ -8,15 +8,14 @@ from invoke import Context, Exit, task
 
 from hostsetup.doctor.findings import CODES, explain
 from hostsetup.doctor.report import host_details, host_line
-from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
+from hostsetup.doctor.run import DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
 from hostsetup.htmlreport import write_html
 from hostsetup.inputs.values import did_you_mean
 from hostsetup.report import summary_line, write_json
 from hostsetup.runner import run_hosts
 from hostsetup.secrets import register
-from hostsetup.targets import Target
-from hostsetup.tasks.install import target_hosts
+from hostsetup.targets import targets_from
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
 # 2 is hostsetup's exit status for bad input (HostsetupError).
@@ -42,14 +41,6 @@ def print_explanation(code: str) -> None:
         if index:
             print()
         print("\n".join(explain(name)))
-
-
-def _targets(c: Context, local: bool) -> list[Target]:
-    if local:
-        if c.config.hosts or c.config.get("inventory"):
-            raise HostsetupError("--local diagnoses this machine: give either hosts or --local, not both")
-        return [Target(LOCAL, LOCAL)]
-    return target_hosts(c)
 
 
 @task(help={
@@ -92,7 +83,7 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
     if user is not None and not USER_NAME.match(user):
         raise HostsetupError(f"--user {user!r} is not a user name")
     register(c.config.sudo.password)  # masked in every line and in --json
-    hosts = _targets(c, local)
+    hosts = targets_from(c.config, local)
     options = DoctorOptions(fix=fix, dry_run=dry_run, local=local, user=user or "")
     reports = run_hosts(hosts, lambda h: doctor_host(h, c.config, options), parallel=int(c.config.parallel))
     width = max(len(r.host) for r in reports)

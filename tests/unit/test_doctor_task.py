@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -32,7 +33,8 @@ def recorded(name: str) -> str:
 
 
 class FakeShell:
-    """Stands in for LocalShell: probes answer with recorded output, root scripts are recorded."""
+    """Stands in for this machine's Remote (--local): probes answer with recorded output, root scripts are
+    recorded."""
 
     outputs: ClassVar[list[str]] = []
     scripts: ClassVar[list[str]] = []
@@ -42,6 +44,7 @@ class FakeShell:
     def __init__(self) -> None:
         type(self).shells += 1
         self.sessions = 0
+        self.conn = SimpleNamespace(close=lambda: None)
 
     def run(self, command: str, timeout: float | None = None) -> Result:
         self.sessions += 1
@@ -56,7 +59,7 @@ class FakeShell:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeShell]:
-    monkeypatch.setattr(run, "LocalShell", FakeShell)
+    monkeypatch.setattr(run, "open_connection", lambda target, config: FakeShell())
     FakeShell.outputs, FakeShell.scripts, FakeShell.shells, FakeShell.root_ok = [], [], 0, True
     return FakeShell
 

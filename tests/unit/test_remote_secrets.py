@@ -94,14 +94,16 @@ def test_adding_users_to_the_docker_group_warns_that_it_is_root_equivalent() -> 
 
 
 def test_local_shell_keeps_the_script_off_the_command_line() -> None:
-    """``doctor --local``: the script's own process shows ``sh -s``, not the script (ps is public)."""
+    """``--local``: the script's own process shows ``sh -s``, not the script (ps is public)."""
     import shutil
 
-    from hostsetup.doctor.shell import LocalShell
+    from hostsetup.remote import local_remote
 
     if shutil.which("ps") is None:
         pytest.skip("no ps here")
-    result = LocalShell(as_root=True).root(f"# {SECRET}\nps -o args= -p $$; ps -o args= -p $PPID")
+    shell = local_remote()
+    shell.as_root = True
+    result = shell.root(f"# {SECRET}\nps -o args= -p $$; ps -o args= -p $PPID")
     assert result.exited == 0 and "sh" in result.stdout
     assert SECRET not in result.stdout
 
