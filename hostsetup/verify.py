@@ -17,6 +17,7 @@ from typing import Any
 
 import hostsetup.checks
 from hostsetup.secrets import mask
+from hostsetup.targets import LOCAL
 
 CHECKS_FILE = Path(hostsetup.checks.__file__).parent / "test_docker_host.py"
 ABSENT_CHECKS_FILE = CHECKS_FILE.with_name("test_docker_absent.py")   # after uninstall: expected {"absent": true}
@@ -68,6 +69,8 @@ class SshOptions:
 
 
 def needs_sudo(target: str) -> bool:
+    if target == LOCAL:
+        return os.geteuid() != 0
     return not target.startswith("root@")
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra
 from fabric import Config
 from testinfra.backend.paramiko import ParamikoBackend
 from testinfra.host import Host
 
 from hostsetup.connection import connect
 from hostsetup.distros import Platform, parse_os_release, resolve_platform
+from hostsetup.targets import LOCAL
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,6 +46,11 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     target = opt("hostsetup_target")
     if not target:
         pytest.skip("no --hostsetup-target given")
+    if target == LOCAL:   # verify --local: this machine, through sudo unless root
+        here = testinfra.get_host("local://", sudo=opt("hostsetup_sudo"))
+        here.login_user = getpass.getuser()
+        yield here
+        return
     config = Config(runtime_ssh_path=opt("hostsetup_ssh_config"), overrides={
         "known_hosts": opt("hostsetup_known_hosts"),
         "connect_kwargs": {"key_filename": opt("hostsetup_identity")} if opt("hostsetup_identity") else {},

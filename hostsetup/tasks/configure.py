@@ -60,11 +60,12 @@ def parse_registry_cas(items: list[str]) -> dict[str, str]:
     "dry-run": "print the diff and commands; change nothing",
     "json": "write a machine-readable report to this file",
     "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
+    "local": "work on this machine itself, no SSH (as root or through passwordless sudo)",
 })
 def configure(c: Context, profile: str | None = None, template: str | None = None, set: list[str] | None = None,
               registry_mirrors: str | None = None, registry_ca: list[str] | None = None,
               insecure_registry: list[str] | None = None, replace: bool = False, allow_insecure_tcp: bool = False,
-              dry_run: bool = False, json: str | None = None, html: str | None = None) -> None:
+              dry_run: bool = False, json: str | None = None, html: str | None = None, local: bool = False) -> None:
     """Set /etc/docker/daemon.json (validated first, written atomically, reload or restart only on change)
     and registry CAs."""
     settings = parse_assignments(list(set or []))
@@ -75,7 +76,7 @@ def configure(c: Context, profile: str | None = None, template: str | None = Non
     flags = {"profiles": profile, "template": template, "settings": settings, "replace": replace or None,
              "allow_insecure_tcp": allow_insecure_tcp or None, "registry_cas": parse_registry_cas(registry_ca or []),
              "allow_insecure_registries": True if insecure_registry else None}
-    targets = target_hosts(c)
+    targets = target_hosts(c, local)
     daemons = {t.name: daemon_from(c, t, **flags) for t in targets}
     if not any(d.configured for d in daemons.values()):
         raise HostsetupError("nothing to configure: give --profile, --template, --set, --registry-ca or daemon "

@@ -34,8 +34,9 @@ from hostsetup.settings import INSTALL_DEFAULTS, InstallSettings, install_settin
 from hostsetup.targets import Target, targets_from
 
 
-def target_hosts(c: Context) -> list[Target]:
-    return targets_from(c.config)
+def target_hosts(c: Context, local: bool = False) -> list[Target]:
+    """The hosts given (-H, --inventory), or with ``local`` this machine alone."""
+    return targets_from(c.config, local)
 
 
 def _flags(flags: dict[str, Any]) -> dict[str, Any]:
@@ -162,12 +163,13 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "no-verify": "skip the testinfra checks that run after a run that changed a host",
     "bundle": "install from this offline bundle (`hostsetup bundle`): uploaded once, no repository needed",
     "bundle-sha256": "the bundle's sha256 as `hostsetup bundle` printed it: refuse any other archive",
+    "local": "work on this machine itself, no SSH (as root or through passwordless sudo)",
 })
 def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False,
             key_fingerprint: str | None = None, version: str | None = None, hold: bool = False,
             allow_downgrade: bool = False, no_plugins: bool = False, users: str | None = None, dry_run: bool = False,
             json: str | None = None, no_verify: bool = False, html: str | None = None,
-            bundle: str | None = None, bundle_sha256: str | None = None) -> None:
+            bundle: str | None = None, bundle_sha256: str | None = None, local: bool = False) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     if bundle_sha256 and not bundle:
         raise Exit("hostsetup: --bundle-sha256 pins the archive given with --bundle: give --bundle FILE too", code=2)
@@ -182,7 +184,7 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
     flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
              "version": version, "hold": hold or None,
              "allow_downgrade": allow_downgrade or None, "plugins": False if no_plugins else None, "users": users}
-    targets = target_hosts(c)
+    targets = target_hosts(c, local)
     settings = {t.name: settings_from(c, t, **flags) for t in targets}
     if offline:
         settings = {name: from_bundle(s, offline) for name, s in settings.items()}

@@ -75,6 +75,7 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     "portainer-agent": "also check the Portainer agent: it runs with --restart=always and answers on 9001",
     "absent": "check instead that Docker Engine is gone (what uninstall leaves): no packages, units, socket, "
               "repository or drop-ins of hostsetup's",
+    "local": "check this machine itself, no SSH (as root or through passwordless sudo)",
     "checks": "your own testinfra test file(s); they get the same `host` and `expected` fixtures",
     "junit-xml": "write JUnit XML (one file per host, suffixed by host, when there are several)",
     "json": "write a machine-readable report to this file",
@@ -82,11 +83,11 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
 })
 def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, junit_xml: str | None = None,
            json: str | None = None, pull: list[str] | None = None, html: str | None = None,
-           portainer: bool = False, portainer_agent: bool = False, absent: bool = False) -> None:
+           portainer: bool = False, portainer_agent: bool = False, absent: bool = False, local: bool = False) -> None:
     """Check each host with testinfra: packages, repository and key, services, socket, group, daemon.json."""
     from hostsetup.tasks.install import daemon_from, settings_from, target_hosts
 
-    targets = target_hosts(c)
+    targets = target_hosts(c, local)
     images = tuple(image_reference(i) for i in pull or [])
     chosen = PortainerSettings(agent=True) if portainer_agent else PortainerSettings() if portainer else None
     if absent and (smoke or images or chosen):

@@ -1,0 +1,61 @@
+"""``--local``: hostsetup run on the server itself (no SSH from here), as at first boot. The sandbox host gets
+hostsetup as a wheel built from this checkout, installed with its dependencies into one directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import hostsetup
+from hostsetup.sandbox.hosts import Sandbox, SandboxMirror
+from tests.e2e.conftest import ssh
+
+CHECKOUT = Path(hostsetup.__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """hostsetup and its dependencies, ``pip install --target`` from a wheel of this checkout, as a tar.gz."""
+    work = tmp_path_factory.mktemp("artifact")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "wheel"),
+                    str(CHECKOUT)], check=True, capture_output=True, timeout=600)
+    wheel = next((work / "wheel").glob("hostsetup-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(work / "site"), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    out = work / "hostsetup-local.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(work / "site", arcname=".")
+    return out
+
+
+def test_install_configure_verify_and_doctor_on_the_host_itself(sandbox: Sandbox, mirror: SandboxMirror,
+                                                                 fresh_hosts, artifact: Path) -> None:
+    host = fresh_hosts("debian12")[0]
+    fingerprint = mirror.build.key_fingerprint
+    hs = "PYTHONPATH=/opt/hostsetup python3 -m hostsetup"
+    with ssh(sandbox, host, "root") as c:
+        c.put(str(artifact), "/tmp/hostsetup-local.tar.gz")
+        c.run("mkdir -p /opt/hostsetup && tar -xzf /tmp/hostsetup-local.tar.gz -C /opt/hostsetup", hide=True)
+        # the default repository (Docker's own name, which the sandbox answers for), as root
+        first = c.run(f"{hs} install --local --users hostsetup --key-fingerprint {fingerprint} --json /tmp/r1.json",
+                      hide=True, warn=True, timeout=600)
+        assert first.exited == 0, first.stdout + first.stderr
+        assert "localhost (--local)" in first.stdout and "changed" in first.stdout
+        assert "verifying 1 changed host(s)" in first.stdout and "localhost (--local)  passed" in first.stdout
+    with ssh(sandbox, host) as c:   # as a user with passwordless sudo: the same, through sudo -n
+        again = c.run(f"{hs} install --local --users hostsetup --key-fingerprint {fingerprint}", hide=True,
+                      warn=True, timeout=300)
+        assert again.exited == 0 and "-> ok: 0 changed" in again.stdout, again.stdout + again.stderr
+        configured = c.run(f"{hs} configure --local --set log-level=warn", hide=True, warn=True, timeout=300)
+        assert configured.exited == 0 and "1 changed" in configured.stdout, configured.stdout + configured.stderr
+        assert '"log-level": "warn"' in c.run("sudo cat /etc/docker/daemon.json", hide=True).stdout
+        verified = c.run(f"{hs} verify --local", hide=True, warn=True, timeout=300)
+        assert verified.exited == 0 and "localhost (--local)  passed" in verified.stdout, verified.stdout
+        doctor = c.run(f"{hs} doctor --local", hide=True, warn=True, timeout=300)
+        assert doctor.exited == 0 and "healthy" in doctor.stdout, doctor.stdout + doctor.stderr
+        refused = c.run(f"{hs} -H other install --local", hide=True, warn=True, timeout=120)
+        assert refused.exited == 2 and "either hosts or --local" in refused.stderr
