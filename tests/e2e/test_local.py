@@ -36,18 +36,19 @@ def test_install_configure_verify_and_doctor_on_the_host_itself(sandbox: Sandbox
                                                                  fresh_hosts, artifact: Path) -> None:
     host = fresh_hosts("debian12")[0]
     fingerprint = mirror.build.key_fingerprint
-    hs = "PYTHONPATH=/opt/hostsetup python3 -m hostsetup"
+    # the sandbox repository's own key (every command, as hostsetup.yaml or the environment would give it)
+    hs = f"HOSTSETUP_INSTALL_KEY_FINGERPRINT={fingerprint} PYTHONPATH=/opt/hostsetup python3 -m hostsetup"
     with ssh(sandbox, host, "root") as c:
         c.put(str(artifact), "/tmp/hostsetup-local.tar.gz")
         c.run("mkdir -p /opt/hostsetup && tar -xzf /tmp/hostsetup-local.tar.gz -C /opt/hostsetup", hide=True)
         # the default repository (Docker's own name, which the sandbox answers for), as root
-        first = c.run(f"{hs} install --local --users hostsetup --key-fingerprint {fingerprint} --json /tmp/r1.json",
+        first = c.run(f"{hs} install --local --users hostsetup --json /tmp/r1.json",
                       hide=True, warn=True, timeout=600)
         assert first.exited == 0, first.stdout + first.stderr
         assert "localhost (--local)" in first.stdout and "changed" in first.stdout
         assert "verifying 1 changed host(s)" in first.stdout and "localhost (--local)  passed" in first.stdout
     with ssh(sandbox, host) as c:   # as a user with passwordless sudo: the same, through sudo -n
-        again = c.run(f"{hs} install --local --users hostsetup --key-fingerprint {fingerprint}", hide=True,
+        again = c.run(f"{hs} install --local --users hostsetup", hide=True,
                       warn=True, timeout=300)
         assert again.exited == 0 and "-> ok: 0 changed" in again.stdout, again.stdout + again.stderr
         configured = c.run(f"{hs} configure --local --set log-level=warn", hide=True, warn=True, timeout=300)
