@@ -126,11 +126,15 @@ def _conflicts(platform: Platform, facts: HostFacts, settings: InstallSettings) 
     present = [p for p in platform.conflicts if p in facts.packages]
     if not present:
         return Step("conflicts", "no conflicting packages installed")
-    remove = ("apt-get remove -y -q" if platform.family is APT
+    return Step("conflicts", f"remove conflicting {', '.join(present)}",
+                (locked_run(platform, remove_command(platform, present, settings), settings),))
+
+
+def remove_command(platform: Platform, packages: list[str], settings: InstallSettings, purge: bool = False) -> str:
+    """The package manager's removal of ``packages`` (apt: ``purge`` also deletes their configuration files)."""
+    remove = (f"apt-get {'purge' if purge else 'remove'} -y -q" if platform.family is APT
               else f"{platform.package_manager} remove -y")
-    return Step("conflicts", f"remove conflicting {', '.join(present)}", (locked_run(
-        platform, f"{_noninteractive(platform)}{remove}{lock_flag(platform, settings)} {' '.join(present)}",
-        settings),))
+    return f"{_noninteractive(platform)}{remove}{lock_flag(platform, settings)} {' '.join(packages)}"
 
 
 def _noninteractive(platform: Platform) -> str:
@@ -281,6 +285,12 @@ def _hold_command(platform: Platform) -> str:
     if platform.family is APT:
         return "apt-mark hold " + " ".join(PINNED_PACKAGES)
     return f"{platform.package_manager} versionlock add " + " ".join(PINNED_PACKAGES)
+
+
+def unhold_command(platform: Platform, packages: list[str]) -> str:
+    """Release the hold (apt-mark) or versionlock (dnf/yum) on ``packages``."""
+    tool = "apt-mark unhold" if platform.family is APT else f"{platform.package_manager} versionlock delete"
+    return f"{tool} {' '.join(packages)} >/dev/null"
 
 
 def _service(facts: HostFacts, packages_change: bool) -> Step:

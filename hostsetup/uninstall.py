@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.daemon.plan import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.distros import (
-    APT,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
     UnsupportedSystem,
@@ -21,8 +20,7 @@ from hostsetup.distros import (
 )
 from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
 from hostsetup.operations import Operation, RemoveFiles, Run
-from hostsetup.pkgcommands import NO_LOCK_WAIT
-from hostsetup.plan import PlanError, held_packages, lock_flag, locked_run
+from hostsetup.plan import PlanError, held_packages, locked_run, remove_command, unhold_command
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.steps import Plan, Step
 
@@ -85,16 +83,9 @@ def _packages(facts: HostFacts, install: InstallSettings, purge: bool) -> Step:
     from_host = [p for p in REMOVED_PACKAGES if p in facts.packages]
     platform = resolve_platform(facts.os_release)
     held = sorted(held_packages(platform, facts))
-    manager = platform.package_manager
-    if platform.family is APT:
-        commands = [f"apt-mark unhold {' '.join(held)} >/dev/null"] if held else []
-        if from_host:
-            commands.append(f"DEBIAN_FRONTEND=noninteractive apt-get {'purge' if purge else 'remove'} -y -q"
-                            f"{lock_flag(platform, install)} " + " ".join(from_host))
-    else:
-        commands = [f"{manager} versionlock delete {' '.join(held)} >/dev/null"] if held else []
-        if from_host:
-            commands.append(f"{manager} remove -y{NO_LOCK_WAIT} {' '.join(from_host)}")
+    commands = [unhold_command(platform, held)] if held else []
+    if from_host:
+        commands.append(remove_command(platform, from_host, install, purge))
     if not commands:
         return Step("packages", "no Docker Engine packages installed")
     what = [f"remove {', '.join(from_host)}"] if from_host else []
