@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -135,6 +136,23 @@ def run_install(c: Context, settings: InstallSettings, dry_run: bool, json_path:
     return run_converge(c, planners, {t.name: settings.users for t in targets}, dry_run, json_path, targets)
 
 
+def verify_changed_then_exit(c: Context, targets: list[Target], reports: list[HostReport], skip: bool, what: str,
+                             expected: Callable[[Target], dict[str, Any]]) -> None:
+    """Run the shipped checks on the hosts the run changed (an unchanged host was just proven by its empty
+    plan), then end with the run's exit code, or 1 when a check failed."""
+    changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
+    verified_ok = True
+    if changed and not skip:
+        from hostsetup.tasks.verify import run_verify  # (tasks.verify imports this module)
+
+        print(f"verifying {len(changed)} changed host(s){what}")
+        verified = run_verify(c, changed, {t.name: expected(t) for t in changed})
+        verified_ok = all(v.status == "passed" for v in verified)
+    exit_code(reports)
+    if not verified_ok:
+        raise Exit(code=1)
+
+
 def from_bundle(settings: InstallSettings, bundle: Bundle) -> InstallSettings:
     """Install settings whose repository is the bundle on the host, at the bundle's version."""
     return replace(settings, mirror_name="bundle", mirror_url=bundle.url, version=bundle.version)
@@ -198,17 +216,8 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
                        packages=offline.extra_names if offline else (),
                        engine_state=bool(settings[t.name].version)) for t in targets}
     reports = run_converge(c, planners, wanted, dry_run, json, targets, html, "install")
-    changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
-    verified_ok = True
-    if changed and not dry_run and not no_verify:
-        # A converged, unchanged host was just proven by its empty plan; changed ones get the checks.
-        from hostsetup.tasks.verify import expected_state, run_verify
+    from hostsetup.tasks.verify import expected_state
 
-        print(f"verifying {len(changed)} changed host(s) with the shipped testinfra checks")
-        verified = run_verify(c, changed, {t.name: expected_state(settings[t.name], daemons[t.name], smoke=False)
-                                            for t in changed})
-        verified_ok = all(v.status == "passed" for v in verified)
-    exit_code(reports)
-    if not verified_ok:
-        raise Exit(code=1)
+    verify_changed_then_exit(c, targets, reports, dry_run or no_verify, " with the shipped testinfra checks",
+                             lambda t: expected_state(settings[t.name], daemons[t.name], smoke=False))
 

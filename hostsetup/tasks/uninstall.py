@@ -8,7 +8,7 @@ from invoke import Context, Exit, task
 
 from hostsetup.facts import Wanted
 from hostsetup.runner import Planner
-from hostsetup.tasks.install import exit_code, run_converge, settings_from, target_hosts
+from hostsetup.tasks.install import run_converge, settings_from, target_hosts, verify_changed_then_exit
 from hostsetup.uninstall import DATA_DIRS, UninstallSettings, plan_uninstall, wanted
 
 
@@ -31,14 +31,5 @@ def uninstall(c: Context, purge_data: bool = False, yes: bool = False, dry_run: 
     planners: dict[str, Planner] = {t.name: partial(plan_uninstall, settings=settings[t.name]) for t in targets}
     facts: dict[str, tuple[str, ...] | Wanted] = {t.name: wanted(settings[t.name]) for t in targets}
     reports = run_converge(c, planners, facts, dry_run, json, targets, html, "uninstall")
-    changed = [t for t, r in zip(targets, reports, strict=True) if r.status == "changed"]
-    verified_ok = True
-    if changed and not dry_run and not no_verify:
-        from hostsetup.tasks.verify import run_verify
-
-        print(f"verifying {len(changed)} changed host(s): nothing of Docker Engine left")
-        verified = run_verify(c, changed, {t.name: {"absent": True, "purge_data": purge_data} for t in changed})
-        verified_ok = all(v.status == "passed" for v in verified)
-    exit_code(reports)
-    if not verified_ok:
-        raise Exit(code=1)
+    verify_changed_then_exit(c, targets, reports, dry_run or no_verify, ": nothing of Docker Engine left",
+                             lambda t: {"absent": True, "purge_data": purge_data})
