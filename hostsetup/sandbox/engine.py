@@ -44,6 +44,26 @@ def docker(*args: str, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
     return proc
 
 
+def remove_network(network: str, attempts: int = 5) -> bool:
+    """Remove a docker network if it exists (False when it did not). Right after ``docker rm -f`` the
+    engine may still hold a removed container's endpoint ("has active endpoints"): such leftovers are
+    disconnected by force and the removal is tried again."""
+    for attempt in range(attempts):
+        if docker("network", "inspect", network, check=False).returncode != 0:
+            return attempt > 0
+        proc = docker("network", "rm", network, check=False)
+        if proc.returncode == 0:
+            return True
+        if "active endpoints" not in proc.stderr or attempt == attempts - 1:
+            docker("network", "rm", network)  # raises with the engine's own words
+        endpoints = docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", network,
+                           check=False).stdout.split()
+        for endpoint in endpoints:
+            docker("network", "disconnect", "-f", network, endpoint, check=False)
+        time.sleep(0.5 * (attempt + 1))
+    return True
+
+
 def engine_answers(timeout: float = 10.0) -> bool:
     """True when a Docker daemon answers the client (DOCKER_HOST or the default socket)."""
     if shutil.which("docker") is None:

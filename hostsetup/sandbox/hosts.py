@@ -33,7 +33,15 @@ from urllib.parse import urlparse
 
 from hostsetup.mirrors import PRESETS
 from hostsetup.sandbox import forward, serve
-from hostsetup.sandbox.engine import Progress, SandboxError, docker, engine_answers, ensure_engine, ensure_tools
+from hostsetup.sandbox.engine import (
+    Progress,
+    SandboxError,
+    docker,
+    engine_answers,
+    ensure_engine,
+    ensure_tools,
+    remove_network,
+)
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
 from hostsetup.sandbox.registries import (
     HUB,
@@ -479,8 +487,7 @@ class Sandbox:
         if volumes:
             docker("volume", "rm", "-f", *volumes)
         for network in (self.network, self.publish_network):
-            if docker("network", "inspect", network, check=False).returncode == 0:
-                docker("network", "rm", network)
+            if remove_network(network):
                 removed.append(f"network {network}")
         shutil.rmtree(self.home, ignore_errors=True)
         return removed

@@ -12,8 +12,9 @@ from fabric import Config
 from paramiko.ssh_exception import SSHException
 
 from hostsetup.connection import connect
-from hostsetup.sandbox.engine import docker
+from hostsetup.sandbox.engine import docker, remove_network
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror, preset_vhosts
+from hostsetup.sandbox.images import ensure_image
 from tests.e2e.conftest import ssh
 
 
@@ -91,3 +92,20 @@ def test_network_is_internal_and_hosts_reach_the_presets_on_the_mirror(
         assert time.monotonic() - started < 3
     assert any(line == "dns _http._tcp.no-such-name.invalid NXDOMAIN"
                for line in docker("logs", mirror.container).stderr.splitlines())
+
+
+def test_a_network_that_a_leftover_container_still_holds_is_removed(sandbox: Sandbox) -> None:
+    """``down`` must not fail on an endpoint the engine still holds (seen in CI right after
+    ``docker rm -f``): the leftover is disconnected and the network removed."""
+    network, container = f"{sandbox.network}-leftover", f"hs-{sandbox.name}-leftover"
+    docker("network", "create", "--internal", network)
+    try:
+        docker("run", "-d", "--name", container, "--network", network,
+               ensure_image("debian12", sandbox.cache / "build", print), "sleep", "300")
+        assert docker("network", "rm", network, check=False).returncode != 0  # what down() met
+        assert remove_network(network) is True
+        assert docker("network", "inspect", network, check=False).returncode != 0
+        assert remove_network(network) is False
+    finally:
+        docker("rm", "-f", container, check=False)
+        docker("network", "rm", network, check=False)
