@@ -128,3 +128,13 @@ def settings_as_dict(settings: InstallSettings) -> dict[str, Any]:
 def settings_from_dict(data: Mapping[str, Any]) -> InstallSettings:
     """The ``InstallSettings`` that ``settings_as_dict`` wrote: no preset or URL resolved again."""
     return InstallSettings(**{**data, "users": tuple(data["users"])})
+
+
+def settings_as_config(settings: InstallSettings) -> dict[str, Any]:
+    """The ``install`` section of a settings file that ``install_settings`` reads back into ``settings``
+    (for a server that resolves its own settings: ``hostsetup cloud-init``)."""
+    return {"mirror": settings.mirror_url if settings.mirror_name == "custom" else settings.mirror_name,
+            "insecure_mirror": settings.mirror_url.startswith("http://"),
+            "key_fingerprint": settings.key_fingerprint or "", "version": settings.version or "",
+            "hold": settings.hold, "allow_downgrade": settings.allow_downgrade, "plugins": settings.plugins,
+            "users": ",".join(settings.users), "lock_timeout": settings.lock_timeout}

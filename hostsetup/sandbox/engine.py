@@ -29,8 +29,9 @@ def docker(*args: str, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
     """Run the docker CLI; raise SandboxError with its stderr on failure."""
     cmd = ["docker", *args]
     try:
-        proc = subprocess.run(cmd, input=input.decode() if input else None,
-                              capture_output=True, text=True, timeout=timeout)
+        raw = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)  # input may be a tar
+        proc = subprocess.CompletedProcess(cmd, raw.returncode, raw.stdout.decode(errors="replace"),
+                                           raw.stderr.decode(errors="replace"))
     except subprocess.TimeoutExpired as exc:
         raise SandboxError(f"`{' '.join(cmd)}` did not finish within {timeout:.0f}s") from exc
     except FileNotFoundError as exc:
@@ -42,6 +43,30 @@ def docker(*args: str, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
                                "`hostsetup sandbox up` starts one, `hostsetup doctor --local` says why it is down")
         raise SandboxError(f"`{' '.join(cmd)}` failed: {message}")
     return proc
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+# A systemd host holds about 7 inotify instances (systemd, logind, dbus), all counted against root here;
+# Linux's default limit, 128, stops the 19th or so host's systemd from booting ("Too many open files").
+INOTIFY_PER_HOST = 10
+
+
+def ensure_inotify_instances(hosts: int, progress: Progress) -> None:
+    """Make room for ``hosts`` systemd hosts in the machine's inotify instance limit (root only)."""
+    needed = 128 + hosts * INOTIFY_PER_HOST
+    try:
+        current = int(INOTIFY_INSTANCES.read_text())
+    except (OSError, ValueError):
+        return
+    if current >= needed:
+        return
+    try:
+        INOTIFY_INSTANCES.write_text(f"{needed}\n")
+    except OSError:
+        raise SandboxError(f"{hosts} sandbox hosts need fs.inotify.max_user_instances >= {needed} (it is {current}; "
+                           f"each host's systemd holds about 7): run `sysctl -w fs.inotify.max_user_instances="
+                           f"{needed}` as root") from None
+    progress(f"raised fs.inotify.max_user_instances from {current} to {needed} for {hosts} systemd hosts")
 
 
 def remove_network(network: str, attempts: int = 5) -> bool:

@@ -16,10 +16,12 @@ over HTTPS with a certificate from the sandbox's own CA, which every host trusts
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 import urllib.request
 from base64 import b64encode
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -39,6 +41,7 @@ from hostsetup.sandbox.engine import (
     docker,
     engine_answers,
     ensure_engine,
+    ensure_inotify_instances,
     ensure_tools,
     remove_network,
 )
@@ -92,6 +95,31 @@ SYSTEMD_RUN_OPTIONS = (
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
     "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3",
 )
+
+
+FILES_HOST = "files.sandbox.internal"
+
+
+def files_tar(files: Mapping[str, bytes]) -> bytes:
+    """A tar of ``files`` (absolute path -> content, with their directories) for ``docker cp -``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        directories = sorted({str(parent) for path in files for parent in PurePosixPath(path).parents
+                              if str(parent) != "/"})
+        for directory in directories:
+            info = tarfile.TarInfo(directory.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for path, content in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(content), 0o600
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def boot_wave_size() -> int:
+    """How many sandbox hosts boot at once: 5 per core (10 on 2 cores boot in about 30 s)."""
+    return 5 * (os.cpu_count() or 1)
 
 
 def default_home() -> Path:
@@ -244,8 +272,10 @@ class Sandbox:
         self.start_hosts(wanted)
         return self.hosts()
 
-    def start_hosts(self, flavors: list[str]) -> list[SandboxHost]:
-        """Start one new host per entry of ``flavors``; wait until each accepts SSH."""
+    def start_hosts(self, flavors: list[str], files: list[Mapping[str, bytes]] | None = None
+                    ) -> list[SandboxHost]:
+        """Start one new host per entry of ``flavors``; wait until each accepts SSH. ``files`` (one mapping
+        per host, path -> content) are put into a host before it boots: a NoCloud seed, for one."""
         self.prepare()
         tags = {f: ensure_image(f, self.cache / "build", self.progress) for f in set(flavors)}
         taken = {h.name for h in self.hosts(all_states=True)}
@@ -256,15 +286,26 @@ class Sandbox:
                 index += 1
             taken.add(f"hs-{self.name}-{index}")
             names.append((f"hs-{self.name}-{index}", flavor))
-        for name, flavor in names:
-            self._run_container(name, flavor, tags[flavor])
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            list(pool.map(lambda n: self._await_boot(n[0]), names))
+        # Booting systemd is CPU work: many hosts at once on a small machine overrun the boot limit
+        # (50 at once on 2 cores did), so they start in waves of a size the machine boots in time.
+        # every sandbox's hosts on this machine count against one limit
+        running = docker("ps", "-q", "--filter", "label=hostsetup.flavor").stdout.split()
+        ensure_inotify_instances(len(running) + len(names), self.progress)
+        wave = boot_wave_size()
+        for first in range(0, len(names), wave):
+            batch = names[first:first + wave]
+            if len(names) > wave:
+                self.progress(f"starting hosts {first + 1}-{first + len(batch)} of {len(names)}")
+            for name, flavor in batch:
+                index = names.index((name, flavor))
+                self._run_container(name, flavor, tags[flavor], files[index] if files else {})
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                list(pool.map(lambda n: self._await_boot(n[0]), batch))
         started = {n for n, _ in names}
         self._write_ssh_files()
         return [h for h in self.hosts() if h.name in started]
 
-    def _run_container(self, name: str, flavor: str, tag: str) -> None:
+    def _run_container(self, name: str, flavor: str, tag: str, files: Mapping[str, bytes]) -> None:
         volume = f"{name}-docker"
         docker("volume", "create", "--label", self.label, volume)
         hostname = f"{flavor}-{name.removeprefix(f'hs-{self.name}-')}"
@@ -272,10 +313,13 @@ class Sandbox:
         # once), not to the machine's resolver (unreachable from an internal network: 20 s a lookup).
         # A sandbox with no mirror (an offline one): no name server at all, so a lookup fails at once.
         mirror = self._address(f"hs-{self.name}-mirror") or "127.0.0.1"
-        docker("run", "-d", "--name", name, "--hostname", hostname,
+        docker("create", "--name", name, "--hostname", hostname,
                "--label", self.label, "--label", f"hostsetup.flavor={flavor}",
                "--network", self.network, "--network-alias", hostname, "--dns", mirror,
                *SYSTEMD_RUN_OPTIONS, "-v", f"{volume}:/var/lib/docker", tag, "/sbin/init")
+        if files:
+            docker("cp", "-", f"{name}:/", input=files_tar(files))
+        docker("start", name)
         # The relay targets the host's address, not its name: a name the engine's DNS does not
         # know (a stopped host) would be asked of the machine's upstream resolver.
         address = self._address(name)
@@ -396,6 +440,28 @@ class Sandbox:
                 if time.monotonic() > deadline:
                     raise SandboxError(f"the mirror's relay on {url} does not answer") from None
                 time.sleep(0.3)
+
+    def serve_files(self, directory: Path, name: str = FILES_HOST) -> str:
+        """Serve ``directory`` (read-only, plain HTTP) to the hosts as ``http://<name>``: where a user's
+        servers fetch the hostsetup artifact at first boot. The URL the hosts use is returned."""
+        container = f"hs-{self.name}-files"
+        config = hashlib.sha256(f"{directory.resolve()} {name}".encode()).hexdigest()[:16]
+        running = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "hostsetup.files"}}',
+                         container, check=False).stdout.split()
+        if running != ["true", config]:
+            docker("rm", "-f", container, check=False)
+            docker("run", "-d", "--name", container, "--label", self.label, "--label", f"hostsetup.files={config}",
+                   "--network", self.network, "--network-alias", name,
+                   "-v", f"{directory.resolve()}:/srv/files:ro",
+                   ensure_image("debian12", self.cache / "build", self.progress),
+                   "python3", "-m", "http.server", "--directory", "/srv/files", "80")
+            deadline = time.monotonic() + 30
+            probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1/', timeout=2)"
+            while docker("exec", container, "python3", "-c", probe, check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"the sandbox file server {name} did not start serving")
+                time.sleep(0.2)
+        return f"http://{name}"
 
     @property
     def private_tls(self) -> SandboxTls:

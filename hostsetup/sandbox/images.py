@@ -74,6 +74,16 @@ systemctl mask {masked} >/dev/null 2>&1
 rm -f /var/lib/dbus/machine-id
 """
 
+# A cloud server stand-in: Debian's cloud-init, reading a NoCloud seed (/var/lib/cloud/seed/nocloud, copied in
+# before the host starts: ``Sandbox.start_hosts(seeds=...)``) and leaving the container's network alone.
+CLOUD_SETUP_SCRIPT = SETUP_SCRIPT + r"""
+cat > /etc/cloud/cloud.cfg.d/90-hostsetup-sandbox.cfg <<'EOF'
+datasource_list: [NoCloud, None]
+network: {{config: disabled}}
+EOF
+"""
+NOCLOUD_SEED = "/var/lib/cloud/seed/nocloud"
+
 
 # --- EL rehearsal ------------------------------------------------------------------
 
@@ -299,6 +309,8 @@ class HostImageRecipe:
 RECIPES: dict[str, HostImageRecipe] = {
     "debian12": HostImageRecipe("debian12", "bookworm"),
     "debian13": HostImageRecipe("debian13", "trixie"),
+    "debian12-cloud": HostImageRecipe("debian12-cloud", "bookworm", (*BASE_PACKAGES, "cloud-init"),
+                                      CLOUD_SETUP_SCRIPT),
     "rocky9": HostImageRecipe("rocky9", "bookworm", EL_PACKAGES, el=ROCKY9),
     "centos7": HostImageRecipe("centos7", "bookworm", EL_PACKAGES, el=CENTOS7),
 }

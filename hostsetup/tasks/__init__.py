@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from hostsetup.tasks.bundle import bundle
+from hostsetup.tasks.cloudinit import cloud_init
 from hostsetup.tasks.configure import configure
 from hostsetup.tasks.demo import demo
 from hostsetup.tasks.doctor import doctor
@@ -13,4 +14,5 @@ from hostsetup.tasks.sandbox import sandbox
 from hostsetup.tasks.uninstall import uninstall
 from hostsetup.tasks.verify import verify
 
-namespace = Collection(bundle, configure, demo, doctor, install, login, portainer, sandbox, uninstall, verify)
+namespace = Collection(bundle, cloud_init, configure, demo, doctor, install, login, portainer, sandbox, uninstall,
+                       verify)

@@ -46,7 +46,21 @@ def parse_registry_cas(items: list[str]) -> dict[str, str]:
     return out
 
 
-@task(iterable=["set", "registry_ca", "insecure_registry"], help={
+def daemon_flags(profile: str | None, template: str | None, assignments: list[str] | None,
+                 registry_mirrors: str | None, registry_ca: list[str] | None, insecure_registry: list[str] | None,
+                 replace: bool, allow_insecure_tcp: bool) -> dict[str, Any]:
+    """The daemon settings that configure's flags give (``daemon_from`` merges them over the config)."""
+    settings = parse_assignments(list(assignments or []))
+    if registry_mirrors:
+        settings["registry-mirrors"] = [m.strip() for m in registry_mirrors.split(",") if m.strip()]
+    if insecure_registry:
+        settings[INSECURE_REGISTRIES] = [registry_name(n, "--insecure-registry") for n in insecure_registry]
+    return {"profiles": profile, "template": template, "settings": settings, "replace": replace or None,
+            "allow_insecure_tcp": allow_insecure_tcp or None, "registry_cas": parse_registry_cas(registry_ca or []),
+            "allow_insecure_registries": True if insecure_registry else None}
+
+
+DAEMON_FLAG_HELP = {
     "profile": "comma-separated profiles: log-rotation, registry-mirrors, production",
     "template": "your own Jinja2 template rendering a daemon.json object",
     "set": "a daemon.json key, KEY=VALUE (VALUE as JSON when it parses); repeatable",
@@ -57,6 +71,11 @@ def parse_registry_cas(items: list[str]) -> dict[str, str]:
                          "repeatable; prefer --registry-ca",
     "replace": "own the whole file instead of keeping keys already on the host",
     "allow-insecure-tcp": "allow a tcp:// entry in hosts without TLS verification (root for anyone!)",
+}
+
+
+@task(iterable=["set", "registry_ca", "insecure_registry"], help={
+    **DAEMON_FLAG_HELP,
     "dry-run": "print the diff and commands; change nothing",
     "json": "write a machine-readable report to this file",
     "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
@@ -68,14 +87,8 @@ def configure(c: Context, profile: str | None = None, template: str | None = Non
               dry_run: bool = False, json: str | None = None, html: str | None = None, local: bool = False) -> None:
     """Set /etc/docker/daemon.json (validated first, written atomically, reload or restart only on change)
     and registry CAs."""
-    settings = parse_assignments(list(set or []))
-    if registry_mirrors:
-        settings["registry-mirrors"] = [m.strip() for m in registry_mirrors.split(",") if m.strip()]
-    if insecure_registry:
-        settings[INSECURE_REGISTRIES] = [registry_name(n, "--insecure-registry") for n in insecure_registry]
-    flags = {"profiles": profile, "template": template, "settings": settings, "replace": replace or None,
-             "allow_insecure_tcp": allow_insecure_tcp or None, "registry_cas": parse_registry_cas(registry_ca or []),
-             "allow_insecure_registries": True if insecure_registry else None}
+    flags = daemon_flags(profile, template, set, registry_mirrors, registry_ca, insecure_registry, replace,
+                         allow_insecure_tcp)
     targets = target_hosts(c, local)
     daemons = {t.name: daemon_from(c, t, **flags) for t in targets}
     if not any(d.configured for d in daemons.values()):

@@ -166,7 +166,7 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
         raise Exit(code=1)
 
 
-@task(help={
+INSTALL_FLAG_HELP = {
     "mirror": "repository: official, aliyun, tuna, ustc, tencent, huawei, azure-china or a URL",
     "insecure-mirror": "allow a plain http:// mirror (packages are still signature-checked)",
     "key-fingerprint": "expected fingerprint of the repository key (private mirrors)",
@@ -175,6 +175,19 @@ def exit_code(reports: list[HostReport], interrupted: bool = False) -> None:
     "allow-downgrade": "let --version go below the installed version",
     "no-plugins": "skip docker-buildx-plugin and docker-compose-plugin",
     "users": "comma-separated users to add to the docker group",
+}
+
+
+def install_flags(mirror: str | None, insecure_mirror: bool, key_fingerprint: str | None, version: str | None,
+                  hold: bool, allow_downgrade: bool, no_plugins: bool, users: str | None) -> dict[str, Any]:
+    """The install settings that install's flags give (``settings_from`` merges them over the config)."""
+    return {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
+            "version": version, "hold": hold or None, "allow_downgrade": allow_downgrade or None,
+            "plugins": False if no_plugins else None, "users": users}
+
+
+@task(help={
+    **INSTALL_FLAG_HELP,
     "dry-run": "print every command and file diff; change nothing",
     "json": "write a machine-readable report to this file",
     "html": "write a self-contained HTML page of the run to this file (sortable, filterable, offline)",
@@ -199,9 +212,7 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
         raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror", code=2)
     if offline and version and not (offline.version + ".").startswith(version + "."):
         raise Exit(f"hostsetup: the bundle carries docker-ce {offline.version}, not --version {version}", code=2)
-    flags = {"mirror": mirror, "insecure_mirror": insecure_mirror or None, "key_fingerprint": key_fingerprint,
-             "version": version, "hold": hold or None,
-             "allow_downgrade": allow_downgrade or None, "plugins": False if no_plugins else None, "users": users}
+    flags = install_flags(mirror, insecure_mirror, key_fingerprint, version, hold, allow_downgrade, no_plugins, users)
     targets = target_hosts(c, local)
     settings = {t.name: settings_from(c, t, **flags) for t in targets}
     if offline:
