@@ -21,12 +21,13 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 
 import hostsetup
 from hostsetup import __version__
 from hostsetup.errors import HostsetupError
+from hostsetup.render import templates_directory
 
 MANIFEST = "hostsetup-artifact.json"
 SITE = "site"
@@ -101,7 +102,7 @@ def copy_package(site: Path) -> None:
     package = Path(hostsetup.__file__).resolve().parent
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(package, site / "hostsetup", ignore=ignore)
-    templates = Path(str(resources.files("hostsetup.templates")))
+    templates = templates_directory()
     if templates.resolve() != (package / "templates").resolve():
         shutil.copytree(templates, site / "hostsetup" / "templates", ignore=ignore, dirs_exist_ok=True)
 

@@ -36,6 +36,15 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def templates_directory() -> Path:
+    """Where the templates are on disk: the installed ``hostsetup.templates`` package, else the source
+    tree's ``templates/`` (``hostsetup cloud-init --build-artifact`` copies them from here)."""
+    spec = find_spec("hostsetup.templates")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return SOURCE_TREE_TEMPLATES
+
+
 def template_loader() -> BaseLoader:
     """The installed ``hostsetup.templates`` package, else the source tree's ``templates/``."""
     if find_spec("hostsetup.templates") is not None:

@@ -75,11 +75,18 @@ rm -f /var/lib/dbus/machine-id
 """
 
 # A cloud server stand-in: Debian's cloud-init, reading a NoCloud seed (/var/lib/cloud/seed/nocloud, copied in
-# before the host starts: ``Sandbox.start_hosts(seeds=...)``) and leaving the container's network alone.
-CLOUD_SETUP_SCRIPT = SETUP_SCRIPT + r"""
+# before the host starts: ``Sandbox.start_hosts(files=...)``) and leaving the container's network alone.
+# (apt-get in the new root, not debootstrap --include: debootstrap configures cloud-init's Python packages
+# out of order and fails.)
+CLOUD_SETUP_SCRIPT = r"""set -eu
+apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends cloud-init >/dev/null
+""" + SETUP_SCRIPT + r"""
 cat > /etc/cloud/cloud.cfg.d/90-hostsetup-sandbox.cfg <<'EOF'
 datasource_list: [NoCloud, None]
 network: {{config: disabled}}
+# (locales has no en_US.UTF-8 generated here: cloud-init's default locale would fail its locale module)
+locale: C.UTF-8
 EOF
 """
 NOCLOUD_SEED = "/var/lib/cloud/seed/nocloud"
@@ -309,8 +316,7 @@ class HostImageRecipe:
 RECIPES: dict[str, HostImageRecipe] = {
     "debian12": HostImageRecipe("debian12", "bookworm"),
     "debian13": HostImageRecipe("debian13", "trixie"),
-    "debian12-cloud": HostImageRecipe("debian12-cloud", "bookworm", (*BASE_PACKAGES, "cloud-init"),
-                                      CLOUD_SETUP_SCRIPT),
+    "debian12-cloud": HostImageRecipe("debian12-cloud", "bookworm", setup_script=CLOUD_SETUP_SCRIPT),
     "rocky9": HostImageRecipe("rocky9", "bookworm", EL_PACKAGES, el=ROCKY9),
     "centos7": HostImageRecipe("centos7", "bookworm", EL_PACKAGES, el=CENTOS7),
 }

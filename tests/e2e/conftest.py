@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -46,6 +48,19 @@ def mirror(sandbox: Sandbox) -> SandboxMirror:
 def registries(sandbox: Sandbox, mirror: SandboxMirror) -> SandboxRegistries:
     """The hub stand-in, its pull-through mirror and the private registry (after the mirror: its name server)."""
     return sandbox.start_registries()
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The hostsetup artifact for the sandbox hosts' Python (Debian 12: 3.11), built as a user builds it
+    (``hostsetup cloud-init --build-artifact``): (file, the sha256 the command printed)."""
+    out = tmp_path_factory.mktemp("artifact") / "hostsetup-artifact.tar.gz"
+    proc = subprocess.run([sys.executable, "-m", "hostsetup", "cloud-init", "--build-artifact", str(out),
+                           "--python", "3.11"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = re.search(r"^sha256 ([0-9a-f]{64})$", proc.stderr, re.MULTILINE)
+    assert printed and printed[1] == hashlib.sha256(out.read_bytes()).hexdigest(), proc.stderr
+    return out, printed[1]
 
 
 def ssh(sandbox: Sandbox, host: SandboxHost, user: str = "hostsetup") -> Connection:

@@ -1,45 +1,23 @@
 """``--local``: hostsetup run on the server itself (no SSH from here), as at first boot. The sandbox host gets
-hostsetup as a wheel built from this checkout, installed with its dependencies into one directory."""
+hostsetup as the artifact ``hostsetup cloud-init --build-artifact`` builds from this checkout (hostsetup and its
+packages for the host's Python, unpacked into one directory)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
-import pytest
-
-import hostsetup
 from hostsetup.sandbox.hosts import Sandbox, SandboxMirror
 from tests.e2e.conftest import ssh
 
-CHECKOUT = Path(hostsetup.__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """hostsetup and its dependencies, ``pip install --target`` from a wheel of this checkout, as a tar.gz."""
-    work = tmp_path_factory.mktemp("artifact")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "wheel"),
-                    str(CHECKOUT)], check=True, capture_output=True, timeout=600)
-    wheel = next((work / "wheel").glob("hostsetup-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(work / "site"), str(wheel)],
-                   check=True, capture_output=True, timeout=600)
-    out = work / "hostsetup-local.tar.gz"
-    with tarfile.open(out, "w:gz") as tar:
-        tar.add(work / "site", arcname=".")
-    return out
-
 
 def test_install_configure_verify_and_doctor_on_the_host_itself(sandbox: Sandbox, mirror: SandboxMirror,
-                                                                 fresh_hosts, artifact: Path) -> None:
+                                                                 fresh_hosts, artifact: tuple[Path, str]) -> None:
     host = fresh_hosts("debian12")[0]
     fingerprint = mirror.build.key_fingerprint
     # the sandbox repository's own key (every command, as hostsetup.yaml or the environment would give it)
-    hs = f"HOSTSETUP_INSTALL_KEY_FINGERPRINT={fingerprint} PYTHONPATH=/opt/hostsetup python3 -m hostsetup"
+    hs = f"HOSTSETUP_INSTALL_KEY_FINGERPRINT={fingerprint} PYTHONPATH=/opt/hostsetup/site python3 -m hostsetup"
     with ssh(sandbox, host, "root") as c:
-        c.put(str(artifact), "/tmp/hostsetup-local.tar.gz")
+        c.put(str(artifact[0]), "/tmp/hostsetup-local.tar.gz")
         c.run("mkdir -p /opt/hostsetup && tar -xzf /tmp/hostsetup-local.tar.gz -C /opt/hostsetup", hide=True)
         # the default repository (Docker's own name, which the sandbox answers for), as root
         first = c.run(f"{hs} install --local --users hostsetup --json /tmp/r1.json",
