@@ -1,0 +1,45 @@
+"""The fleet check runner's pieces that need no host: which commands may be answered ahead, and the
+answers script run here for real."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from hostsetup.checks.fleet import answers_script, parse_answers, read_only
+
+
+@pytest.mark.parametrize("command", [
+    "dpkg-query -f '${Status} ${Version}' -W docker-ce", "systemctl is-active docker", "systemctl is-enabled docker",
+    "test -e /etc/docker/daemon.json", "cat -- /etc/docker/daemon.json", "getent group docker", "id -Gn hostsetup",
+    "timeout 20 docker info --format '{{json .}}'", "dpkg --print-architecture", "uname -m",
+    "runuser -l hostsetup -c \"timeout 20 docker version --format '{{.Server.Version}}'\"",
+])
+def test_commands_that_only_look_may_be_answered_ahead(command: str) -> None:
+    assert read_only(command)
+
+
+@pytest.mark.parametrize("command", [
+    "timeout 60 docker run --rm --network none tiny", "timeout 120 docker pull hello-world", "docker rmi x",
+    "echo AAAA | base64 -d | timeout 60 docker load", "curl -sk https://x/", "rm -rf /", "systemctl restart docker",
+    "cat /etc/passwd; rm -f /x", "test -e /x\nrm -f /y",
+    "runuser -l hostsetup -c 'timeout 120 docker pull -q image'", "b=$(mktemp); cat x > \"$b\"",
+])
+def test_commands_that_change_or_reach_out_always_run_live(command: str) -> None:
+    assert not read_only(command)
+
+
+def test_the_answers_script_reports_status_stdout_and_stderr_of_each_command() -> None:
+    commands = ["printf 'a\\nb'", "echo oops >&2; exit 3", "cat", "printf '@@hostsetup-answer 0 0\\nx'", "true"]
+    run = subprocess.run(["sh", "-s"], input=answers_script(commands), capture_output=True, text=True, timeout=30)
+    answers = parse_answers(commands, run.stdout)
+    assert answers == {commands[0]: (0, b"a\nb", b""), commands[1]: (3, b"", b"oops\n"), commands[2]: (0, b"", b""),
+                       commands[3]: (0, b"@@hostsetup-answer 0 0\nx", b""), commands[4]: (0, b"", b"")}
+
+
+def test_a_cut_off_answer_is_left_out() -> None:
+    commands = ["echo one", "echo two"]
+    run = subprocess.run(["sh", "-s"], input=answers_script(commands), capture_output=True, text=True, timeout=30)
+    cut = run.stdout[:run.stdout.rindex("@@hostsetup-answer 1")] + "@@hostsetup-answer 1 0\n"
+    assert parse_answers(commands, cut) == {"echo one": (0, b"one\n", b"")}
