@@ -1,5 +1,5 @@
-"""Running the shipped testinfra checks against hosts: one pytest process per host, in
-parallel, over testinfra's SSH backend with hostsetup's connection settings."""
+"""Running the shipped testinfra checks against hosts: one process for the whole fleet
+(``hostsetup.checks.fleet``), over testinfra's SSH backend with hostsetup's connection settings."""
 
 from __future__ import annotations
 
@@ -74,26 +74,6 @@ def needs_sudo(target: str) -> bool:
     return not target.startswith("root@")
 
 
-def pytest_command(target: str, expect_file: Path, junit: Path, ssh: SshOptions,
-                   extra_checks: Sequence[str] = (), ini: Path | None = None, absent: bool = False) -> list[str]:
-    """pytest over the shipped checks (and the user's), with our ``host`` fixture instead of testinfra's."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:pytest11.testinfra", "-p", "hostsetup.checks.plugin",
-           "-p", "no:cacheprovider", "-q", "--hostsetup-target", target, "--hostsetup-expect", str(expect_file),
-           "--junit-xml", str(junit), "-o", "junit_family=xunit1",
-           "--hostsetup-connect-timeout", str(ssh.connect_timeout)]
-    if ini is not None:
-        cmd += ["-c", str(ini), "--rootdir", str(ini.parent)]
-    if needs_sudo(target):
-        cmd.append("--hostsetup-sudo")
-    if ssh.ssh_config:
-        cmd += ["--hostsetup-ssh-config", ssh.ssh_config]
-    if ssh.identity:
-        cmd += ["--hostsetup-identity", ssh.identity]
-    for known in ssh.known_hosts:
-        cmd += ["--hostsetup-known-hosts", known]
-    return [*cmd, str(ABSENT_CHECKS_FILE if absent else CHECKS_FILE), *extra_checks]
-
-
 def parse_junit(path: Path) -> list[CheckResult]:
     """Per-check results from pytest's JUnit XML."""
     results = []
@@ -113,33 +93,70 @@ def parse_junit(path: Path) -> list[CheckResult]:
     return results
 
 
-def verify_host(target: str, expected: dict[str, Any], ssh: SshOptions, extra_checks: Sequence[str] = (),
-                junit_copy: Path | None = None) -> VerifyReport:
-    """Run every check against one host; never raises."""
-    report = VerifyReport(target)
+@dataclass(frozen=True)
+class VerifyJob:
+    """One host to check: its name in reports, how to reach it, what it must be."""
+
+    name: str
+    target: str
+    expected: dict[str, Any]
+    identity: str | None = None
+    junit_copy: Path | None = None
+
+
+def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Sequence[str] = (),
+                 parallel: int = 10) -> list[VerifyReport]:
+    """Run the checks on every host in ONE process (``hostsetup.checks.fleet``: connections and answers
+    ahead in parallel, one pytest run per host); a report per job, in order; never raises."""
+    reports = [VerifyReport(job.name) for job in jobs]
+    if not jobs:
+        return reports
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hostsetup-verify-") as tmp:
         work = Path(tmp)
-        expect_file, junit, ini = work / "expect.json", work / "junit.xml", work / "pytest.ini"
-        expect_file.write_text(json.dumps(expected))
+        ini = work / "pytest.ini"
         ini.write_text("[pytest]\n")
-        proc = subprocess.run(pytest_command(target, expect_file, junit, ssh, extra_checks, ini,
-                                             bool(expected.get("absent"))),
-                              capture_output=True, text=True, timeout=600, cwd=work,
-                              env=checks_environment())
-        if junit.exists():
-            report.checks = parse_junit(junit)
-            if junit_copy is not None:
-                from hostsetup.report import write_private  # (report imports runner; keep verify light)
+        hosts = []
+        for index, job in enumerate(jobs):
+            expect = work / f"expect-{index}.json"
+            expect.write_text(json.dumps(job.expected))
+            checks = [str(ABSENT_CHECKS_FILE if job.expected.get("absent") else CHECKS_FILE), *extra_checks]
+            hosts.append({"name": str(index), "target": job.target, "expect": str(expect), "checks": checks,
+                          "junit": str(work / f"junit-{index}.xml"), "sudo": needs_sudo(job.target),
+                          "identity": job.identity})
+        job_file, results_file = work / "job.json", work / "results.json"
+        job_file.write_text(json.dumps({
+            "hosts": hosts, "ini": str(ini), "results": str(results_file), "parallel": parallel,
+            "ssh": {"ssh_config": ssh.ssh_config, "identity": ssh.identity, "known_hosts": list(ssh.known_hosts),
+                    "connect_timeout": ssh.connect_timeout}}))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "hostsetup.checks.fleet", str(job_file)],
+                                  capture_output=True, text=True, timeout=600 + 30 * len(jobs), cwd=work,
+                                  env=checks_environment())
+            crashed = "" if results_file.exists() else "\n".join(
+                (proc.stdout + proc.stderr).strip().splitlines()[-5:]) or f"exit {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            crashed = f"the checks did not finish within {600 + 30 * len(jobs)} s"
+        results = json.loads(results_file.read_text()) if not crashed else {}
+        for index, (job, report) in enumerate(zip(jobs, reports, strict=True)):
+            junit = work / f"junit-{index}.xml"
+            result = results.get(str(index), {})
+            if junit.exists():
+                report.checks = parse_junit(junit)
+                if job.junit_copy is not None:
+                    from hostsetup.report import write_private  # (report imports runner; keep verify light)
 
-                write_private(junit_copy, mask(junit.read_text(errors="replace")))
-        if not report.checks or proc.returncode not in (0, 1):
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-            report.error = f"the checks did not run (pytest exit {proc.returncode}): {tail}"
-    if report.error or report.count("failed"):
-        report.status = "failed"
-    report.seconds = time.monotonic() - start
-    return report
+                    write_private(job.junit_copy, mask(junit.read_text(errors="replace")))
+            if crashed:
+                report.error = f"the checks did not run: {crashed}"
+            elif result.get("error"):
+                report.error = str(result["error"])
+            elif not report.checks or result.get("exit") not in (0, 1):
+                report.error = f"the checks did not run (pytest exit {result.get('exit')}): {result.get('output', '')}"
+            report.seconds = float(result.get("seconds") or time.monotonic() - start)
+            if report.error or report.count("failed"):
+                report.status = "failed"
+    return reports
 
 
 def table(reports: Sequence[VerifyReport]) -> list[str]:

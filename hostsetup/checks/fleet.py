@@ -96,6 +96,7 @@ class AnsweredBackend(ParamikoBackend):
 
     answers: dict[str, tuple[int, bytes, bytes]]
     record: list[str] | None
+    live: int = 0
 
     def run(self, command: str, *args: str, **kwargs: Any) -> Any:
         key = self.quote(command, *args)
@@ -105,6 +106,7 @@ class AnsweredBackend(ParamikoBackend):
             return self.result(status, self.encode(self.get_command(key)), out, err)
         if self.record is not None and read_only(key) and key not in self.record:
             self.record.append(key)
+        self.live += 1
         return super().run(command, *args, **kwargs)
 
 
@@ -117,6 +119,7 @@ class FleetHost:
     expect: str
     junit: str
     sudo: bool
+    checks: list[str]
     identity: str | None = None
     conn: Connection | None = None
     host: Host | None = None
@@ -173,10 +176,12 @@ def answer_ahead(item: FleetHost, commands: list[str]) -> None:
 
 def run_checks(job: dict[str, Any], item: FleetHost) -> None:
     """One pytest run over the checks for this host, in this process; its JUnit file as before."""
+    # (this module imported the plugin already, for PREPARED: pytest cannot rewrite its asserts, nor need it)
     args = ["-p", "no:pytest11.testinfra", "-p", "hostsetup.checks.plugin", "-p", "no:cacheprovider", "-q",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "--hostsetup-target", item.target, "--hostsetup-expect", item.expect,
             "--junit-xml", item.junit, "-o", "junit_family=xunit1", "-c", job["ini"], "--rootdir",
-            str(Path(job["ini"]).parent), *(["--hostsetup-sudo"] if item.sudo else []), *job["checks"]]
+            str(Path(job["ini"]).parent), *(["--hostsetup-sudo"] if item.sudo else []), *item.checks]
     plugin.PREPARED[item.target] = item.host
     start = time.monotonic()
     out = io.StringIO()
@@ -198,7 +203,7 @@ def pool_map(parallel: int, work: Callable[[FleetHost], None], items: list[Fleet
 
 
 def run_job(job: dict[str, Any]) -> list[FleetHost]:
-    items = [FleetHost(**{k: h[k] for k in ("name", "target", "expect", "junit", "sudo", "identity")})
+    items = [FleetHost(**{k: h[k] for k in ("name", "target", "expect", "junit", "sudo", "checks", "identity")})
              for h in job["hosts"]]
     parallel = int(job.get("parallel", 10))
     pool_map(parallel, lambda item: open_host(job, item), items)
@@ -238,7 +243,8 @@ def main(argv: list[str]) -> int:
         items = run_job(job)
     Path(job["results"]).write_text(json.dumps({item.name: {
         "exit": item.exit, "error": item.error, "output": item.output, "seconds": round(item.seconds, 3),
-        "answered": item.answered} for item in items}))
+        "answered": item.answered, "live": getattr(item.host.backend, "live", None) if item.host else None}
+        for item in items}))
     return 0
 
 

@@ -18,6 +18,10 @@ from hostsetup.connection import connect
 from hostsetup.distros import Platform, parse_os_release, resolve_platform
 from hostsetup.targets import LOCAL
 
+# Hosts already connected by the fleet runner (``hostsetup.checks.fleet``), by target: the ``host`` fixture
+# uses them as they are (and leaves closing them to the runner).
+PREPARED: dict[str, Host] = {}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.has_plugin("pytest11.testinfra"):
@@ -46,6 +50,9 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     target = opt("hostsetup_target")
     if not target:
         pytest.skip("no --hostsetup-target given")
+    if target in PREPARED:
+        yield PREPARED[target]
+        return
     if target == LOCAL:   # verify --local: this machine, through sudo unless root
         here = testinfra.get_host("local://", sudo=opt("hostsetup_sudo"))
         here.login_user = getpass.getuser()

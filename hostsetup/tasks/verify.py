@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ from hostsetup.htmlreport import write_html
 from hostsetup.portainer import PortainerSettings
 from hostsetup.registries import image_reference
 from hostsetup.report import write_json_file
-from hostsetup.runner import run_hosts
 from hostsetup.settings import InstallSettings, settings_as_dict
 from hostsetup.targets import Target
-from hostsetup.verify import SshOptions, VerifyReport, failures, table, verify_host
+from hostsetup.verify import SshOptions, VerifyJob, VerifyReport, failures, table, verify_fleet
 
 
 def ssh_options(c: Context) -> SshOptions:
@@ -48,15 +46,13 @@ def run_verify(c: Context, targets: list[Target], expected: dict[str, dict[str, 
     base = ssh_options(c)
     extra = [str(Path(p).expanduser()) for p in checks or []]
 
-    def one(target: Target) -> VerifyReport:
-        copy = Path(f"{junit_xml}.{target.name.replace('/', '_')}.xml") if junit_xml and len(targets) > 1 else \
-            (Path(junit_xml) if junit_xml else None)
-        ssh = replace(base, identity=target.key) if target.key else base
-        report = verify_host(target.address, expected[target.name], ssh, extra, copy)
-        report.host = target.name
-        return report
+    def copy(target: Target) -> Path | None:
+        if junit_xml and len(targets) > 1:
+            return Path(f"{junit_xml}.{target.name.replace('/', '_')}.xml")
+        return Path(junit_xml) if junit_xml else None
 
-    reports = run_hosts(targets, one, parallel=int(c.config.parallel))
+    jobs = [VerifyJob(t.name, t.address, expected[t.name], t.key, copy(t)) for t in targets]
+    reports = verify_fleet(jobs, base, extra, parallel=int(c.config.parallel))
     print("\n".join(table(reports)))
     for line in failures(reports):
         print(f"FAILED {line}")
