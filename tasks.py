@@ -28,9 +28,9 @@ def test(c: Context, unit: bool = False, k: str = "") -> None:
 
 
 @task
-def bench(c: Context) -> None:
-    """Fleet benchmark on sandbox hosts (1, 5, 10, 20): appends to benchmarks/RESULTS.md."""
-    c.run("python3 -m benchmarks.fleet", pty=False)
+def bench(c: Context, sizes: str = "") -> None:
+    """Fleet benchmark on sandbox hosts (1, 5, 10, 20 or --sizes 1,50): appends to benchmarks/RESULTS.md."""
+    c.run(f"python3 -m benchmarks.fleet {' '.join(str(int(n)) for n in sizes.split(',') if n.strip())}", pty=False)
 
 
 ns = Collection(bench, lint, test)
