@@ -74,10 +74,13 @@ def run(box: Sandbox, mirror: SandboxMirror, hosts: list[SandboxHost], work: Pat
             "cpu_bound_s": ((float(user) + float(system)) + (host_cpu + relay_cpu) / 1e9) / (os.cpu_count() or 1)}
 
 
+Row = tuple[int, str, dict[str, float]]
+
+
 def main() -> None:
     sizes = tuple(int(a) for a in sys.argv[1:]) or SIZES
     box = Sandbox("bench-fleet", progress=lambda m: print(f"[sandbox] {m}", flush=True))
-    rows: list[tuple[int, str, dict[str, float]]] = []
+    rows: list[Row] = []
     try:
         mirror = box.start_mirror()
         with tempfile.TemporaryDirectory() as tmp:
@@ -90,8 +93,12 @@ def main() -> None:
                 rows.append((size, "verify", run(box, mirror, hosts, work, "verify")))
                 box.remove_hosts(hosts)
                 print(*rows[-3:], sep="\n", flush=True)
+        write_results(rows)   # before the sandbox goes: measured numbers are never lost to a teardown
     finally:
         box.down()
+
+
+def write_results(rows: list[Row]) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.machine())
     lines = [f"## Fleet benchmark, {date.today()}", "",
@@ -103,6 +110,7 @@ def main() -> None:
              "| control peak memory (MB) | CPU on each host (ms) | CPU of each host's SSH relay (ms) "
              "| all CPU / cores (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
+
     def sessions(value: float) -> str:
         return "-" if math.isnan(value) else f"{value:.1f}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,24 +70,56 @@ def ensure_inotify_instances(hosts: int, progress: Progress) -> None:
     progress(f"raised fs.inotify.max_user_instances from {current} to {needed} for {hosts} systemd hosts")
 
 
+class StaleEndpoints(SandboxError):
+    """The engine says a network has endpoints while no container is attached to it: a known Docker bug
+    (moby#17217, #42119); only a restart of the engine clears it."""
+
+
 def remove_network(network: str, attempts: int = 5) -> bool:
     """Remove a docker network if it exists (False when it did not). Right after ``docker rm -f`` the
     engine may still hold a removed container's endpoint ("has active endpoints"): such leftovers are
-    disconnected by force and the removal is tried again."""
+    disconnected by force and the removal is tried again; ``StaleEndpoints`` when none is left to
+    disconnect and the engine still refuses."""
     for attempt in range(attempts):
         if docker("network", "inspect", network, check=False).returncode != 0:
             return attempt > 0
         proc = docker("network", "rm", network, check=False)
         if proc.returncode == 0:
             return True
-        if "active endpoints" not in proc.stderr or attempt == attempts - 1:
+        if "active endpoints" not in proc.stderr:
             docker("network", "rm", network)  # raises with the engine's own words
         endpoints = docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", network,
                            check=False).stdout.split()
+        if not endpoints and attempt == attempts - 1:
+            raise StaleEndpoints(f"the engine keeps stale endpoints on network {network} (no container uses it)")
         for endpoint in endpoints:
             docker("network", "disconnect", "-f", network, endpoint, check=False)
         time.sleep(0.5 * (attempt + 1))
+    docker("network", "rm", network)
     return True
+
+
+def restart_own_engine(state_dir: Path, progress: Progress) -> bool:
+    """Restart the dockerd that ``ensure_engine`` started (and only that one), when no container at all
+    exists on it; True when it was restarted and answers again."""
+    pid_file = state_dir / "dockerd.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "dockerd":
+            return False
+    except (OSError, ValueError):
+        return False
+    if docker("ps", "-aq", check=False).stdout.split():
+        return False
+    progress(f"restarting the dockerd hostsetup started (pid {pid}) to clear stale network endpoints")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        return False
+    ensure_engine(state_dir, progress)
+    return engine_answers()
 
 
 def engine_answers(timeout: float = 10.0) -> bool:
@@ -157,8 +190,9 @@ def ensure_engine(state_dir: Path, progress: Progress = print) -> None:
     log = state_dir / "dockerd.log"
     progress(f"starting dockerd in the background (log: {log})")
     with log.open("ab") as out:
-        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        started = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    (state_dir / "dockerd.pid").write_text(f"{started.pid}\n")  # ours: ``restart_own_engine`` may restart it
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if engine_answers(timeout=5):

@@ -38,12 +38,14 @@ from hostsetup.sandbox import forward, serve
 from hostsetup.sandbox.engine import (
     Progress,
     SandboxError,
+    StaleEndpoints,
     docker,
     engine_answers,
     ensure_engine,
     ensure_inotify_instances,
     ensure_tools,
     remove_network,
+    restart_own_engine,
 )
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
 from hostsetup.sandbox.registries import (
@@ -552,9 +554,20 @@ class Sandbox:
         volumes = docker("volume", "ls", "-q", "--filter", f"label={self.label}").stdout.split()
         if volumes:
             docker("volume", "rm", "-f", *volumes)
+        stale = []
         for network in (self.network, self.publish_network):
-            if remove_network(network):
+            try:
+                if remove_network(network):
+                    removed.append(f"network {network}")
+            except StaleEndpoints:
+                stale.append(network)
+        if stale and restart_own_engine(self.cache, self.progress):
+            for network in stale:
+                remove_network(network)
                 removed.append(f"network {network}")
+        elif stale:
+            self.progress(f"left network(s) {', '.join(stale)}: the engine keeps stale endpoints on them (a Docker "
+                          "bug; no container uses them); they go with the engine's next restart")
         shutil.rmtree(self.home, ignore_errors=True)
         return removed
 

@@ -31,8 +31,12 @@ def artifact_python(path: str) -> tuple[str, str]:
         with tarfile.open(path) as tar:
             member = tar.extractfile(MANIFEST)
             manifest = jsonlib.loads(member.read()) if member else None
-    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
-        raise ArtifactError(f"--artifact {path}: not a hostsetup artifact ({exc})") from None
+    except OSError as exc:
+        raise ArtifactError(f"--artifact {path}: {exc.strerror or exc}") from None
+    except tarfile.TarError:
+        raise ArtifactError(f"--artifact {path}: not a tar.gz archive (build one with --build-artifact)") from None
+    except (KeyError, ValueError):
+        raise ArtifactError(f"--artifact {path}: holds no readable {MANIFEST}: not a hostsetup artifact") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("python"), str):
         raise ArtifactError(f"--artifact {path}: its {MANIFEST} names no Python version")
     return sha256_file(Path(path)), manifest["python"]
@@ -91,6 +95,9 @@ def cloud_init(c: Context, build_artifact: str | None = None, python: str | None
         raise Exit("hostsetup: --python goes with --build-artifact or --artifact-sha256 (an --artifact names its "
                    "own)", code=2)
     url = check_artifact_url(artifact_url) if artifact_url else None
+    for flag, path in (("--output", output), ("--build-artifact", build_artifact)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise Exit(f"hostsetup: {flag} {path}: no such directory", code=2)
     # Everything the cloud-config needs is checked before anything is built.
     install = settings_from(c, None, **install_flags(mirror, insecure_mirror, key_fingerprint, version, hold,
                                                     allow_downgrade, no_plugins, users))

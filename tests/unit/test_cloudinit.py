@@ -175,3 +175,48 @@ def test_first_boot_refuses_an_artifact_that_escapes_its_directory(tmp_path: Pat
     run = run_firstboot(tmp_path, served, fake_artifact({**GOOD, "../evil": b"x"}))
     assert run.returncode == 1 and "'../evil': refusing it" in run.stderr
     assert not (tmp_path / "evil").exists()
+
+
+# --- the command, fed malformed input: exit 2, one line, nothing written --------------------------------
+
+SHA_X = hashlib.sha256(b"x").hexdigest()
+URL = ("--artifact-url", "http://files.example.internal/hs.tar.gz")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "cloud-init needs --artifact-url"),
+    (URL, "--artifact-url needs the artifact's sha256"),
+    (("--artifact-url", "ftp://x/a", "--artifact-sha256", SHA_X), "is not an http(s) URL"),
+    (("--artifact-url", "https://u:p@x/a", "--artifact-sha256", SHA_X), "is not an http(s) URL"),
+    ((*URL, "--artifact-sha256", "abc"), "is not a sha256"),
+    ((*URL, "--artifact", "/etc/hostname"), "not a tar.gz archive"),
+    ((*URL, "--artifact", "/nonexistent"), "No such file"),
+    ((*URL, "--artifact-sha256", SHA_X, "--python", "3.9"), "choose one of 3.11"),
+    ((*URL, "--artifact-sha256", SHA_X, "--build-artifact", "/tmp/x.tgz"), "both name the artifact"),
+    (("--build-artifact", "/nonexistent/x.tgz"), "no such directory"),
+    (("--build-artifact", "/tmp/x.tgz", "--arch", "sparc"), "choose x86_64"),
+    ((*URL, "--artifact-sha256", SHA_X, "--mirror", "https://u:secretpw@m.example/docker"), "carries credentials"),
+    ((*URL, "--artifact-sha256", SHA_X, "--trust-ca", "/etc/hostname"), "holds no PEM certificate"),
+    ((*URL, "--artifact-sha256", SHA_X, "--set", "log-level=loud"), "must be one of"),
+    ((*URL, "--artifact-sha256", SHA_X, "--users", "bad user"), "not a valid user name"),
+    ((*URL, "--artifact-sha256", SHA_X, "--output", "/nonexistent/dir/u.yaml"), "no such directory"),
+])
+def test_malformed_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "hostsetup", "cloud-init", *args], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "secretpw" not in run.stderr and not list(tmp_path.iterdir()) and run.stdout == ""
+
+
+def test_the_command_prints_a_cloud_config_with_the_settings_of_hostsetup_yaml(tmp_path: Path) -> None:
+    (tmp_path / "hostsetup.yaml").write_text("install:\n  mirror: ustc\n  users: deploy\n"
+                                             "daemon:\n  profiles: log-rotation\n")
+    run = subprocess.run([sys.executable, "-m", "hostsetup", "cloud-init", *URL, "--artifact-sha256", SHA_X,
+                          "--version", "25.0"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    files = {f["path"]: f for f in parse(run.stdout)["write_files"]}
+    written = yaml.safe_load(files["/etc/hostsetup/hostsetup.yaml"]["content"])
+    assert written["install"]["mirror"] == "ustc" and written["install"]["users"] == "deploy"
+    assert written["install"]["version"] == "25.0"
+    assert written["daemon"]["settings"]["log-driver"] == "json-file"   # the profile, rendered here
