@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -94,6 +96,50 @@ def parse_junit(path: Path) -> list[CheckResult]:
 
 
 @dataclass(frozen=True)
+class CommandsMemory:
+    """The read-only commands a set of checks ran last time (``hostsetup.checks.fleet`` has every host answer
+    them ahead), kept per checks' content in the user's cache; a stale list costs nothing but a few answers."""
+
+    path: Path
+    key: str
+    limit: int = 400
+
+    def read(self) -> list[str]:
+        try:
+            data = json.loads(self.path.read_text())
+            return [str(c) for c in data.get(self.key, [])][: self.limit]
+        except (OSError, ValueError, AttributeError):
+            return []
+
+    def write(self, commands: list[str]) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}   # none yet, or unreadable: start afresh
+        if not isinstance(data, dict):
+            data = {}
+        try:
+            data[self.key] = commands[: self.limit]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".part")
+            partial.write_text(json.dumps(data))
+            partial.chmod(0o600)
+            partial.replace(self.path)
+        except OSError:
+            pass   # a cache: next time the first host runs live again
+
+
+def commands_memory(hosts: list[dict[str, Any]]) -> CommandsMemory:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hostsetup" / "verify-commands.json"
+    digest = hashlib.sha256()
+    for path in sorted({c for h in hosts for c in h["checks"]}):
+        digest.update(path.encode() + b"\0")
+        with contextlib.suppress(OSError):
+            digest.update(Path(path).read_bytes())
+    return CommandsMemory(cache, digest.hexdigest()[:16])
+
+
+@dataclass(frozen=True)
 class VerifyJob:
     """One host to check: its name in reports, how to reach it, what it must be."""
 
@@ -125,8 +171,10 @@ def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Seque
                           "junit": str(work / f"junit-{index}.xml"), "sudo": needs_sudo(job.target),
                           "identity": job.identity})
         job_file, results_file = work / "job.json", work / "results.json"
+        memory = commands_memory(hosts)
         job_file.write_text(json.dumps({
             "hosts": hosts, "ini": str(ini), "results": str(results_file), "parallel": parallel,
+            "known": memory.read(),
             "ssh": {"ssh_config": ssh.ssh_config, "identity": ssh.identity, "known_hosts": list(ssh.known_hosts),
                     "connect_timeout": ssh.connect_timeout}}))
         try:
@@ -137,7 +185,10 @@ def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Seque
                 (proc.stdout + proc.stderr).strip().splitlines()[-5:]) or f"exit {proc.returncode}"
         except subprocess.TimeoutExpired:
             crashed = f"the checks did not finish within {600 + 30 * len(jobs)} s"
-        results = json.loads(results_file.read_text()) if not crashed else {}
+        outcome = json.loads(results_file.read_text()) if not crashed else {}
+        results = outcome.get("hosts", {})
+        if outcome.get("commands"):
+            memory.write(outcome["commands"])
         for index, (job, report) in enumerate(zip(jobs, reports, strict=True)):
             junit = work / f"junit-{index}.xml"
             result = results.get(str(index), {})

@@ -3,9 +3,10 @@
 Run as ``python3 -m hostsetup.checks.fleet JOB.json`` by ``hostsetup.verify.verify_fleet``:
 
 1. every host's connection opens, all hosts at once (threads);
-2. the first host's checks run live, and the read-only commands they run (``READ_ONLY``) are recorded;
-3. every other host answers those commands in ONE script in one SSH session (as root where the checks run
-   through sudo), all hosts at once;
+2. every host answers, in ONE script in one SSH session (as root where the checks run through sudo), all
+   hosts at once, the read-only commands (``READ_ONLY``) these checks ran last time (``job["known"]``);
+3. the first host's checks run, and the read-only commands they ran live are recorded; every other host
+   answers those too, all at once;
 4. each host's checks run (one pytest run per host, in this process: its own JUnit file, as before), served
    from that host's answers; a command it did not answer (another user's state, a check that changes
    something, such as the smoke test's ``docker run``) runs live, as it always did.
@@ -170,14 +171,18 @@ def answer_ahead(item: FleetHost, commands: list[str]) -> None:
     answers = parse_answers(commands, result.stdout)
     backend = item.host.backend
     if isinstance(backend, AnsweredBackend):
-        backend.answers = answers
-        item.answered = len(answers)
+        backend.answers.update(answers)
+        item.answered += len(answers)
 
 
 def run_checks(job: dict[str, Any], item: FleetHost) -> None:
     """One pytest run over the checks for this host, in this process; its JUnit file as before."""
-    # (this module imported the plugin already, for PREPARED: pytest cannot rewrite its asserts, nor need it)
+    # (this module imported the plugin already, for PREPARED: pytest cannot rewrite its asserts, nor need it.)
+    # A run per host in one process must be cheap: pytest's end-of-session hunt for unraisable exceptions
+    # (five garbage collections of this process's whole heap) and source-quoting tracebacks cost ~250 ms a
+    # host; --tb=line keeps each failure's message, all the reports and JUnit files use, as it was.
     args = ["-p", "no:pytest11.testinfra", "-p", "hostsetup.checks.plugin", "-p", "no:cacheprovider", "-q",
+            "-p", "no:unraisableexception", "-p", "no:threadexception", "--tb=line",
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "--hostsetup-target", item.target, "--hostsetup-expect", item.expect,
             "--junit-xml", item.junit, "-o", "junit_family=xunit1", "-c", job["ini"], "--rootdir",
@@ -202,28 +207,33 @@ def pool_map(parallel: int, work: Callable[[FleetHost], None], items: list[Fleet
             list(pool.map(work, items))
 
 
-def run_job(job: dict[str, Any]) -> list[FleetHost]:
+def run_job(job: dict[str, Any]) -> tuple[list[FleetHost], list[str]]:
+    """Check every host of ``job``; also return the read-only commands the checks ran (for next time)."""
     items = [FleetHost(**{k: h[k] for k in ("name", "target", "expect", "junit", "sudo", "checks", "identity")})
              for h in job["hosts"]]
     parallel = int(job.get("parallel", 10))
+    known = [str(c) for c in job.get("known", []) if read_only(str(c))]
     pool_map(parallel, lambda item: open_host(job, item), items)
     ready = [item for item in items if item.host is not None]
+    recorded: list[str] = []
     if ready:
+        # what earlier runs of these checks looked at: every host answers it at once, the first one too
+        pool_map(parallel, lambda item: answer_ahead(item, known), ready)
         first, rest = ready[0], ready[1:]
         backend = first.host.backend if first.host is not None else None
-        recorded: list[str] = []
         if isinstance(backend, AnsweredBackend):
             backend.record = recorded
         run_checks(job, first)
         if isinstance(backend, AnsweredBackend):
             backend.record = None
+        # what the first host's checks asked beyond that: the others answer it before their turn
         pool_map(parallel, lambda item: answer_ahead(item, recorded), rest)
         for item in rest:
             run_checks(job, item)
     for item in items:
         if item.conn is not None:
             item.conn.close()
-    return items
+    return items, [*known, *(c for c in recorded if c not in known)]
 
 
 @contextlib.contextmanager
@@ -240,11 +250,11 @@ def quiet_paramiko() -> Iterator[None]:
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
     with quiet_paramiko():
-        items = run_job(job)
-    Path(job["results"]).write_text(json.dumps({item.name: {
+        items, commands = run_job(job)
+    Path(job["results"]).write_text(json.dumps({"commands": commands, "hosts": {item.name: {
         "exit": item.exit, "error": item.error, "output": item.output, "seconds": round(item.seconds, 3),
         "answered": item.answered, "live": getattr(item.host.backend, "live", None) if item.host else None}
-        for item in items}))
+        for item in items}}))
     return 0
 
 

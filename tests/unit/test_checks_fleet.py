@@ -43,3 +43,23 @@ def test_a_cut_off_answer_is_left_out() -> None:
     run = subprocess.run(["sh", "-s"], input=answers_script(commands), capture_output=True, text=True, timeout=30)
     cut = run.stdout[:run.stdout.rindex("@@hostsetup-answer 1")] + "@@hostsetup-answer 1 0\n"
     assert parse_answers(commands, cut) == {"echo one": (0, b"one\n", b"")}
+
+
+def test_the_commands_memory_is_kept_per_checks_content_and_survives_a_broken_file(tmp_path, monkeypatch) -> None:
+    from hostsetup.verify import commands_memory
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    checks = tmp_path / "test_mine.py"
+    checks.write_text("def test_x(host): pass\n")
+    hosts = [{"checks": [str(checks)]}]
+    memory = commands_memory(hosts)
+    assert memory.read() == []
+    memory.write(["systemctl is-active docker", "getent group docker"])
+    assert commands_memory(hosts).read() == ["systemctl is-active docker", "getent group docker"]
+    assert (tmp_path / "hostsetup" / "verify-commands.json").stat().st_mode & 0o777 == 0o600
+    checks.write_text("def test_y(host): pass\n")      # other checks: their own list
+    assert commands_memory(hosts).read() == []
+    memory.path.write_text("{not json")
+    assert memory.read() == []
+    memory.write(["id -Gn a"])
+    assert memory.read() == ["id -Gn a"]
