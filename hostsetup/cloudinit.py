@@ -38,7 +38,7 @@ FIRSTBOOT = '''\
 #!/usr/bin/python3
 """Written by `hostsetup cloud-init`: fetch the pinned hostsetup artifact, check its sha256, unpack it and
 converge this server with `hostsetup install --local`. Safe to run again (the artifact is kept by sha256)."""
-import hashlib, io, json, os, shutil, subprocess, sys, tarfile, time, urllib.request
+import hashlib, http.client, io, json, os, shutil, subprocess, sys, tarfile, time, urllib.request
 
 URL = {url}
 SHA256 = {sha256}
@@ -57,7 +57,7 @@ def fetch():
             with urllib.request.urlopen(URL, timeout=60) as answer:
                 data = answer.read()
             break
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:   # (a cut-off body is an HTTPException)
             say("fetching the artifact, attempt %d of 6: %s" % (attempt, exc))
             time.sleep(min(2 ** attempt, 30))
     if data is None:

@@ -95,6 +95,22 @@ def parse_junit(path: Path) -> list[CheckResult]:
     return results
 
 
+def host_error(result: dict[str, Any] | None, crashed: str) -> str:
+    """Why a host has no check results ("" when it has them): never reached, or could not be checked."""
+    if result is None:   # the run crashed or ran out of time before this host
+        return f"the checks did not run: {crashed or 'no result'}"
+    return str(result.get("error") or "")
+
+
+def junit_error(message: str) -> str:
+    """A JUnit file with one error: what a host whose checks could not run reports."""
+    from xml.sax.saxutils import quoteattr
+
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="hostsetup" tests="1" errors="1">'
+            f'<testcase classname="hostsetup" name="checks"><error message={quoteattr(message)}/></testcase>'
+            "</testsuite></testsuites>\n")
+
+
 @dataclass(frozen=True)
 class CommandsMemory:
     """The read-only commands a set of checks ran last time (``hostsetup.checks.fleet`` has every host answer
@@ -120,10 +136,11 @@ class CommandsMemory:
             data = {}
         try:
             data[self.key] = commands[: self.limit]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + ".part")
-            partial.write_text(json.dumps(data))
-            partial.chmod(0o600)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(data))
             partial.replace(self.path)
         except OSError:
             pass   # a cache: next time the first host runs live again
@@ -177,33 +194,40 @@ def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Seque
             "known": memory.read(),
             "ssh": {"ssh_config": ssh.ssh_config, "identity": ssh.identity, "known_hosts": list(ssh.known_hosts),
                     "connect_timeout": ssh.connect_timeout}}))
+        limit = 600 + 30 * len(jobs)
         try:
             proc = subprocess.run([sys.executable, "-m", "hostsetup.checks.fleet", str(job_file)],
-                                  capture_output=True, text=True, timeout=600 + 30 * len(jobs), cwd=work,
-                                  env=checks_environment())
-            crashed = "" if results_file.exists() else "\n".join(
+                                  capture_output=True, text=True, timeout=limit, cwd=work, env=checks_environment())
+            crashed = "" if proc.returncode == 0 else "\n".join(
                 (proc.stdout + proc.stderr).strip().splitlines()[-5:]) or f"exit {proc.returncode}"
         except subprocess.TimeoutExpired:
-            crashed = f"the checks did not finish within {600 + 30 * len(jobs)} s"
-        outcome = json.loads(results_file.read_text()) if not crashed else {}
+            crashed = f"the checks of every host together did not finish within {limit} s"
+        try:   # written after each host: what finished counts even when the run was cut short
+            outcome = json.loads(results_file.read_text())
+        except (OSError, ValueError):
+            outcome = {}
         results = outcome.get("hosts", {})
-        if outcome.get("commands"):
+        if outcome.get("commands") and not crashed:
             memory.write(outcome["commands"])
         for index, (job, report) in enumerate(zip(jobs, reports, strict=True)):
             junit = work / f"junit-{index}.xml"
-            result = results.get(str(index), {})
-            if junit.exists():
+            found = results.get(str(index))
+            report.error = host_error(found, crashed)
+            result = found or {}
+            if not report.error and junit.exists():
                 report.checks = parse_junit(junit)
-                if job.junit_copy is not None:
-                    from hostsetup.report import write_private  # (report imports runner; keep verify light)
+                if not report.checks or result.get("exit") not in (0, 1):
+                    report.error = (f"the checks did not run (pytest exit {result.get('exit')}): "
+                                    f"{result.get('output', '')}")
+            elif not report.error:
+                report.error = f"the checks did not run: {result.get('output') or 'no JUnit report'}"
+            if job.junit_copy is not None:
+                # (report imports runner; keep verify light) A host whose checks never ran gets a JUnit file
+                # saying so, never the file of an earlier run.
+                from hostsetup.report import write_private
 
-                    write_private(job.junit_copy, mask(junit.read_text(errors="replace")))
-            if crashed:
-                report.error = f"the checks did not run: {crashed}"
-            elif result.get("error"):
-                report.error = str(result["error"])
-            elif not report.checks or result.get("exit") not in (0, 1):
-                report.error = f"the checks did not run (pytest exit {result.get('exit')}): {result.get('output', '')}"
+                text = junit.read_text(errors="replace") if report.checks else junit_error(report.error)
+                write_private(job.junit_copy, mask(text))
             report.seconds = float(result.get("seconds") or time.monotonic() - start)
             if report.error or report.count("failed"):
                 report.status = "failed"

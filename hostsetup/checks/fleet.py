@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import getpass
 import io
 import json
 import logging
@@ -58,8 +59,10 @@ def read_only(command: str) -> bool:
     """A single command of a read-only kind: no second command, pipe, redirection or substitution."""
     if READ_ONLY.match(command) is None or any(c in command for c in ("\n", "`", "$(")):
         return False
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.commenters = ""   # sh reads "#" inside a word as text; shlex would drop the rest as a comment
     try:
-        words = list(shlex.shlex(command, posix=True, punctuation_chars=True))
+        words = list(lexer)
     except ValueError:
         return False
     return not any(word and set(word) <= set("();<>|&") for word in words)
@@ -101,6 +104,12 @@ class AnsweredBackend(ParamikoBackend):
 
     def run(self, command: str, *args: str, **kwargs: Any) -> Any:
         key = self.quote(command, *args)
+        # inside `with host.sudo(user)` testinfra replaces get_command (and afterwards puts the bound method
+        # back): as another user, a command always runs live
+        override = self.__dict__.get("get_command")
+        if override is not None and getattr(override, "__func__", None) is not type(self).get_command:
+            self.live += 1
+            return super().run(command, *args, **kwargs)
         found = self.answers.get(key)
         if found is not None:
             status, out, err = found
@@ -135,6 +144,7 @@ def open_host(job: dict[str, Any], item: FleetHost) -> None:
     """Connect (hostsetup's host-key checks and settings) and wrap the connection for testinfra."""
     if item.target == LOCAL:
         item.host = testinfra.get_host("local://", sudo=item.sudo)
+        item.host.login_user = getpass.getuser()  # type: ignore[attr-defined]  # (under sudo, user() is root)
         return
     ssh = job["ssh"]
     identity = item.identity or ssh.get("identity")
@@ -226,10 +236,12 @@ def run_job(job: dict[str, Any]) -> tuple[list[FleetHost], list[str]]:
         run_checks(job, first)
         if isinstance(backend, AnsweredBackend):
             backend.record = None
+        write_results(job, items, known)
         # what the first host's checks asked beyond that: the others answer it before their turn
         pool_map(parallel, lambda item: answer_ahead(item, recorded), rest)
         for item in rest:
             run_checks(job, item)
+            write_results(job, items, known)   # a run cut short by its timeout keeps the hosts that finished
     for item in items:
         if item.conn is not None:
             item.conn.close()
@@ -247,14 +259,23 @@ def quiet_paramiko() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def write_results(job: dict[str, Any], items: list[FleetHost], commands: list[str]) -> None:
+    """The hosts checked so far (an unchecked one has no exit yet), and the commands to remember."""
+    done = {item.name: {"exit": item.exit, "error": item.error, "output": item.output,
+                        "seconds": round(item.seconds, 3), "answered": item.answered,
+                        "live": getattr(item.host.backend, "live", None) if item.host else None}
+            for item in items if item.exit is not None or item.error}
+    partial = Path(job["results"] + ".part")
+    partial.write_text(json.dumps({"commands": commands, "hosts": done}))
+    partial.replace(job["results"])
+
+
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
     with quiet_paramiko():
         items, commands = run_job(job)
-    Path(job["results"]).write_text(json.dumps({"commands": commands, "hosts": {item.name: {
-        "exit": item.exit, "error": item.error, "output": item.output, "seconds": round(item.seconds, 3),
-        "answered": item.answered, "live": getattr(item.host.backend, "live", None) if item.host else None}
-        for item in items}}))
+    # runuser -l USER runs USER's login profile: a fleet whose checks name other users must not inherit it
+    write_results(job, items, [c for c in commands if not c.startswith("runuser ")])
     return 0
 
 

@@ -20,6 +20,7 @@ from hostsetup.errors import HostsetupError
 from hostsetup.inputs.files import read_text
 from hostsetup.registries import check_ca
 from hostsetup.repoindex import sha256_file
+from hostsetup.report import write_private
 from hostsetup.settings import settings_as_config
 from hostsetup.tasks.configure import DAEMON_FLAG_HELP, daemon_flags
 from hostsetup.tasks.install import INSTALL_FLAG_HELP, daemon_from, install_flags, settings_from
@@ -101,14 +102,15 @@ def cloud_init(c: Context, build_artifact: str | None = None, python: str | None
     # Everything the cloud-config needs is checked before anything is built.
     install = settings_from(c, None, **install_flags(mirror, insecure_mirror, key_fingerprint, version, hold,
                                                     allow_downgrade, no_plugins, users))
-    if secrets.holds_credentials(install.mirror_url):
-        raise Exit("hostsetup: the mirror URL carries credentials, and user-data is readable on the server (and "
-                   "by anything that reaches its metadata service): serve the mirror without them, or bake an "
-                   "image instead", code=2)
     daemon = daemon_from(c, None, **daemon_flags(profile, template, set, registry_mirrors, registry_ca,
                                                  insecure_registry, replace, allow_insecure_tcp))
     trusted = [check_ca(read_text(path, "--trust-ca", limit=256 * 1024), path) for path in trust_ca or []]
     settings = host_settings(settings_as_config(install), daemon_section(daemon), daemon.registry_cas)
+    for where, value in (("the mirror URL", install.mirror_url), ("the daemon settings", settings.get("daemon"))):
+        if value and secrets.holds_credentials(jsonlib.dumps(value)):
+            raise Exit(f"hostsetup: {where} would put credentials into the user-data, which is readable on the "
+                       "server (and by anything that reaches its metadata service): leave them out, or bake an "
+                       "image instead", code=2)
     if build_artifact:
         built = _build(build_artifact, python or "3.11", arch)
         sha256, for_python = built.sha256, built.python
@@ -137,8 +139,7 @@ def _build(path: str, python: str, arch: str) -> Artifact:
 def _write(path: Path, text: str) -> None:
     try:
         partial = path.with_name(path.name + ".part")
-        partial.write_text(text)
-        partial.chmod(0o600)  # the settings may name a private mirror
+        write_private(partial, text)  # 0600 from the start: the settings may name a private mirror
         partial.replace(path)
     except OSError as exc:
         raise HostsetupError(f"--output {path}: {exc.strerror or exc}") from None

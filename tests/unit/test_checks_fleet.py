@@ -23,7 +23,7 @@ def test_commands_that_only_look_may_be_answered_ahead(command: str) -> None:
 @pytest.mark.parametrize("command", [
     "timeout 60 docker run --rm --network none tiny", "timeout 120 docker pull hello-world", "docker rmi x",
     "echo AAAA | base64 -d | timeout 60 docker load", "curl -sk https://x/", "rm -rf /", "systemctl restart docker",
-    "cat /etc/passwd; rm -f /x", "test -e /x\nrm -f /y",
+    "cat /etc/passwd; rm -f /x", "test -e /x\nrm -f /y", "cat /x#;touch /y", "stat /x#|reboot",
     "runuser -l hostsetup -c 'timeout 120 docker pull -q image'", "b=$(mktemp); cat x > \"$b\"",
 ])
 def test_commands_that_change_or_reach_out_always_run_live(command: str) -> None:
@@ -63,3 +63,38 @@ def test_the_commands_memory_is_kept_per_checks_content_and_survives_a_broken_fi
     assert memory.read() == []
     memory.write(["id -Gn a"])
     assert memory.read() == ["id -Gn a"]
+
+
+def test_answers_serve_the_login_command_but_never_one_run_as_another_user(monkeypatch) -> None:
+    from testinfra.backend.paramiko import ParamikoBackend
+    from testinfra.host import Host
+
+    from hostsetup.checks.fleet import AnsweredBackend
+
+    ran: list[str] = []
+
+    def live(self, command, *args, **kwargs):  # what the host would say, over SSH
+        ran.append(self.get_command(command, *args))
+        return self.result(0, b"", b"alice\n", b"")
+
+    monkeypatch.setattr(ParamikoBackend, "run", live)
+    backend = AnsweredBackend("paramiko://login@host:22", sudo=True)
+    backend.answers, backend.record = {"id -un": (0, b"root\n", b"")}, []
+    host = Host(backend)
+    assert host.run("id -un").stdout == "root\n" and ran == []
+    with host.sudo("alice"):
+        assert host.run("id -un").stdout == "alice\n"
+    assert len(ran) == 1 and "alice" in ran[0] and backend.record == []
+    assert host.run("getent group docker").stdout == "alice\n"     # not answered: live, and recorded
+    assert backend.record == ["getent group docker"] and backend.live == 2
+
+
+def test_a_host_that_cannot_be_reached_reports_it_and_gets_a_junit_file_saying_so(tmp_path) -> None:
+    from hostsetup.verify import SshOptions, VerifyJob, verify_fleet
+
+    stale = tmp_path / "junit.xml"
+    stale.write_text("<testsuites><testsuite><testcase name='old'/></testsuite></testsuites>")
+    [report] = verify_fleet([VerifyJob("gone", "root@127.0.0.1:1", {"install": {}}, junit_copy=stale)],
+                            SshOptions(connect_timeout=2))
+    assert report.status == "failed" and "cannot connect" in report.error
+    assert "cannot connect" in stale.read_text() and "old" not in stale.read_text()
