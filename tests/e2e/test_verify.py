@@ -3,8 +3,10 @@ the broken check on a host broken in one way."""
 
 from __future__ import annotations
 
+import json
+
 from hostsetup.sandbox.registries import REGISTRY_MIRROR
-from tests.e2e.conftest import ssh
+from tests.e2e.conftest import run_hostsetup, ssh
 
 BREAKAGES = {
     "docker stopped": ("systemctl stop docker.socket docker.service", "test_service_running_and_enabled[docker]"),
@@ -44,3 +46,27 @@ def test_verify_passes_then_names_each_breakage(sandbox, cli, fresh_hosts, regis
             c.run("cp -a /root/daemon.json.bak /etc/docker/daemon.json; cp -a /root/docker.sources.bak "
                   "/etc/apt/sources.list.d/docker.sources; usermod -aG docker hostsetup; "
                   "systemctl start docker.socket docker.service; systemctl reload docker", hide=True)
+
+
+def test_a_fleet_is_checked_in_one_process_and_a_broken_host_behind_the_first_is_named(sandbox, mirror, trio,
+                                                                                      tmp_path) -> None:
+    """The first host runs its checks live, the others answer the commands ahead in one session each: a host
+    broken after the first must still be caught (from its own answers), each with its own JUnit file."""
+    broken = trio[1]
+    with ssh(sandbox, broken, "root") as c:
+        c.run("systemctl stop docker.socket docker.service", hide=True)
+    try:
+        report, junit = tmp_path / "verify.json", tmp_path / "junit.xml"
+        code, out = run_hostsetup(sandbox, mirror, [h.hostname for h in trio], "verify", "--json", str(report),
+                                  "--junit-xml", str(junit), env={"HOSTSETUP_INSTALL_USERS": "hostsetup"})
+        assert code == 1, out
+        hosts = {h["host"]: h for h in json.loads(report.read_text())["hosts"]}
+        assert [hosts[h.hostname]["status"] for h in trio] == ["passed", "failed", "passed"], out
+        failed = [c["name"] for c in hosts[broken.hostname]["checks"] if c["status"] == "failed"]
+        assert failed == ["test_service_running_and_enabled[docker]"], out
+        for host in trio:
+            text = (tmp_path / f"junit.xml.{host.hostname}.xml").read_text()
+            assert ('<failure' in text) == (host is broken), host.hostname
+    finally:
+        with ssh(sandbox, broken, "root") as c:
+            c.run("systemctl start docker.socket docker.service", hide=True)
