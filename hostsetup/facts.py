@@ -22,6 +22,7 @@ from hostsetup.distros import (
     VERSIONLOCK_LISTS,
     parse_os_release,
 )
+from hostsetup.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.pkgcommands import holders_script
 
 FACT_PACKAGES = tuple(dict.fromkeys((
@@ -33,12 +34,10 @@ FACT_PACKAGES = tuple(dict.fromkeys((
     "ca-certificates", "curl", "dnf-plugins-core", "python3-dnf-plugin-versionlock",
     "yum-plugin-versionlock",
 )))
-DAEMON_JSON = "/etc/docker/daemon.json"
 FACT_FILES = tuple(dict.fromkeys((
     APT.repo_file, APT.key_file, *APT.legacy_files, RPM.repo_file, RPM.key_file,
     *RPM.legacy_files, DAEMON_JSON, *VERSIONLOCK_LISTS.values(),
-    "/etc/systemd/system/docker.service.d/hostsetup-execstart.conf",
-    "/etc/systemd/system/docker.service.d/http-proxy.conf",
+    EXECSTART_DROPIN, PROXY_DROPIN,
 )))
 UNITS = ("docker.service", "docker.socket", "containerd.service")
 DPKG_UNFINISHED = "UHFWt"  # dpkg-query's ${db:Status-Abbrev} status letters of a package left mid-way

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hostsetup.bundle import BUNDLE_ROOT
-from hostsetup.daemon.plan import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.distros import (
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
@@ -20,6 +19,7 @@ from hostsetup.distros import (
 )
 from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
 from hostsetup.operations import Operation, RemoveFiles, Run
+from hostsetup.paths import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.plan import PlanError, held_packages, locked_run, remove_command, unhold_command
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.steps import Plan, Step

@@ -14,15 +14,12 @@ from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canon
 from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
 from hostsetup.facts import HostFacts
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
+from hostsetup.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.registries import ca_path
 from hostsetup.render import render
 from hostsetup.steps import Step
 from hostsetup.textsafety import systemd_value_problem
 
-DAEMON_JSON = "/etc/docker/daemon.json"
-DROPIN_DIR = "/etc/systemd/system/docker.service.d"
-EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
-PROXY_DROPIN = f"{DROPIN_DIR}/http-proxy.conf"
 PROXIES_SINCE = (23, 0)
 VALIDATE_SINCE = (23, 0)
 OLDEST_ENGINE = "20.10"  # the oldest engine the sandbox and hostsetup's tests cover

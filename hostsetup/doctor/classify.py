@@ -27,7 +27,8 @@ from hostsetup.doctor.causes import (
 )
 from hostsetup.doctor.findings import ERROR, INFO, OK, WARNING, Finding, ordered
 from hostsetup.doctor.journal import Fatal, Line, current_failure, fatal_lines, first_error, first_match
-from hostsetup.doctor.probes import CLIENT_TIMEOUT, DAEMON_JSON, PIDFILE, Disk, Probes, Unit
+from hostsetup.doctor.probes import CLIENT_TIMEOUT, PIDFILE, Disk, Probes, Unit
+from hostsetup.paths import DAEMON_JSON
 
 LOCAL_ENDPOINTS = ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock")
 CONFIG_LINE = r"unable to configure the Docker daemon with file"

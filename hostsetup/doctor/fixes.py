@@ -19,12 +19,11 @@ from typing import Any
 from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.doctor.classify import LOCAL_ENDPOINTS, SUBSYSTEM_KEYS, UNKNOWN_KEYS, parse_config
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
-from hostsetup.doctor.probes import CLIENT_FORMAT, DAEMON_JSON, PIDFILE, Probes
+from hostsetup.doctor.probes import CLIENT_FORMAT, PIDFILE, Probes
+from hostsetup.paths import DAEMON_JSON, DROPIN_DIR, EXECSTART_DROPIN
 from hostsetup.scripts import backup_script
 from hostsetup.secrets import mask
 
-DROPIN_DIR = "/etc/systemd/system/docker.service.d"
-EXECSTART_DROPIN = f"{DROPIN_DIR}/hostsetup-execstart.conf"
 DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
 EOF_MARK = "HOSTSETUP_EOF"
 CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")

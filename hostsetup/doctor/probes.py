@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from hostsetup.doctor.journal import Line, parse_journal
 from hostsetup.facts import split_sections
+from hostsetup.paths import DAEMON_JSON
 
-DAEMON_JSON = "/etc/docker/daemon.json"
 PIDFILE = "/var/run/docker.pid"
 BACKUP_GLOB = "/var/backups/hostsetup/etc_docker_daemon.json.*"
 DEFAULT_DATA_ROOT = "/var/lib/docker"

@@ -9,9 +9,10 @@ import pytest
 from invoke.runners import Result
 
 from hostsetup.daemon.apply import configure_script
-from hostsetup.daemon.plan import PROXY_DROPIN, plan_daemon
+from hostsetup.daemon.plan import plan_daemon
 from hostsetup.daemon.settings import daemon_settings
 from hostsetup.operations import ConfigureDaemon, WriteFile
+from hostsetup.paths import PROXY_DROPIN
 from hostsetup.plan import plan_configure, plan_install
 from hostsetup.remote import Remote
 from hostsetup.settings import install_settings
