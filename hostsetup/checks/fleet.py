@@ -28,8 +28,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from testinfra.host import Host
 from hostsetup.checks import plugin
 from hostsetup.connection import connect
 from hostsetup.remote import Remote
+from hostsetup.runner import run_hosts
 from hostsetup.targets import LOCAL
 
 # Commands that only read (what testinfra's package, service, file, user and group modules and the shipped
@@ -196,7 +196,7 @@ def run_checks(job: dict[str, Any], item: FleetHost) -> None:
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "--hostsetup-target", item.target, "--hostsetup-expect", item.expect,
             "--junit-xml", item.junit, "-o", "junit_family=xunit1", "-c", job["ini"], "--rootdir",
-            str(Path(job["ini"]).parent), *(["--hostsetup-sudo"] if item.sudo else []), *item.checks]
+            str(Path(job["ini"]).parent), *item.checks]
     plugin.PREPARED[item.target] = item.host
     start = time.monotonic()
     out = io.StringIO()
@@ -211,24 +211,18 @@ def run_checks(job: dict[str, Any], item: FleetHost) -> None:
     item.output = "\n".join(out.getvalue().strip().splitlines()[-5:])
 
 
-def pool_map(parallel: int, work: Callable[[FleetHost], None], items: list[FleetHost]) -> None:
-    if items:
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
-            list(pool.map(work, items))
-
-
 def run_job(job: dict[str, Any]) -> tuple[list[FleetHost], list[str]]:
     """Check every host of ``job``; also return the read-only commands the checks ran (for next time)."""
     items = [FleetHost(**{k: h[k] for k in ("name", "target", "expect", "junit", "sudo", "checks", "identity")})
              for h in job["hosts"]]
     parallel = int(job.get("parallel", 10))
     known = [str(c) for c in job.get("known", []) if read_only(str(c))]
-    pool_map(parallel, lambda item: open_host(job, item), items)
+    run_hosts(items, lambda item: open_host(job, item), parallel)
     ready = [item for item in items if item.host is not None]
     recorded: list[str] = []
     if ready:
         # what earlier runs of these checks looked at: every host answers it at once, the first one too
-        pool_map(parallel, lambda item: answer_ahead(item, known), ready)
+        run_hosts(ready, lambda item: answer_ahead(item, known), parallel)
         first, rest = ready[0], ready[1:]
         backend = first.host.backend if first.host is not None else None
         if isinstance(backend, AnsweredBackend):
@@ -238,7 +232,7 @@ def run_job(job: dict[str, Any]) -> tuple[list[FleetHost], list[str]]:
             backend.record = None
         write_results(job, items, known)
         # what the first host's checks asked beyond that: the others answer it before their turn
-        pool_map(parallel, lambda item: answer_ahead(item, recorded), rest)
+        run_hosts(rest, lambda item: answer_ahead(item, recorded), parallel)
         for item in rest:
             run_checks(job, item)
             write_results(job, items, known)   # a run cut short by its timeout keeps the hosts that finished
