@@ -25,6 +25,8 @@ from hostsetup.bundle import unpack_script
 from hostsetup.daemon.apply import apply_configure
 from hostsetup.distros import Platform
 from hostsetup.downloads import curl_failure, failed_download
+from hostsetup.host.files import remove_with_backup, write_as_user, write_atomic
+from hostsetup.login import check_login_script
 from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
     CheckLogin,
@@ -46,12 +48,9 @@ from hostsetup.pkgcommands import (
 )
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.scripts import check_login_script, remove_files_script, write_file_script, write_user_file_script
 from hostsetup.steps import Plan, Step
 
-BACKUP_DIR = "/var/backups/hostsetup"
 MARK = "@@hostsetup-step"
-BACKUPS_KEPT = 5
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,7 @@ def _fetch_key(remote: Remote, op: FetchKey) -> str:
     if problem is not None:
         raise RemoteError(f"key from {op.url}: {problem}; refusing to trust it, nothing was written "
                           "(set install.key_fingerprint for a private mirror's own key)")
-    return write_file_script(WriteFile(op.path, result.stdout, op.old, mode="0644"))  # apt's _apt reads it
+    return write_atomic(op.path, result.stdout, "0644").text  # apt's _apt reads it
 
 
 def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
@@ -179,13 +178,13 @@ def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
     if isinstance(op, Run):
         return guard.prove(step.name, op.command) if op.command == guard.refresh else op.command
     if isinstance(op, WriteFile):
-        return guard.keep(step.name, [op.path]) + write_file_script(op)
+        return guard.keep(step.name, [op.path]) + write_atomic(op.path, op.content, op.mode).text
     if isinstance(op, RemoveFiles):
-        return guard.keep(step.name, op.paths) + remove_files_script(op)
+        return guard.keep(step.name, op.paths) + remove_with_backup(op.paths).text
     if isinstance(op, CheckLogin):
-        return check_login_script(op)
+        return check_login_script(op).text
     if isinstance(op, WriteUserFile):
-        return write_user_file_script(op)
+        return write_as_user(op.user, op.path, op.content).text
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
         return f"{guard.prove(step.name, refresh_command(op))}\n{install_command(op, op.version)}"
     return None

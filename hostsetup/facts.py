@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,9 @@ from hostsetup.distros import (
     VERSIONLOCK_LISTS,
     parse_os_release,
 )
-from hostsetup.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
+from hostsetup.host.command import Raw, command, words
+from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
+from hostsetup.host.units import FACT_PROPS, Unit, parse_units
 from hostsetup.pkgcommands import holders_script
 
 FACT_PACKAGES = tuple(dict.fromkeys((
@@ -59,19 +60,19 @@ sec manager-version
 (apt-get --version 2>/dev/null || dnf --version 2>/dev/null || yum --version 2>/dev/null) | head -n 1
 sec packages
 if command -v dpkg-query >/dev/null 2>&1; then
-  dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' PACKAGES 2>/dev/null
+  dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' @PACKAGES@ 2>/dev/null
 elif command -v rpm >/dev/null 2>&1; then
-  rpm -q --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\tii \n' PACKAGES 2>/dev/null | grep '	'
+  rpm -q --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\tii \n' @PACKAGES@ 2>/dev/null | grep '	'
 fi
 sec holds; apt-mark showhold 2>/dev/null
 sec files
-READ_FILES
-DOCKER_CONFIGS
-sec homes; for u in USERS "$(id -un)"; do getent passwd "$u"; done
+@READ_FILES@
+@DOCKER_CONFIGS@
+sec homes; for u in @USERS@ "$(id -un)"; do getent passwd "$u"; done
 sec group; getent group docker
 sec users
-for u in USERS; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
-sec units; systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState UNITS 2>/dev/null
+for u in @USERS@; do printf '%s\t' "$u"; id -nG "$u" 2>/dev/null || echo '!missing'; done
+sec units; systemctl show -p @FACT_PROPS@ @UNITS@ 2>/dev/null
 sec docker-unit; systemctl cat docker.service 2>/dev/null
 sec dockerd; wait "$dpid" 2>/dev/null; cat "$dv"; rm -f "$dv"
 sec available
@@ -86,11 +87,11 @@ if command -v dpkg >/dev/null 2>&1; then
   # as a user, dpkg --audit cannot check the lock while a journal is pending: then through sudo -n
   [ -n "$(dpkg --audit 2>/dev/null || sudo -n dpkg --audit 2>/dev/null)" ] && echo dpkg-audit
 fi
-LOCK_HOLDERS
+@LOCK_HOLDERS@
 hs_lock_holders | sed 's/^/holder /'
-CONTAINERS
-ENGINE_STATE
-SIZES
+@CONTAINERS@
+@ENGINE_STATE@
+@SIZES@
 sec end
 """
 
@@ -102,9 +103,9 @@ _READ_FILES = r"""# Files hostsetup wrote 0600 (they hold credentials), and file
 hs_read_one='if [ -r "$f" ]; then printf "%s\tpresent\t" "$f"; base64 < "$f" | tr -d "\n"; echo
 elif [ -e "$f" ]; then printf "%s\tunreadable\t\n" "$f"; fi'
 if [ "$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then
-  sudo -n sh -c "for f; do $hs_read_one; done" sh FILES
+  sudo -n sh -c "for f; do $hs_read_one; done" sh @FILES@
 else
-  for f in FILES; do eval "$hs_read_one"; done
+  for f in @FILES@; do eval "$hs_read_one"; done
 fi
 """
 # Each user's Docker client configuration (registry logins), read AS THAT USER (runuser): a link in
@@ -116,10 +117,10 @@ _DOCKER_CONFIGS = r"""hs_as() { hs_u=$1; shift
   elif [ "$(id -u)" = 0 ]; then runuser -u "$hs_u" -- "$@"
   else sudo -n runuser -u "$hs_u" -- "$@"; fi
 }
-for u in USERS; do
+for u in @USERS@; do
   h=$(getent passwd "$u" | cut -d: -f6); [ -n "$h" ] || continue
   while [ "$h" != "${h%/}" ]; do h=${h%/}; done
-  f="$h/DOCKER_CONFIG_PATH"
+  f="$h/@DOCKER_CONFIG_PATH@"
   if ! hs_as "$u" true 2>/dev/null; then printf '%s\tunreadable\t\n' "$f"
   elif hs_as "$u" test -f "$f" 2>/dev/null && c=$(hs_as "$u" timeout 10 base64 "$f" 2>/dev/null); then
     printf '%s\tpresent\t%s\n' "$f" "$(printf '%s' "$c" | tr -d '\n')"
@@ -137,13 +138,13 @@ def docker_config_path(home: str) -> str:
 
 def docker_configs_script(users: tuple[str, ...], login_user: bool = True) -> str:
     """Print a file row for each user's ``~/.docker/config.json`` (``login_user``: the shell's user's too)."""
-    words = " ".join([*(shlex.quote(u) for u in users), *(['"$(id -un)"'] if login_user else [])])
-    return _DOCKER_CONFIGS.replace("DOCKER_CONFIG_PATH", DOCKER_CONFIG_PATH).replace("USERS", words)
+    return command(_DOCKER_CONFIGS, DOCKER_CONFIG_PATH=Raw(DOCKER_CONFIG_PATH),
+                   USERS=words(*users, *([Raw('"$(id -un)"')] if login_user else []))).text
 
 
 def read_files_script(paths: tuple[str, ...] | list[str]) -> str:
     """Print ``path<TAB>present<TAB>base64`` (or ``unreadable``) for each existing file."""
-    return _READ_FILES.replace("FILES", " ".join(shlex.quote(p) for p in paths))
+    return command(_READ_FILES, FILES=words(*paths)).text
 
 
 def parse_file_rows(lines: list[str]) -> dict[str, str | None]:
@@ -165,34 +166,14 @@ def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docke
     ``containers``: containers (and volumes) to inspect; ``engine_state``: the running containers
     and whether live-restore is on (what an engine restart would do to them); ``sizes``: directories
     whose size (and whether they are empty) to report."""
-    def words(items: tuple[str, ...]) -> str:
-        return " ".join(shlex.quote(i) for i in items)
-    configs = docker_configs_script(users) if docker_configs else ""
-    return (_SCRIPT.replace("READ_FILES", read_files_script((*FACT_FILES, *files)))
-            .replace("DOCKER_CONFIGS", configs).replace("PACKAGES", words((*FACT_PACKAGES, *packages)))
-            .replace("USERS", words(users)).replace("UNITS", words(UNITS))
-            .replace("LOCK_HOLDERS", holders_script())
-            .replace("CONTAINERS", containers_script(containers) if containers else "")
-            .replace("ENGINE_STATE", _ENGINE_STATE if engine_state else "")
-            .replace("SIZES", _SIZES.replace("PATHS", words(sizes)) if sizes else ""))
-
-
-@dataclass(frozen=True)
-class UnitState:
-    """What systemd says about one unit."""
-
-    load: str = "not-found"
-    active: str = "inactive"
-    sub: str = "dead"
-    file_state: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return self.file_state in ("enabled", "enabled-runtime", "static", "alias")
-
-    @property
-    def running(self) -> bool:
-        return self.active == "active"
+    return command(
+        _SCRIPT, READ_FILES=Raw(read_files_script((*FACT_FILES, *files))),
+        DOCKER_CONFIGS=Raw(docker_configs_script(users) if docker_configs else ""),
+        PACKAGES=words(*FACT_PACKAGES, *packages), USERS=words(*users), FACT_PROPS=Raw(FACT_PROPS),
+        UNITS=words(*UNITS), LOCK_HOLDERS=Raw(holders_script()),
+        CONTAINERS=Raw(containers_script(containers) if containers else ""),
+        ENGINE_STATE=Raw(_ENGINE_STATE if engine_state else ""),
+        SIZES=command(_SIZES, PATHS=words(*sizes)) if sizes else Raw("")).text
 
 
 @dataclass(frozen=True)
@@ -228,10 +209,10 @@ hs_docker() {
 """
 _CONTAINERS = _HS_DOCKER + r"""sec containers
 if ! hs_docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then echo '?'; else
-  for c in NAMES; do
+  for c in @NAMES@; do
     printf '%s\t' "$c"; hs_docker inspect --type container --format '{{json .}}' "$c" 2>/dev/null | tr -d '\n'; echo
   done
-  sec volumes; for v in NAMES; do hs_docker volume inspect --format '{{.Name}}' "$v" 2>/dev/null; done
+  sec volumes; for v in @NAMES@; do hs_docker volume inspect --format '{{.Name}}' "$v" 2>/dev/null; done
 fi"""
 
 
@@ -250,7 +231,7 @@ else echo '?'; fi"""
 _SIZES = r"""sec() { printf '\n@@%s\n' "$1"; }
 sec sizes
 hs_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
-for p in PATHS; do
+for p in @PATHS@; do
   [ -e "$p" ] || continue
   b=$(hs_root timeout 30 du -sxb "$p" 2>/dev/null | cut -f1)
   if ! l=$(hs_root ls -A "$p" 2>/dev/null); then e=unknown; elif [ -n "$l" ]; then e=full; else e=empty; fi
@@ -297,7 +278,7 @@ def parse_engine_state(lines: list[str] | None) -> EngineState | None:
 
 def containers_script(names: tuple[str, ...]) -> str:
     """The ``containers`` and ``volumes`` sections for ``names`` (each also a volume name)."""
-    return _CONTAINERS.replace("NAMES", " ".join(shlex.quote(n) for n in names))
+    return command(_CONTAINERS, NAMES=words(*names)).text
 
 
 def parse_containers(sections: dict[str, list[str]]) -> tuple[dict[str, dict[str, Any]] | None, frozenset[str]]:
@@ -352,7 +333,7 @@ class HostFacts:
     homes: dict[str, Account] = field(default_factory=dict)  # the users asked about that exist
     containers: dict[str, dict[str, Any]] | None = None  # asked-for containers (None: the engine was not asked)
     volumes: frozenset[str] = frozenset()
-    units: dict[str, UnitState] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
     dockerd_version: str = ""
     docker_unit: str = ""          # `systemctl cat docker.service`: unit and drop-ins
     available_versions: tuple[str, ...] = ()
@@ -363,8 +344,8 @@ class HostFacts:
     engine_state: EngineState | None = None   # None: not asked for (Wanted.engine_state)
     sizes: dict[str, PathSize] = field(default_factory=dict)  # the asked-for paths that exist (Wanted.sizes)
 
-    def unit(self, name: str) -> UnitState:
-        return self.units.get(name, UnitState())
+    def unit(self, name: str) -> Unit:
+        return self.units.get(name, Unit())
 
     @property
     def engine(self) -> str:
@@ -391,28 +372,6 @@ def split_sections(output: str) -> dict[str, list[str]]:
 
 def _tabbed(lines: list[str]) -> list[list[str]]:
     return [line.split("\t") for line in lines]
-
-
-def parse_units(lines: list[str]) -> dict[str, UnitState]:
-    """``systemctl show -p ...`` output for several units (blank-line separated)."""
-    units: dict[str, UnitState] = {}
-    props: dict[str, str] = {}
-
-    def flush() -> None:
-        if "Id" in props:
-            units[props["Id"]] = UnitState(props.get("LoadState", "not-found"),
-                                           props.get("ActiveState", "inactive"),
-                                           props.get("SubState", "dead"),
-                                           props.get("UnitFileState", ""))
-        props.clear()
-
-    for line in lines:
-        key, _, value = line.partition("=")
-        if key == "Id" and "Id" in props:
-            flush()
-        props[key] = value
-    flush()
-    return units
 
 
 def parse_facts(output: str) -> HostFacts:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from hostsetup.distros import UnsupportedSystem, resolve_platform
 from hostsetup.facts import HostFacts, docker_config_path
+from hostsetup.host.command import Command, Payload, Quoted, Raw, command, join
+from hostsetup.host.files import cleanup_traps, clear_traps
 from hostsetup.operations import CheckLogin, Operation, WriteUserFile
 from hostsetup.plan import PlanError
 from hostsetup.registries import (
@@ -87,3 +89,27 @@ def plan_login(facts: HostFacts, login: LoginSettings) -> Plan:
     verb = f"log in to {login.registry} as {login.credentials.username}" if login.credentials \
         else f"log out of {login.registry}"
     return Plan(platform, (Step("login", f"{verb}: {', '.join(changing)}", (*check, *writes)),))
+
+
+def check_login_script(op: CheckLogin) -> Command:
+    """``docker login`` with the password on stdin (decoded by ``base64``, fed by the shell's own
+    ``printf``: on no command line), in a throwaway client configuration removed however it ends."""
+    return join((
+        "cfg=",
+        *cleanup_traps('[ -z "$cfg" ] || rm -rf "$cfg"'),
+        "cfg=$(mktemp -d)",
+        "if ! command -v docker >/dev/null 2>&1; then echo 'the docker client is not installed: run "
+        "hostsetup install first; nothing was written' >&2; exit 1; fi",
+        command('if ! out=$(@PASSWORD@ | DOCKER_CONFIG="$cfg" timeout 60 docker login '
+                "--username @USER@ --password-stdin @REGISTRY@ 2>&1); then",
+                PASSWORD=Payload(op.password, secret=True), USER=op.username,
+                REGISTRY=Quoted(op.registry) if op.registry else Raw("")),
+        '  rc=$?; why=$(printf \'%s\\n\' "$out" | grep -v \'^WARNING\' | grep . | tail -n 1)',
+        '  [ -n "$why" ] || why="docker login ended with exit $rc and no message"',
+        command("  printf '%s refused the login of %s: %s; nothing was written\\n' @WHERE@ @USER@ \"$why\" >&2",
+                WHERE=op.registry or "Docker Hub", USER=op.username),
+        "  exit 1",
+        "fi",
+        'rm -rf "$cfg"; cfg=',
+        clear_traps(),
+    ))

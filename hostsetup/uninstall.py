@@ -18,8 +18,8 @@ from hostsetup.distros import (
     resolve_platform,
 )
 from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
+from hostsetup.host.paths import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.operations import Operation, RemoveFiles, Run
-from hostsetup.paths import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.plan import PlanError, held_packages, locked_run, remove_command, unhold_command
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.steps import Plan, Step

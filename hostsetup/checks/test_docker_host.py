@@ -14,8 +14,8 @@ import pytest
 from hostsetup.daemon.apply import mismatches
 from hostsetup.daemon.plan import expectations
 from hostsetup.distros import APT, Platform, install_packages
+from hostsetup.host.paths import DAEMON_JSON
 from hostsetup.openpgp import key_file_problem
-from hostsetup.paths import DAEMON_JSON
 from hostsetup.plan import key_fingerprints, repo_file_content, upstream_version
 from hostsetup.registries import CERTS_DIR, ca_path
 from hostsetup.settings import InstallSettings, settings_from_dict

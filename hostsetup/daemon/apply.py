@@ -3,15 +3,15 @@ wait for the daemon, roll back if it does not come back. One SSH session when al
 
 from __future__ import annotations
 
-import base64
 import json
 import shlex
 import time
 from typing import Any
 
+from hostsetup.host.command import Payload
+from hostsetup.host.files import backup, cleanup_traps, restore_newest_backup
 from hostsetup.operations import ConfigureDaemon
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.scripts import BACKUP_DIR, backup_script, cleanup_traps
 
 RESULT = "@@hostsetup-daemon"
 WAIT_SECONDS = 60
@@ -53,10 +53,9 @@ def configure_script(op: ConfigureDaemon) -> str:
              "had_prev=0", f"if [ -e {path} ]; then cat {path} > \"$prev\"; had_prev=1; "
              f"prev_mode=$(stat -c %a {path}); fi"]
     if op.content is not None:
-        payload = base64.b64encode(op.content.encode()).decode()
         lines += [
             f'tmp=$(mktemp "$(dirname {path})/.daemon.json.XXXXXX")',
-            f'echo {payload} | base64 -d > "$tmp"; chmod {op.mode} "$tmp"',
+            f'{Payload(op.content).text()} > "$tmp"; chmod {op.mode} "$tmp"',
         ]
         if op.validate:
             lines.append(
@@ -64,7 +63,7 @@ def configure_script(op: ConfigureDaemon) -> str:
                 '  if ! out=$(dockerd --validate --config-file "$tmp" 2>&1); then\n'
                 f'    rm -f "$tmp" "$prev"; echo "{RESULT} invalid $(echo "$out" | tail -n 1)"; exit 3\n'
                 f'  fi\n  echo "{RESULT} validated"\nfi')
-        lines += [backup_script(op.path), f'mv -f "$tmp" {path}']
+        lines += [backup(op.path).text, f'mv -f "$tmp" {path}']
     if op.reload_units:
         lines.append("systemctl daemon-reload")
     if op.restart:
@@ -84,10 +83,7 @@ exit 4""")
 
 def rollback_script(op: ConfigureDaemon) -> str:
     """Restore the newest backup (or remove a file that did not exist) and restart."""
-    name = op.path.strip("/").replace("/", "_")
-    restore = (f"b=$(ls -1t {BACKUP_DIR}/{name}.* 2>/dev/null | head -n 1); "
-               f'if [ -n "$b" ]; then cp -p "$b" {shlex.quote(op.path)}; fi' if op.old is not None
-               else f"rm -f {shlex.quote(op.path)}")
+    restore = restore_newest_backup(op.path).text if op.old is not None else f"rm -f {shlex.quote(op.path)}"
     return f"set -u\n{_WAIT}\n{restore}\nsystemctl reset-failed docker.service 2>/dev/null\n" \
            "systemctl restart docker.service\nwait_docker"
 

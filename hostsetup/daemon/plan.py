@@ -11,10 +11,10 @@ from typing import Any
 from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
 from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canonical_json
-from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
 from hostsetup.facts import HostFacts
+from hostsetup.host.dockerd import drop_flags, effective_execstart, flag_names
+from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
-from hostsetup.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.registries import ca_path
 from hostsetup.render import render
 from hostsetup.steps import Step

@@ -27,8 +27,10 @@ from hostsetup.doctor.causes import (
 )
 from hostsetup.doctor.findings import ERROR, INFO, OK, WARNING, Finding, ordered
 from hostsetup.doctor.journal import Fatal, Line, current_failure, fatal_lines, first_error, first_match
-from hostsetup.doctor.probes import CLIENT_TIMEOUT, PIDFILE, Disk, Probes, Unit
-from hostsetup.paths import DAEMON_JSON
+from hostsetup.doctor.probes import CLIENT_TIMEOUT, PIDFILE, Disk, Probes
+from hostsetup.host.dockerd import sets_hosts
+from hostsetup.host.paths import DAEMON_JSON
+from hostsetup.host.units import Unit
 
 LOCAL_ENDPOINTS = ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock")
 CONFIG_LINE = r"unable to configure the Docker daemon with file"
@@ -85,11 +87,6 @@ def endpoint_kind(endpoint: str) -> str:
     if DESKTOP.search(endpoint):
         return f"{endpoint} (Docker Desktop's socket)"
     return endpoint
-
-
-def _host_flag(argv: tuple[str, ...]) -> bool:
-    return any(a in ("-H", "--host") or a.startswith("--host=") or (a.startswith("-H") and len(a) > 2)
-               for a in argv[1:])
 
 
 class _Rules:
@@ -297,7 +294,7 @@ class _Rules:
             self.add("CONFIG_UNKNOWN_KEY", severity, [line],
                      f"Remove or rename {keys[1].strip()} (or restore the last good daemon.json).")
         conflict = line if line and re.search(CONFLICT, line) else None
-        if "hosts" in config and _host_flag(self.svc.argv):
+        if "hosts" in config and sets_hosts(self.svc.argv):
             self.add("CONFIG_FLAG_CONFLICT", severity,
                      [conflict, f'{DAEMON_JSON}: "hosts": {json.dumps(config["hosts"])}',
                       "ExecStart: " + " ".join(self.svc.argv)],

@@ -20,12 +20,13 @@ from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.doctor.classify import LOCAL_ENDPOINTS, SUBSYSTEM_KEYS, UNKNOWN_KEYS, parse_config
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, PIDFILE, Probes
-from hostsetup.paths import DAEMON_JSON, DROPIN_DIR, EXECSTART_DROPIN
-from hostsetup.scripts import backup_script
-from hostsetup.secrets import mask
+from hostsetup.host.command import Command, join
+from hostsetup.host.dockerd import host_flags
+from hostsetup.host.files import write_atomic
+from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN
+from hostsetup.secrets import file_mode, mask
 
 DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
-EOF_MARK = "HOSTSETUP_EOF"
 CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")
 # Not the daemon's problem: left unfixed, these do not stop it from starting.
 USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "CLIENT_CONFIG_INVALID", "USER_NOT_IN_GROUP", "USER_SESSION_STALE",
@@ -40,8 +41,9 @@ class FixStep:
 
     name: str
     codes: tuple[str, ...]
-    script: str
+    script: str          # what runs
     note: str = ""
+    shown: str = ""      # what --dry-run prints (secrets masked, file contents readable); "": the script
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,11 @@ class FixPlan:
         lines = []
         for step in self.steps:
             lines.append(f"fix {step.name}" + (f" ({', '.join(step.codes)})" if step.codes else "") + ":")
-            lines += [f"    {line}" for line in step.script.splitlines()]
+            lines += [f"    {line}" for line in (step.shown or step.script).splitlines()]
         for finding in self.manual:
             lines.append(f"by hand ({finding.code}): {finding.command or finding.fix}")
         lines += [f"note: {note}" for note in self.notes]
         return [mask(line) for line in lines]
-
-
-def heredoc(path: str, content: str) -> str:
-    """Write ``content`` to ``path`` atomically (temporary file, then rename)."""
-    if any(line == EOF_MARK for line in content.splitlines()):
-        raise ValueError(f"content holds the heredoc marker {EOF_MARK}")
-    q = shlex.quote
-    tmp = f"{path}.hostsetup-new"
-    return (f"cat > {q(tmp)} <<'{EOF_MARK}'\n{content.rstrip(chr(10))}\n{EOF_MARK}\n"
-            f"mv -f {q(tmp)} {q(path)}")
 
 
 def _bad_keys(findings: Sequence[Finding]) -> set[str]:
@@ -97,32 +89,16 @@ def _get(config: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _host_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split dockerd's argv into its -H/--host values and the other words."""
-    hosts, rest = [], []
-    words = iter(argv)
-    for word in words:
-        if word in ("-H", "--host"):
-            hosts.append(next(words, ""))
-        elif word.startswith("--host="):
-            hosts.append(word.split("=", 1)[1])
-        elif word.startswith("-H") and len(word) > 2:
-            hosts.append(word[2:].removeprefix("="))
-        else:
-            rest.append(word)
-    return hosts, rest
-
-
 def dropin_hosts(argv: Sequence[str], hosts: Sequence[str]) -> list[str]:
     """The -H values of the drop-in: ``fd://`` (the local socket stays socket-activated, so clients
     on /var/run/docker.sock keep working), then the unit's and daemon.json's other addresses."""
-    flag_hosts = _host_flags(argv or DEFAULT_ARGV)[0]
+    flag_hosts = host_flags(argv or DEFAULT_ARGV)[0]
     return list(dict.fromkeys(["fd://", *[h for h in (*flag_hosts, *hosts) if h not in ("fd://", *LOCAL_ENDPOINTS)]]))
 
 
 def hosts_execstart(argv: Sequence[str], hosts: Sequence[str]) -> str:
     """dockerd's command line with daemon.json's ``hosts`` as -H flags."""
-    rest = _host_flags(argv or DEFAULT_ARGV)[1]
+    rest = host_flags(argv or DEFAULT_ARGV)[1]
     return " ".join([rest[0], *[w for h in dropin_hosts(argv, hosts) for w in ("-H", h)], *rest[1:]])
 
 
@@ -137,8 +113,9 @@ class _Planner:
         self.replaced: dict[str, Finding] = {}   # findings left to a person, with a different fix
         self.regroup = False
 
-    def step(self, name: str, codes: Sequence[str], lines: Sequence[str], note: str = "") -> None:
-        self.steps.append(FixStep(name, tuple(codes), "\n".join(lines), note))
+    def step(self, name: str, codes: Sequence[str], lines: Sequence[str | Command], note: str = "") -> None:
+        script = join(lines)
+        self.steps.append(FixStep(name, tuple(codes), script.text, note, script.shown))
         self.fixed.update(codes)
 
     def has(self, *codes: str) -> list[str]:
@@ -185,7 +162,7 @@ class _Planner:
                for f in self.findings):
             return None  # the backup sets the value the engine rejected
         argv = p.unit("docker.service").argv
-        if "hosts" in config and _host_flags(argv)[0]:
+        if "hosts" in config and host_flags(argv)[0]:
             return None
         if insecure_hosts(hosts_list(config.get("hosts")), config, argv):
             return None  # restoring it would open plain TCP
@@ -210,11 +187,8 @@ class _Planner:
                   "# conflicted with this command line's -H (dockerd refuses a key set both ways).\n"
                   f"[Service]\nExecStart=\nExecStart={command}\n")
         self.step("move hosts to a drop-in", ["CONFIG_FLAG_CONFLICT"], [
-            backup_script(DAEMON_JSON),
-            heredoc(DAEMON_JSON, json.dumps(rest, indent=2) + "\n"),
-            f"install -d -m 0755 {DROPIN_DIR}",
-            backup_script(EXECSTART_DROPIN),
-            heredoc(EXECSTART_DROPIN, dropin),
+            write_atomic(DAEMON_JSON, json.dumps(rest, indent=2) + "\n", file_mode(json.dumps(rest))),
+            write_atomic(EXECSTART_DROPIN, dropin, "0644"),
             "systemctl daemon-reload",
         ])
 

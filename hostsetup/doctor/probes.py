@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 from hostsetup.doctor.journal import Line, parse_journal
 from hostsetup.facts import split_sections
-from hostsetup.paths import DAEMON_JSON
+from hostsetup.host.command import Raw, command, words
+from hostsetup.host.files import backup_glob
+from hostsetup.host.paths import DAEMON_JSON
+from hostsetup.host.units import PROBED_PROPS, Unit, parse_unit
 
 PIDFILE = "/var/run/docker.pid"
-BACKUP_GLOB = "/var/backups/hostsetup/etc_docker_daemon.json.*"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 UNITS = ("docker.service", "docker.socket", "containerd.service")
-UNIT_PROPS = ("Id,LoadState,ActiveState,SubState,UnitFileState,Result,NRestarts,ExecMainStatus,"
-              "ExecMainCode,MainPID,ExecStart,FragmentPath,DropInPaths,NeedDaemonReload,Listen,SocketGroup")
 CLIENT_TIMEOUT = 5
 # The server's version, and its components: "containerd" is missing while dockerd has lost it.
 CLIENT_FORMAT = "{{.Server.Version}}|{{range .Server.Components}}{{.Name}} {{end}}"
@@ -45,7 +45,7 @@ ENV_LINE = "^[^#]*DOCKER_(HOST|CONTEXT|API_VERSION|TLS_VERIFY|CERT_PATH)="
 _SCRIPT = r"""
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" LC_ALL=C
 sec() { printf '\n@@%s\n' "$1"; }
-me=$(id -un); T=TARGET; [ -n "$T" ] || T=$me
+me=$(id -un); T=@TARGET@; [ -n "$T" ] || T=$me
 if [ "$(id -u)" = 0 ]; then S=; priv=root
 elif sudo -n true 2>/dev/null; then S="sudo -n"; priv=sudo
 elif command -v sudo >/dev/null 2>&1; then S=; priv=password
@@ -64,7 +64,7 @@ sec meta
 printf 'user=%s\nuid=%s\ntarget=%s\npriv=%s\nhome=%s\n' "$me" "$(id -u)" "$T" "$priv" "$home"
 echo "os=$( . /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-}")"
 echo "os_ids=$( . /etc/os-release 2>/dev/null; echo "${ID:-} ${ID_LIKE:-}")"
-for u in UNITS; do sec "unit $u"; timeout 10 systemctl show -p PROPS "$u" 2>&1; done
+for u in @UNITS@; do sec "unit $u"; timeout 10 systemctl show -p @PROPS@ "$u" 2>&1; done
 sec journal-access; if [ "$priv" = sudo ] || [ "$priv" = root ]; then echo root; else echo "$priv"; fi
 sec journal-docker
 R timeout 10 journalctl -u docker.service -u docker.socket -b -n 400 --no-pager -o cat 2>/dev/null \
@@ -74,7 +74,7 @@ R timeout 10 journalctl -u docker.service -u docker.socket -b -n 400 --no-pager 
 sec journal-errors
 R timeout 10 journalctl -u docker.service -u docker.socket -u containerd.service -b -n 5000 --no-pager \
   -o short-unix 2>/dev/null \
-  | awk 'index($0, "[core]") == 0 && ($0 !~ / time="/ || $0 ~ /level=(fatal|panic)/ || $0 ~ /ERRORS/)' \
+  | awk 'index($0, "[core]") == 0 && ($0 !~ / time="/ || $0 ~ /level=(fatal|panic)/ || $0 ~ /@ERRORS@/)' \
   | tail -n 120
 sec journal-containerd
 R timeout 10 journalctl -u containerd.service -b -n 30 --no-pager -o cat 2>/dev/null
@@ -83,8 +83,8 @@ for p in /run/docker.sock /var/run/docker.sock; do
   printf '%s|' "$p"; stat -L -c '%F|%U|%G|%a' "$p" 2>/dev/null || echo missing
 done
 sec pidfile
-if [ -e PIDFILE ]; then
-  p=$(cat PIDFILE 2>/dev/null); case "$p" in ''|*[!0-9]*) p=;; esac
+if [ -e @PIDFILE@ ]; then
+  p=$(cat @PIDFILE@ 2>/dev/null); case "$p" in ''|*[!0-9]*) p=;; esac
   echo "pid=$p"
   if [ -n "$p" ] && [ -d "/proc/$p" ]; then echo "comm=$(cat "/proc/$p/comm" 2>/dev/null)"; fi
 fi
@@ -93,23 +93,23 @@ fi
 cr=$(mktemp -d)
 (
   if [ "$T" = "$me" ]; then
-    timeout CLIENT docker version --format 'FORMAT' > "$cr/out" 2> "$cr/err"; echo $? > "$cr/rc"
+    timeout @CLIENT@ docker version --format '@FORMAT@' > "$cr/out" 2> "$cr/err"; echo $? > "$cr/rc"
     case " $(id -Gn) " in *" docker "*) ;; *)
       case " $(id -Gn "$me" 2>/dev/null) " in *" docker "*)
         if [ "$priv" = sudo ] || [ "$priv" = root ]; then
-          timeout 8 sudo -n -u "$me" timeout CLIENT docker version --format 'FORMAT' \
+          timeout 8 sudo -n -u "$me" timeout @CLIENT@ docker version --format '@FORMAT@' \
             > "$cr/fout" 2> "$cr/ferr"; echo $? > "$cr/frc"
         fi;;
       esac;;
     esac
   elif [ "$priv" = sudo ] || [ "$priv" = root ]; then
-    timeout 8 sudo -n -u "$T" -i timeout CLIENT docker version --format 'FORMAT' \
+    timeout 8 sudo -n -u "$T" -i timeout @CLIENT@ docker version --format '@FORMAT@' \
       > "$cr/out" 2> "$cr/err"; echo $? > "$cr/rc"
   fi
 ) & cpid=$!
 sec engine; timeout 10 dockerd --version 2>&1; timeout 10 docker --version 2>&1
 sec unit-files; timeout 10 systemctl cat docker.service docker.socket 2>&1 | head -n 200
-f=DAEMON_JSON
+f=@DAEMON_JSON@
 sec daemon-json
 if [ ! -e "$f" ]; then echo absent
 elif R test -r "$f"; then
@@ -128,8 +128,8 @@ sec group; getent group docker
 sec groups; printf 'session=%s\ndatabase=%s\n' "$(id -Gn)" "$(id -Gn "$T" 2>/dev/null || echo '!missing')"
 sec env; [ "$T" = "$me" ] && env | grep -E '^DOCKER_(HOST|CONTEXT|CONFIG|TLS_VERIFY|CERT_PATH|API_VERSION)='
 sec env-files
-R grep -sHnE 'ENV_LINE' /etc/environment /etc/profile /etc/bash.bashrc /etc/profile.d/*.sh 2>/dev/null
-U timeout 10 sh -c 'for f; do [ -f "$f" ] && grep -sHnE "ENV_LINE" -- "$f"; done' - "$home/.bashrc" \
+R grep -sHnE '@ENV_LINE@' /etc/environment /etc/profile /etc/bash.bashrc /etc/profile.d/*.sh 2>/dev/null
+U timeout 10 sh -c 'for f; do [ -f "$f" ] && grep -sHnE "@ENV_LINE@" -- "$f"; done' - "$home/.bashrc" \
   "$home/.profile" "$home/.bash_profile" "$home/.bash_login" "$home/.zshrc" "$home/.zprofile" "$home/.zshenv" \
   "$home/.pam_environment" 2>/dev/null
 sec docker-context
@@ -142,7 +142,7 @@ U timeout 10 find -P "$c/contexts/meta" -mindepth 2 -maxdepth 2 -name meta.json 
   | head -n 50
 sec disk
 dr=$(R cat "$f" 2>/dev/null | tr -d '\n' | sed -n 's/.*"data-root"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
-for p in "${dr:-DATA_ROOT}" /run /var/lib/containerd; do
+for p in "${dr:-@DATA_ROOT@}" /run /var/lib/containerd; do
   e=$p; while [ "$e" != / ] && ! R test -e "$e"; do e=$(dirname "$e"); done
   if [ "$priv" = sudo ] || [ "$priv" = root ]; then if R test -w "$e"; then w=yes; else w=no; fi; else w=unknown; fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$e" \
@@ -162,7 +162,7 @@ if command -v iptables >/dev/null 2>&1; then
   fi
 else echo iptables=absent; fi
 sec backup
-b=$(R sh -c 'ls -1t BACKUPS 2>/dev/null | head -n 1')
+b=$(R sh -c 'ls -1t @BACKUPS@ 2>/dev/null | head -n 1')
 if [ -n "$b" ]; then printf '%s\t' "$b"; R cat "$b" | base64 | tr -d '\n'; echo; fi
 wait "$cpid" 2>/dev/null
 sec client; [ -e "$cr/rc" ] && echo "rc=$(cat "$cr/rc")"
@@ -178,49 +178,15 @@ sec end
 
 def probe_script(target_user: str = "") -> str:
     """The probe script; ``target_user`` is whose docker access to check (default: the login user)."""
-    q = shlex.quote
-    return (_SCRIPT.replace("TARGET", q(target_user)).replace("UNITS", " ".join(UNITS))
-            .replace("PROPS", UNIT_PROPS).replace("CLIENT", str(CLIENT_TIMEOUT))
-            .replace("DAEMON_JSON", DAEMON_JSON).replace("PIDFILE", PIDFILE)
-            .replace("BACKUPS", BACKUP_GLOB).replace("DATA_ROOT", DEFAULT_DATA_ROOT)
-            .replace("ERRORS", JOURNAL_ERRORS).replace("FORMAT", CLIENT_FORMAT).replace("ENV_LINE", ENV_LINE))
+    return command(_SCRIPT, TARGET=target_user, UNITS=words(*UNITS), PROPS=Raw(PROBED_PROPS), CLIENT=CLIENT_TIMEOUT,
+                   DAEMON_JSON=DAEMON_JSON, PIDFILE=PIDFILE, BACKUPS=Raw(backup_glob(DAEMON_JSON)),
+                   DATA_ROOT=DEFAULT_DATA_ROOT, ERRORS=Raw(JOURNAL_ERRORS), FORMAT=Raw(CLIENT_FORMAT),
+                   ENV_LINE=Raw(ENV_LINE)).text
 
 
 def probe_command(target_user: str = "") -> str:
     """The probe as one command line: POSIX sh whatever the login shell is."""
     return "sh -c " + shlex.quote(probe_script(target_user))
-
-
-@dataclass(frozen=True)
-class Unit:
-    """What ``systemctl show`` says about one unit."""
-
-    name: str
-    load: str = "not-found"
-    active: str = "inactive"
-    sub: str = "dead"
-    file_state: str = ""
-    result: str = ""
-    restarts: int = 0
-    exit_status: int = 0
-    main_pid: int = 0
-    argv: tuple[str, ...] = ()
-    drop_ins: tuple[str, ...] = ()
-    need_reload: bool = False
-    listen: str = ""
-    socket_group: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.active in ("active", "reloading")
-
-    @property
-    def masked(self) -> bool:
-        return self.load == "masked" or self.file_state.startswith("masked")
-
-    @property
-    def installed(self) -> bool:
-        return self.load != "not-found"
 
 
 @dataclass(frozen=True)
@@ -333,16 +299,6 @@ def _int(value: str, default: int = 0) -> int:
         return int(value)
     except ValueError:
         return default
-
-
-def parse_unit(name: str, lines: list[str]) -> Unit:
-    p = _props(lines)
-    argv = re.search(r"argv\[\]=([^;]*) ;", p.get("ExecStart", ""))
-    return Unit(name, p.get("LoadState", "not-found"), p.get("ActiveState", "inactive"),
-                p.get("SubState", "dead"), p.get("UnitFileState", ""), p.get("Result", ""),
-                _int(p.get("NRestarts", "0")), _int(p.get("ExecMainStatus", "0")), _int(p.get("MainPID", "0")),
-                tuple(argv[1].split()) if argv else (), tuple(p.get("DropInPaths", "").split()),
-                p.get("NeedDaemonReload") == "yes", p.get("Listen", ""), p.get("SocketGroup", ""))
 
 
 def _engine(lines: list[str]) -> str:

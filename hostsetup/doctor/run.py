@@ -75,7 +75,7 @@ class DoctorReport(HostReport):
 
 
 def _step_dict(step: FixStep, result: StepResult | None) -> dict[str, object]:
-    return {"name": step.name, "codes": list(step.codes), "script": step.script, "note": step.note,
+    return {"name": step.name, "codes": list(step.codes), "script": step.shown or step.script, "note": step.note,
             "status": result.status if result else "planned", "seconds": round(result.seconds, 3) if result else 0,
             "error": result.error if result else ""}
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from hostsetup.host.files import TEMP_PREFIX
 from hostsetup.sandbox.engine import docker
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
-from hostsetup.scripts import TEMP_PREFIX
 
 # The files hostsetup writes (all of them on a fresh host: there, the old version is "absent").
 MANAGED = {"debian12": ("/etc/apt/keyrings/docker.asc", "/etc/apt/sources.list.d/docker.sources"),

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from invoke.runners import Result
 
-from hostsetup import apply, rollback, scripts
+from hostsetup import apply, rollback
 from hostsetup.apply import RepositoryGuard, apply_plan, batch_results, batch_script, step_script
 from hostsetup.distros import parse_os_release, resolve_platform
 from hostsetup.downloads import curl_failure, failed_download
+from hostsetup.host import files as scripts
 from hostsetup.operations import InstallPackages, RemoveFiles, Run, WriteFile
 from hostsetup.plan import Step
 from hostsetup.steps import Plan

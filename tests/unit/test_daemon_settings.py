@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hostsetup.daemon.settings import DaemonSettingsError, canonical_json, daemon_settings
-from hostsetup.daemon.unit import drop_flags, effective_execstart, flag_names
+from hostsetup.host.dockerd import drop_flags, effective_execstart, flag_names
 
 GOLDEN = Path(__file__).parent / "golden" / "daemon"
 

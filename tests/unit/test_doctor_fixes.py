@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hostsetup.doctor.classify import classify
-from hostsetup.doctor.fixes import FixPlan, heredoc, hosts_execstart, plan_fixes
+from hostsetup.doctor.fixes import FixPlan, hosts_execstart, plan_fixes
 from hostsetup.doctor.probes import Probes, parse_probes
+from hostsetup.host.files import write_atomic
 
 DATA = Path(__file__).parent / "data" / "doctor"
 ENGINES = ["engine20.10", "engine26.1"]
@@ -104,10 +105,11 @@ def test_hosts_move_into_the_execstart_dropin(engine: str, tmp_path: Path) -> No
     assert (start.name, start.script) == ("start docker", START)
     script = move.script
     assert "cp -p /etc/docker/daemon.json /var/backups/hostsetup/etc_docker_daemon.json." in script
-    assert ("cat > /etc/docker/daemon.json.hostsetup-new <<'HOSTSETUP_EOF'\n{}\nHOSTSETUP_EOF\n"
-            "mv -f /etc/docker/daemon.json.hostsetup-new /etc/docker/daemon.json") in script
+    shown = move.shown  # what --dry-run prints: the files' contents as here-documents, written atomically
+    assert ("d=$(dirname /etc/docker/daemon.json)" in shown and "cat <<'HOSTSETUP_EOF' > \"$tmp\"\n{}\nHOSTSETUP_EOF\n"
+            in shown and 'mv -f "$tmp" /etc/docker/daemon.json' in shown)
     assert ("[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// -H unix:///run/docker-alt.sock "
-            "--containerd=/run/containerd/containerd.sock\nHOSTSETUP_EOF\n") in script
+            "--containerd=/run/containerd/containerd.sock\nHOSTSETUP_EOF\n") in shown
     assert script.endswith("systemctl daemon-reload")
     # The script is valid sh and writes exactly those files (run against a scratch root).
     subprocess.run(["sh", "-n", "-c", script], check=True)
@@ -154,8 +156,8 @@ def test_tcp_with_tls_verification_is_moved(engine: str) -> None:
     config = json.dumps({"hosts": ["unix:///var/run/docker.sock", "0.0.0.0:2376"], **TLS})
     move = plan(with_daemon_json(probes(f"{engine}-hosts-conflict"), config)).steps[0]
     assert move.name == "move hosts to a drop-in"
-    assert "ExecStart=/usr/bin/dockerd -H fd:// -H 0.0.0.0:2376 --containerd" in move.script
-    assert '"tlsverify": true' in move.script  # stays in daemon.json
+    assert "ExecStart=/usr/bin/dockerd -H fd:// -H 0.0.0.0:2376 --containerd" in move.shown
+    assert '"tlsverify": true' in move.shown  # stays in daemon.json
 
 
 def test_a_backup_with_plain_tcp_is_not_restored() -> None:
@@ -179,9 +181,12 @@ def test_hosts_execstart(argv: tuple[str, ...], hosts: list[str], expected: str)
     assert hosts_execstart(argv, hosts) == expected
 
 
-def test_heredoc_refuses_its_own_marker() -> None:
-    with pytest.raises(ValueError, match="marker"):
-        heredoc("/etc/x", "a\nHOSTSETUP_EOF\nb")
+def test_a_file_holding_the_heredoc_marker_is_written_exactly(tmp_path: Path) -> None:
+    content = "a\nHOSTSETUP_EOF\nb"   # the shown form picks another marker; what runs is byte-exact
+    written = write_atomic(str(tmp_path / "x"), content, "0644")
+    assert "cat <<'HOSTSETUP_EOF_1'" in written.shown
+    subprocess.run(["sh", "-ec", written.text.replace("/var/backups/", f"{tmp_path}/backups/")], check=True)
+    assert (tmp_path / "x").read_text() == content
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -146,7 +146,8 @@ def test_every_output_masks_secrets_but_the_fix_runs_with_them(fake: type[FakeSh
     assert PASSWORD not in out and PASSWORD not in saved
     fake.outputs = [with_secrets(recorded("engine26.1-hosts-conflict")), recorded("engine26.1-healthy")]
     doctor_local(fix=True)
-    assert f'"http-proxy": "http://user:{PASSWORD}@proxy:3128"' in fake.scripts[0]  # the executed form
+    payloads = [base64.b64decode(p).decode() for p in re.findall(r"printf %s (\S+) \| base64 -d", fake.scripts[0])]
+    assert any(f'"http-proxy": "http://user:{PASSWORD}@proxy:3128"' in p for p in payloads)  # the executed form
 
 
 def test_the_sudo_password_is_masked(fake: type[FakeShell]) -> None:

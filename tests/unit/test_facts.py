@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup.facts import FactsError, facts_script, parse_facts, parse_units
+from hostsetup.facts import FactsError, facts_script, parse_facts
+from hostsetup.host.units import parse_units
 
 DATA = Path(__file__).parent / "data" / "facts"
 

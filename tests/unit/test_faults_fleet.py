@@ -17,11 +17,12 @@ import pytest
 from invoke import Exit
 from invoke.runners import Result
 
-from hostsetup import runner, scripts
+from hostsetup import runner
 from hostsetup.apply import MARK, StepResult, batch_script
 from hostsetup.config import HostsetupConfig
 from hostsetup.connection import KEEPALIVE_REQUEST, Watchdog
-from hostsetup.operations import Run, WriteFile
+from hostsetup.host import files as scripts
+from hostsetup.operations import Run
 from hostsetup.remote import Remote
 from hostsetup.report import fleet_table, host_block, summary_line
 from hostsetup.runner import (
@@ -42,7 +43,7 @@ from hostsetup.tasks.install import exit_code
 
 
 def write_script(target: Path, content: str = "new\n") -> str:
-    return "set -e\n" + scripts.write_file_script(WriteFile(str(target), content, None, mode="0644"))
+    return "set -e\n" + scripts.write_atomic(str(target), content, "0644").text
 
 
 def default_signals() -> None:
@@ -114,9 +115,9 @@ def test_write_failing_midway_removes_its_temporary_file(tmp_path, backups) -> N
 def test_write_inside_a_batch_step_keeps_the_exit_status_and_clears_its_traps(tmp_path, backups) -> None:
     """In apply's batch script a write is one step in a subshell; the next step's failure is its own."""
     first, second = tmp_path / "a.conf", tmp_path / "b.conf"
-    steps = [(Step("a", "write a"), scripts.write_file_script(WriteFile(str(first), "A\n", None))),
+    steps = [(Step("a", "write a"), scripts.write_atomic(str(first), "A\n", "0644").text),
              (Step("b", "write b, then fail"),
-              scripts.write_file_script(WriteFile(str(second), "B\n", None)) + "\nexit 7")]
+              scripts.write_atomic(str(second), "B\n", "0644").text + "\nexit 7")]
     proc = run_sh(batch_script(steps))
     assert proc.returncode == 7
     assert first.read_text() == "A\n" and second.read_text() == "B\n" and temp_files(tmp_path) == []
@@ -458,7 +459,7 @@ def test_report_and_exit_code_after_ctrl_c() -> None:
 
 def test_a_script_that_survives_a_hangup_goes_on_and_still_cleans_up_on_int(tmp_path: Path) -> None:
     """configure's script: a lost connection (HUP, then PIPE) does not stop it; INT still cleans up."""
-    from hostsetup.scripts import cleanup_traps
+    from hostsetup.host.files import cleanup_traps
     marker = tmp_path / "left"
     traps = "\n".join(cleanup_traps(f"rm -f {marker}", survive_hangup=True))
     hup = run_sh(f"touch {marker}\n{traps}\nkill -HUP $$\nkill -PIPE $$\necho went-on")

@@ -17,7 +17,8 @@ from hostsetup.daemon.apply import mismatches
 from hostsetup.daemon.plan import plan_registry_cas, registry_ca_files
 from hostsetup.daemon.settings import DaemonSettingsError, daemon_settings
 from hostsetup.facts import Account, HostFacts, parse_facts
-from hostsetup.login import LoginSettings, plan_login
+from hostsetup.host.files import write_as_user
+from hostsetup.login import LoginSettings, check_login_script, plan_login
 from hostsetup.operations import CheckLogin, WriteUserFile
 from hostsetup.plan import PlanError
 from hostsetup.registries import (
@@ -36,7 +37,6 @@ from hostsetup.registries import (
 )
 from hostsetup.runner import describe_plan
 from hostsetup.sandbox.registries import ImageParts, parts_from_archive, registry_config, write_repository
-from hostsetup.scripts import check_login_script, write_user_file_script
 from hostsetup.smoke import smoke_image
 from hostsetup.tasks.configure import parse_registry_cas
 
@@ -225,11 +225,11 @@ def test_the_password_is_in_no_plan_text_and_no_command_line() -> None:
     assert CREDS.password not in text and CREDS.auth not in text and "--password-stdin" in text
     assert "s3cret" not in repr(plan)
     check, write = plan.steps[0].operations
-    script = check_login_script(check)  # type: ignore[arg-type]
+    script = check_login_script(check).text  # type: ignore[arg-type]
     assert CREDS.password not in script  # base64 on the script's own stdin, fed by printf (a shell builtin)
     assert "printf %s " + base64.b64encode(CREDS.password.encode()).decode() + " | base64 -d" in script
     assert "--password-stdin" in script and "DOCKER_CONFIG=" in script
-    user_script = write_user_file_script(write)  # type: ignore[arg-type]
+    user_script = write_as_user(write.user, write.path, write.content).text  # type: ignore[union-attr]
     assert CREDS.auth not in user_script and "runuser -u hostsetup -- sh -c" in user_script
     subprocess.run(["sh", "-n", "-c", script], check=True)
     subprocess.run(["sh", "-n", "-c", user_script], check=True)
@@ -243,7 +243,7 @@ def test_user_file_script_writes_atomically_as_the_user(tmp_path: Path) -> None:
         pytest.skip("runuser needs root")
     target = tmp_path / "home" / ".docker" / "config.json"
     op = WriteUserFile(str(target), '{"auths": {}}\n', getpass.getuser(), "test")
-    subprocess.run(["sh", "-c", write_user_file_script(op)], check=True)
+    subprocess.run(["sh", "-c", write_as_user(op.user, op.path, op.content).text], check=True)
     assert target.read_text() == '{"auths": {}}\n' and oct(target.stat().st_mode & 0o777) == "0o600"
     assert oct(target.parent.stat().st_mode & 0o777) == "0o700"
     assert [p.name for p in target.parent.iterdir()] == ["config.json"]  # no temporary file left
@@ -369,7 +369,7 @@ def test_logout_removes_every_form_docker_would_use_and_refuses_a_helper() -> No
 def test_docker_hub_is_logged_in_to_by_docker_logins_default() -> None:
     check = plan_login(facts_with({}), LoginSettings("docker.io", CREDS)).steps[0].operations[0]
     assert isinstance(check, CheckLogin) and check.registry == ""
-    script = check_login_script(check)
+    script = check_login_script(check).text
     assert "--password-stdin  2>&1" in script or "--password-stdin 2>&1" in script
 
 

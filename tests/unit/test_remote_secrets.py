@@ -11,8 +11,8 @@ from invoke.runners import Result
 from hostsetup.daemon.apply import configure_script
 from hostsetup.daemon.plan import plan_daemon
 from hostsetup.daemon.settings import daemon_settings
+from hostsetup.host.paths import PROXY_DROPIN
 from hostsetup.operations import ConfigureDaemon, WriteFile
-from hostsetup.paths import PROXY_DROPIN
 from hostsetup.plan import plan_configure, plan_install
 from hostsetup.remote import Remote
 from hostsetup.settings import install_settings

@@ -1,8 +1,10 @@
-"""Reading dockerd's effective command line from ``systemctl cat docker`` (pure)."""
+"""dockerd's command line: the ExecStart in force (``systemctl cat docker``), its -H/--host values,
+flags removed (pure). Daemon planning and doctor's rules and fixes all read it here."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 
 def effective_execstart(unit_text: str) -> str | None:
@@ -49,3 +51,25 @@ def flag_names(spec: str | None) -> set[str]:
     if not spec:
         return set()
     return {part.strip() for part in spec.replace("/", ",").split(",") if part.strip().startswith("-")}
+
+
+def host_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split dockerd's words into its -H/--host values (``-H x``, ``-Hx``, ``-H=x``, ``--host x``,
+    ``--host=x``; a trailing ``-H`` gives "") and the other words."""
+    hosts, rest = [], []
+    words = iter(argv)
+    for word in words:
+        if word in ("-H", "--host"):
+            hosts.append(next(words, ""))
+        elif word.startswith("--host="):
+            hosts.append(word.split("=", 1)[1])
+        elif word.startswith("-H") and len(word) > 2:
+            hosts.append(word[2:].removeprefix("="))
+        else:
+            rest.append(word)
+    return hosts, rest
+
+
+def sets_hosts(argv: Sequence[str]) -> bool:
+    """Whether the command line (program first) sets an address with -H/--host."""
+    return bool(host_flags(argv[1:])[0])
