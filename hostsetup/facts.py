@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from hostsetup.host.command import Raw, command, words
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.host.units import FACT_PROPS, Unit, parse_units
 from hostsetup.pkgcommands import holders_script
+from hostsetup.versions import engine_version
 
 FACT_PACKAGES = tuple(dict.fromkeys((
     *ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras",
@@ -295,12 +295,6 @@ def parse_containers(sections: dict[str, list[str]]) -> tuple[dict[str, dict[str
             except json.JSONDecodeError:
                 continue
     return found, frozenset(line.strip() for line in sections.get("volumes", []) if line.strip())
-
-
-def engine_version(text: str) -> str:
-    """``Docker version 26.1.5+dfsg1, build 411e817`` (or just the version) -> ``26.1.5+dfsg1``; "" if none."""
-    match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", text)
-    return match.group(1) if match else ""
 
 
 @dataclass(frozen=True)

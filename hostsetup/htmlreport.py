@@ -15,8 +15,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from hostsetup.facts import engine_version
 from hostsetup.secrets import mask_data
+from hostsetup.versions import engine_version
 
 GOOD = {"ok", "passed", "healthy"}
 CHANGED = {"changed", "fixed", "planned", "reverted"}

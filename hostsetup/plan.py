@@ -5,7 +5,6 @@ A converged host yields a plan whose steps have no operations.
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import replace
 
@@ -46,21 +45,11 @@ from hostsetup.pkgcommands import (
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
-from hostsetup.versions import newest_key
+from hostsetup.versions import newest_key, upstream_version, version_key
 
 
 class PlanError(Exception):
     """The host cannot be converged as asked; nothing should change on it."""
-
-
-def upstream_version(package_version: str) -> str:
-    """``5:20.10.24-1~debian.12~bookworm`` -> ``20.10.24``; ``3:24.0.7-1.el9`` -> ``24.0.7``."""
-    without_epoch = package_version.split(":", 1)[-1]
-    return re.split(r"[-~]", without_epoch, maxsplit=1)[0]
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", upstream_version(version)))
 
 
 def resolve_version(pin: str, available: tuple[str, ...]) -> str:

@@ -1,4 +1,7 @@
-"""Package versions compared the way the package managers compare them.
+"""Versions, read and ordered in one place: package versions (dpkg/rpm order), their upstream release,
+and the engine's version as dockerd and docker report it.
+
+Package versions are compared the way the package managers compare them.
 
 dpkg's algorithm (epoch, then upstream version, then revision; ``~`` sorts before anything, letters
 before other signs, digit runs as numbers). rpm's ``rpmvercmp`` orders the versions Docker publishes
@@ -59,3 +62,34 @@ def sort_newest_first(versions: Iterable[str]) -> list[str]:
 
 
 newest_key = cmp_to_key(compare_versions)   # for max() / sorted() over package versions
+
+
+def upstream_version(version: str) -> str:
+    """The release a package version carries: epoch, revision and ``+``/``~`` suffixes dropped.
+
+    ``5:20.10.24-1~debian.12~bookworm`` -> ``20.10.24``; ``3:24.0.7-1.el9`` -> ``24.0.7``;
+    ``20.10.24+dfsg1-1+deb12u1+b6`` -> ``20.10.24``."""
+    return re.split(r"[+~]", split_version(version)[1], maxsplit=1)[0]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """The numbers of a version's release, for ordering releases (``24.0`` < ``24.0.7`` < ``25.0``)."""
+    return tuple(int(part) for part in re.findall(r"\d+", upstream_version(version)))
+
+
+_ENGINE = re.compile(r"(?:docker version\s+)?(?:\d+:)?v?(\d+)\.(\d+)(?:\.(\d+))?", re.IGNORECASE)
+
+
+def engine_version(text: str) -> str:
+    """``Docker version 26.1.5+dfsg1, build 411e817`` (or just the version) -> ``26.1.5+dfsg1``; "" if none."""
+    match = re.search(r"\b(\d+\.\d+(?:\.\d+)?[^\s,]*)", text)
+    return match.group(1) if match else ""
+
+
+def parse_engine_version(text: str) -> tuple[int, ...] | None:
+    """``Docker version 20.10.24+dfsg1, build 5d6db84``, ``26.1.5`` or ``5:20.10.24-1~debian.12~bookworm``
+    -> ``(20, 10, 24)``; ``None`` when no version is found."""
+    match = _ENGINE.match(text.strip())
+    if match is None:
+        return None
+    return tuple(int(part or 0) for part in match.groups())

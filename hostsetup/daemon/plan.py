@@ -9,7 +9,7 @@ from pathlib import PurePosixPath as Path
 from typing import Any
 
 from hostsetup.daemon.listeners import hosts_list, insecure_hosts
-from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, parse_engine_version, validate
+from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, validate
 from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canonical_json
 from hostsetup.facts import HostFacts
 from hostsetup.host.dockerd import drop_flags, effective_execstart, flag_names
@@ -19,6 +19,7 @@ from hostsetup.registries import ca_path
 from hostsetup.render import render
 from hostsetup.steps import Step
 from hostsetup.textsafety import systemd_value_problem
+from hostsetup.versions import parse_engine_version
 
 PROXIES_SINCE = (23, 0)
 VALIDATE_SINCE = (23, 0)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hostsetup.textsafety import systemd_value_problem, url_problem
+from hostsetup.versions import parse_engine_version
 
 ERROR = "error"
 WARNING = "warning"
@@ -207,18 +208,6 @@ MISPLACED: dict[str, tuple[str, str]] = {
 
 
 # --------------------------------------------------------------------------- versions
-
-
-_VERSION = re.compile(r"(?:docker version\s+)?(?:\d+:)?v?(\d+)\.(\d+)(?:\.(\d+))?", re.IGNORECASE)
-
-
-def parse_engine_version(text: str) -> tuple[int, ...] | None:
-    """``Docker version 20.10.24+dfsg1, build 5d6db84``, ``26.1.5`` or ``5:20.10.24-1~debian.12~bookworm``
-    -> ``(20, 10, 24)``; ``None`` when no version is found."""
-    match = _VERSION.match(text.strip())
-    if match is None:
-        return None
-    return tuple(int(part or 0) for part in match.groups())
 
 
 @cache

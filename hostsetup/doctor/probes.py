@@ -25,6 +25,7 @@ from hostsetup.host.command import Raw, command, words
 from hostsetup.host.files import backup_glob
 from hostsetup.host.paths import DAEMON_JSON
 from hostsetup.host.units import PROBED_PROPS, Unit, parse_unit
+from hostsetup.versions import parse_engine_version
 
 PIDFILE = "/var/run/docker.pid"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
@@ -283,8 +284,8 @@ class Probes:
 
     @property
     def engine_version(self) -> tuple[int, int]:
-        match = re.search(r"version (\d+)\.(\d+)", self.engine)
-        return (int(match[1]), int(match[2])) if match else (0, 0)
+        version = parse_engine_version(self.engine) if self.engine else None
+        return (version[0], version[1]) if version else (0, 0)
 
     def disk(self, path: str) -> Disk | None:
         return next((d for d in self.disks if d.path == path), None)
