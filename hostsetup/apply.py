@@ -40,12 +40,6 @@ from hostsetup.operations import (
     WriteFile,
     WriteUserFile,
 )
-from hostsetup.pkgcommands import (
-    install_command,
-    list_versions_command,
-    refresh_command,
-    repository_refresh_command,
-)
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.steps import Plan, Step
@@ -84,7 +78,7 @@ class RepositoryGuard:
         family = platform.family
         return cls(family.repo_file, family.key_file,
                    frozenset((family.repo_file, family.key_file, *family.legacy_files)),
-                   repository_refresh_command(platform.package_manager, family.repo_file))
+                   platform.manager.refresh_repository(family.repo_file))
 
     def keep(self, step: str, paths: Iterable[str]) -> str:
         """The script that keeps those of ``paths`` that are guarded and not kept yet ("" if none)."""
@@ -141,7 +135,8 @@ def _clean_tail(result: Result) -> str:
 
 
 def _run_packages(remote: Remote, op: InstallPackages, step: Step, guard: RepositoryGuard) -> None:
-    result = remote.root("set -e\n" + guard.prove(step.name, refresh_command(op)) + "\n" + list_versions_command(op))
+    result = remote.root("set -e\n" + guard.prove(step.name, op.refresh_command()) + "\n"
+                         + op.package_manager.list_versions())
     if not result.ok:
         raise RemoteError(guard.failure(step, result))
     version = op.version
@@ -151,7 +146,7 @@ def _run_packages(remote: Remote, op: InstallPackages, step: Step, guard: Reposi
             version = resolve_version(op.pin, available)
         except PlanError as exc:
             raise RemoteError(str(exc)) from None
-    result = remote.root(install_command(op, version))
+    result = remote.root(op.install_command(version))
     if connection_lost(result):
         raise RemoteError(CONNECTION_LOST.format(step=step.name))
     if not result.ok:
@@ -186,7 +181,7 @@ def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
     if isinstance(op, WriteUserFile):
         return write_as_user(op.user, op.path, op.content).text
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
-        return f"{guard.prove(step.name, refresh_command(op))}\n{install_command(op, op.version)}"
+        return f"{guard.prove(step.name, op.refresh_command())}\n{op.install_command(op.version)}"
     return None
 
 

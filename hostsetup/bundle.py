@@ -27,8 +27,9 @@ from typing import Any
 from hostsetup.distros import APT, DISTROS, RPM, Platform, UnsupportedSystem, resolve_platform
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import HostFacts
+from hostsetup.host.command import Quoted, Raw, command, join
+from hostsetup.host.packages import PINNED_PACKAGES
 from hostsetup.operations import UploadBundle
-from hostsetup.pkgcommands import PINNED_PACKAGES, rpm_pin
 from hostsetup.repoindex import sha256_file
 
 BUNDLE_ROOT = "/var/lib/hostsetup/bundles"
@@ -209,10 +210,10 @@ _APT_CHECK = r"""t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; chmod 755 "$t"
 mkdir -p "$t/lists/partial" "$t/only" "$t/all"
 cp -a /var/lib/apt/lists/. "$t/lists/" 2>/dev/null || true
 for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -e "$f" ] && [ "$f" != REPO_FILE ] && cp "$f" "$t/all/"
+  [ -e "$f" ] && [ "$f" != @REPO_FILE@ ] && cp "$f" "$t/all/"
 done
-cp KEY "$t/bundle-key.asc"
-printf '%s\n' 'Types: deb' 'URIs: URL' 'Suites: CODENAME' 'Components: stable' 'Architectures: ARCH' \
+cp @KEY@ "$t/bundle-key.asc"
+printf '%s\n' 'Types: deb' 'URIs: @URL@' 'Suites: @CODENAME@' 'Components: stable' 'Architectures: @ARCH@' \
   "Signed-By: $t/bundle-key.asc" > "$t/only/hostsetup-bundle.sources"
 cp "$t/only/hostsetup-bundle.sources" "$t/all/"
 o="-o Dir::State::Lists=$t/lists -o Debug::NoLocking=1"
@@ -222,7 +223,7 @@ if ! apt-get update -q $o -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceP
     "$(grep '^E: ' "$t/out" | head -n 3 | tr '\n' ' ')nothing was changed" >&2; exit 1
 fi
 if ! apt-get install -s -q $o -o Dir::Etc::SourceParts="$t/all" --allow-downgrades --allow-change-held-packages \
-    PACKAGES > "$t/out" 2>&1; then
+    @PACKAGES@ > "$t/out" 2>&1; then
   missing=$(awk '/Depends:|PreDepends:/ { sub(/^ +/, ""); printf "%s%s", s, $0; s = "; " }' "$t/out")
   echo "hostsetup: neither the bundle nor this host's own repositories provide what Docker needs:" \
     "${missing:-$(tail -n 2 "$t/out" | tr '\n' ' ')}; nothing was installed or configured" >&2; exit 1
@@ -230,12 +231,12 @@ fi"""
 
 _RPM_CHECK = r"""t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
 mkdir -p "$t/repos" "$t/cache"
-for f in /etc/yum.repos.d/*.repo; do [ -e "$f" ] && [ "$f" != REPO_FILE ] && cp "$f" "$t/repos/"; done
+for f in /etc/yum.repos.d/*.repo; do [ -e "$f" ] && [ "$f" != @REPO_FILE@ ] && cp "$f" "$t/repos/"; done
 cp -a /var/cache/dnf/. "$t/cache/" 2>/dev/null || true
-printf '%s\n' '[hostsetup-bundle]' 'name=hostsetup bundle' 'baseurl=URL/RELEASEVER/$basearch/stable' \
-  'gpgcheck=1' 'gpgkey=file://KEY' > "$t/repos/hostsetup-bundle.repo"
-MANAGER -q --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" --setopt=skip_if_unavailable=True \
-  --releasever=RELEASEVER install --assumeno TRANSACTION_FLAGS PACKAGES > "$t/out" 2>&1 || true
+printf '%s\n' '[hostsetup-bundle]' 'name=hostsetup bundle' 'baseurl=@URL@/@RELEASEVER@/$basearch/stable' \
+  'gpgcheck=1' 'gpgkey=file://@KEY@' > "$t/repos/hostsetup-bundle.repo"
+@MANAGER@ -q --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" --setopt=skip_if_unavailable=True \
+  --releasever=@RELEASEVER@ install --assumeno @TRANSACTION_FLAGS@ @PACKAGES@ > "$t/out" 2>&1 || true
 if grep -Eq 'nothing provides|Problem|No match for argument|Error:' "$t/out"; then
   missing=$(grep -E 'nothing provides|No match for argument|conflicts with' "$t/out" | sed 's/^ *- *//' | head -n 5 \
     | awk '{ printf "%s%s", s, $0; s = "; " }')
@@ -248,21 +249,15 @@ def dependency_check_script(bundle: Bundle, target: BundleTarget, platform: Plat
                             wanted: tuple[str, ...], extras: tuple[str, ...] = ()) -> str:
     """As root, before anything changes: would the package manager install the bundle's packages with the
     bundle and the host's own repositories (read from a copy of their indexes; nothing on the host changes)?"""
-    q = shlex.quote
     repo = f"{bundle.remote_dir}/linux/{platform.distro.repo_path}"
-    pinned = PINNED_PACKAGES
+    manager = platform.manager
+    packages = join([*(manager.pin(p.name, p.version) if p.name in PINNED_PACKAGES else Quoted(p.name)
+                       for p in target.packages if p.name in wanted), *(Quoted(e) for e in extras)], " ")
     if platform.family is APT:
-        packages = " ".join([*(q(f"{p.name}={p.version}" if p.name in pinned else p.name) for p in target.packages
-                               if p.name in wanted), *(q(e) for e in extras)])
-        return (_APT_CHECK.replace("REPO_FILE", q(APT.repo_file)).replace("KEY", q(f"{repo}/gpg"))
-                .replace("URL", f"file://{repo}").replace("CODENAME", platform.codename).replace("ARCH", q(arch))
-                .replace("PACKAGES", packages))
-    packages = " ".join([*(q(f"{p.name}-{rpm_pin(p.version)}" if p.name in pinned else p.name)
-                           for p in target.packages if p.name in wanted), *(q(e) for e in extras)])
-    return (_RPM_CHECK.replace("REPO_FILE", q(platform.family.repo_file)).replace("KEY", f"{repo}/gpg")
-            .replace("URL", f"file://{repo}").replace("RELEASEVER", platform.version)
-            .replace("MANAGER", platform.package_manager).replace("PACKAGES", packages)
-            # as the transaction will run: conflicting packages replaced, a versionlock not in the way
-            .replace("TRANSACTION_FLAGS", "--allowerasing --disableplugin=versionlock"
-                     if platform.package_manager == "dnf" else "--disableplugin=versionlock"))
+        return command(_APT_CHECK, REPO_FILE=APT.repo_file, KEY=f"{repo}/gpg", URL=Raw(f"file://{repo}"),
+                       CODENAME=Raw(platform.codename), ARCH=Raw(arch), PACKAGES=packages).text
+    return command(_RPM_CHECK, REPO_FILE=platform.family.repo_file, KEY=Raw(f"{repo}/gpg"),
+                   URL=Raw(f"file://{repo}"), RELEASEVER=Raw(platform.version), MANAGER=Raw(manager.name),
+                   # as the transaction will run: conflicting packages replaced, a versionlock not in the way
+                   TRANSACTION_FLAGS=Raw(manager.forced_flags()), PACKAGES=packages).text
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hostsetup.errors import HostsetupError
+from hostsetup.host.packages import MANAGERS, PackageManager
 
 ENGINE_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io")
 PLUGIN_PACKAGES = ("docker-buildx-plugin", "docker-compose-plugin")
+# Installed with the engine by Docker's packages' recommendations; removed with it.
+COMPANION_PACKAGES = ("docker-ce-rootless-extras",)
 
 
 def install_packages(plugins: bool) -> tuple[str, ...]:
@@ -48,7 +51,8 @@ class PackageFamily:
     repo_file: str
     key_file: str
     legacy_files: tuple[str, ...]   # older docker source/key files that clash with ours
-    prerequisites: tuple[str, ...]
+    prerequisites: tuple[str, ...]  # packages install needs first
+    prerequisite_commands: tuple[str, ...]  # those of them a command on PATH stands for (EL 9: curl-minimal)
     reinstall: str           # the command that reinstalls packages (their names follow)
 
 
@@ -66,18 +70,18 @@ APT = PackageFamily(
         "/etc/apt/trusted.gpg.d/docker.gpg",
     ),
     prerequisites=("ca-certificates", "curl"),
+    prerequisite_commands=(),
     reinstall="apt-get install --reinstall -y",
 )
 
-# Where the versionlock plugin keeps its list: dnf (EL 8+, Fedora) and yum 3's yum-plugin-versionlock.
-VERSIONLOCK_LISTS = {"dnf": "/etc/dnf/plugins/versionlock.list", "yum": "/etc/yum/pluginconf.d/versionlock.list"}
 
 RPM = PackageFamily(
     name="rpm",
     repo_file="/etc/yum.repos.d/docker-ce.repo",
     key_file="/etc/pki/rpm-gpg/docker-ce.gpg",
     legacy_files=("/etc/yum.repos.d/docker-ce-staging.repo",),
-    prerequisites=(),
+    prerequisites=("curl",),
+    prerequisite_commands=("curl",),
     reinstall="yum reinstall -y",   # yum on EL 7, dnf's alias on 8+
 )
 
@@ -109,6 +113,10 @@ DISTROS: dict[str, Distro] = {d.id: d for d in (
 )}
 
 
+# Every conflicting package of every row (what the facts ask the host about).
+ALL_CONFLICTS = tuple(dict.fromkeys((*(c for d in DISTROS.values() for c in d.conflicts), *EL8_EXTRA_CONFLICTS)))
+
+
 @dataclass(frozen=True)
 class Platform:
     """A host's system resolved against the table: everything planning needs."""
@@ -122,6 +130,11 @@ class Platform:
     @property
     def family(self) -> PackageFamily:
         return self.distro.family
+
+    @property
+    def manager(self) -> PackageManager:
+        """The package manager's commands (``package_manager`` names it)."""
+        return MANAGERS[self.package_manager]
 
     @property
     def conflicts(self) -> tuple[str, ...]:

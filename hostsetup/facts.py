@@ -13,27 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hostsetup.distros import (
+    ALL_CONFLICTS,
     APT,
+    COMPANION_PACKAGES,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
     RPM,
-    VERSIONLOCK_LISTS,
     parse_os_release,
 )
 from hostsetup.host.command import Raw, command, words
+from hostsetup.host.packages import MANAGERS, VERSIONLOCK_LISTS, holders_script
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.host.units import FACT_PROPS, Unit, parse_units
-from hostsetup.pkgcommands import holders_script
 from hostsetup.versions import engine_version
 
+# Every package a plan asks about, from the OS table and the package managers.
 FACT_PACKAGES = tuple(dict.fromkeys((
-    *ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras",
-    "docker.io", "docker-doc", "docker-compose", "docker-compose-v2", "podman-docker",
-    "containerd", "runc", "docker", "docker-client", "docker-client-latest", "docker-common",
-    "docker-latest", "docker-latest-logrotate", "docker-logrotate", "docker-engine",
-    "docker-selinux", "docker-engine-selinux", "podman", "buildah",
-    "ca-certificates", "curl", "dnf-plugins-core", "python3-dnf-plugin-versionlock",
-    "yum-plugin-versionlock",
+    *ENGINE_PACKAGES, *PLUGIN_PACKAGES, *COMPANION_PACKAGES, *ALL_CONFLICTS, *APT.prerequisites, *RPM.prerequisites,
+    *(m.lock_plugin for m in MANAGERS.values() if m.lock_plugin),
 )))
 FACT_FILES = tuple(dict.fromkeys((
     APT.repo_file, APT.key_file, *APT.legacy_files, RPM.repo_file, RPM.key_file,

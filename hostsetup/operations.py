@@ -6,6 +6,13 @@ import difflib
 import shlex
 from dataclasses import dataclass, field
 
+from hostsetup.host.packages import (
+    PackageManager,
+    install_command,
+    manager_named,
+    refresh_command,
+    transaction_command,
+)
 from hostsetup.secrets import file_mode
 
 
@@ -18,7 +25,7 @@ class Run:
 
     @property
     def waits_for_lock(self) -> bool:
-        """The command waits for the package manager's locks first (``pkgcommands.locked``)."""
+        """The command waits for the package manager's locks first (``host.packages.locked``)."""
         return "\nhs_wait_lock" in self.command
 
     def describe(self) -> list[str]:
@@ -88,21 +95,32 @@ class InstallPackages:
     lock_timeout: int = 120      # seconds to wait for another package manager's locks
     local_files: tuple[str, ...] = ()   # package files on the host installed in the same transaction (bundles)
 
-    def describe(self) -> list[str]:
-        from hostsetup.pkgcommands import (
-            LOCKS,
-            list_versions_command,
-            repository_refresh_command,
-            transaction_command,
-        )
+    @property
+    def package_manager(self) -> PackageManager:
+        return manager_named(self.manager)
 
-        lines = [f"wait up to {self.lock_timeout} s for the {LOCKS[self.manager].name} lock (then fail naming "
-                 "its holder)", f"$ {repository_refresh_command(self.manager, self.repo_file)}"]
+    def refresh_command(self) -> str:
+        """The refresh of the Docker repository alone, after the lock wait."""
+        return refresh_command(self.manager, self.repo_file, self.lock_timeout)
+
+    def transaction_command(self, version: str | None) -> str:
+        """The transaction's command line (what ``--dry-run`` shows)."""
+        return transaction_command(self.manager, self.packages, self.local_files, version, self.hold,
+                                   self.lock_timeout)
+
+    def install_command(self, version: str | None) -> str:
+        """The transaction as it runs: after the lock wait, a full disk named."""
+        return install_command(self.manager, self.packages, self.local_files, version, self.hold, self.lock_timeout)
+
+    def describe(self) -> list[str]:
+        manager = self.package_manager
+        lines = [f"wait up to {self.lock_timeout} s for the {manager.locks.name} lock (then fail naming "
+                 "its holder)", f"$ {manager.refresh_repository(self.repo_file)}"]
         if self.pin and not self.version:
-            lines += [f"$ {list_versions_command(self)}",
+            lines += [f"$ {manager.list_versions()}",
                       f"resolve version {self.pin} against that list"]
         shown = self.version or (f"<{self.pin} resolved>" if self.pin else None)
-        return [*lines, f"$ {transaction_command(self, shown)}"]
+        return [*lines, f"$ {self.transaction_command(shown)}"]
 
 
 @dataclass(frozen=True)

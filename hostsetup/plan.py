@@ -14,13 +14,13 @@ from hostsetup.distros import (
     APT,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
-    VERSIONLOCK_LISTS,
     Platform,
     UnsupportedSystem,
     install_packages,
     resolve_platform,
 )
 from hostsetup.facts import HostFacts
+from hostsetup.host.packages import PINNED_PACKAGES, lock_wait_script, locked
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
@@ -31,16 +31,6 @@ from hostsetup.operations import (
     Run,
     UploadBundle,
     WriteFile,
-)
-from hostsetup.pkgcommands import (
-    LOCKS,
-    NO_LOCK_WAIT,
-    PINNED_PACKAGES,
-    apt_lock_option,
-    lock_wait_script,
-    locked,
-    repository_refresh_command,
-    versionlocked,
 )
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
@@ -83,31 +73,28 @@ def repo_file_content(platform: Platform, arch: str, settings: InstallSettings) 
 def locked_run(platform: Platform, command: str, settings: InstallSettings) -> Run:
     """``command`` once no other package manager holds the locks (waiting up to the setting)."""
     manager = platform.package_manager
-    return Run(locked(manager, command, settings.lock_timeout), f"{_wait_line(manager, settings)}\n$ {command}")
+    return Run(locked(manager, command, settings.lock_timeout), f"{_wait_line(platform, settings)}\n$ {command}")
 
 
-def _wait_line(manager: str, settings: InstallSettings) -> str:
-    return f"wait up to {settings.lock_timeout} s for the {LOCKS[manager].name} lock (then fail naming its holder)"
-
-
-def lock_flag(platform: Platform, settings: InstallSettings) -> str:
-    return apt_lock_option(settings.lock_timeout) if platform.family is APT else NO_LOCK_WAIT
+def _wait_line(platform: Platform, settings: InstallSettings) -> str:
+    return (f"wait up to {settings.lock_timeout} s for the {platform.manager.locks.name} lock "
+            "(then fail naming its holder)")
 
 
 def _repair(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step | None:
     """An earlier package transaction cut short (connection lost, killed, disk full): finish it
     before anything else asks the package manager, which would refuse (dpkg) or trip over it (rpm)."""
-    if platform.family is APT and facts.dpkg_interrupted:
-        return Step("repair", "finish the interrupted dpkg transaction (dpkg --configure -a)", (locked_run(
-            platform, "dpkg --configure -a && DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q"
-            f"{lock_flag(platform, settings)}", settings),))
+    manager = platform.manager
+    dpkg = manager.repair(facts.dpkg_interrupted, False, settings.lock_timeout)
+    if dpkg:
+        return Step("repair", "finish the interrupted dpkg transaction (dpkg --configure -a)",
+                    (locked_run(platform, dpkg, settings),))
     duplicates = sorted(facts.duplicates & {*ENGINE_PACKAGES, *PLUGIN_PACKAGES})
-    if platform.family is not APT and duplicates:
-        # an upgrade cut short leaves the old and the new version installed; the old one goes
-        command = (f"dnf remove -y{NO_LOCK_WAIT} --duplicates" if platform.package_manager == "dnf"
-                   else "package-cleanup -y --cleandupes")
+    # an upgrade cut short leaves the old and the new version installed; the old one goes
+    rpm = manager.repair(False, bool(duplicates), settings.lock_timeout)
+    if rpm:
         return Step("repair", f"remove the older of the duplicated {', '.join(duplicates)} "
-                              "(an interrupted upgrade)", (locked_run(platform, command, settings),))
+                              "(an interrupted upgrade)", (locked_run(platform, rpm, settings),))
     return None
 
 
@@ -121,27 +108,16 @@ def _conflicts(platform: Platform, facts: HostFacts, settings: InstallSettings) 
 
 def remove_command(platform: Platform, packages: list[str], settings: InstallSettings, purge: bool = False) -> str:
     """The package manager's removal of ``packages`` (apt: ``purge`` also deletes their configuration files)."""
-    remove = (f"apt-get {'purge' if purge else 'remove'} -y -q" if platform.family is APT
-              else f"{platform.package_manager} remove -y")
-    return f"{_noninteractive(platform)}{remove}{lock_flag(platform, settings)} {' '.join(packages)}"
-
-
-def _noninteractive(platform: Platform) -> str:
-    return "DEBIAN_FRONTEND=noninteractive " if platform.family is APT else ""
+    return platform.manager.remove(packages, settings.lock_timeout, purge)
 
 
 def _prerequisites(platform: Platform, facts: HostFacts, settings: InstallSettings) -> Step:
-    if platform.family is APT:
-        missing = [p for p in platform.family.prerequisites if p not in facts.packages]
-        command = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-                   f"apt-get install -y -q{lock_flag(platform, settings)} {' '.join(missing)}")
-    else:
-        missing = [] if "curl" in facts.commands else ["curl"]
-        lock_plugin = "yum-plugin-versionlock" if platform.package_manager == "yum" \
-            else "python3-dnf-plugin-versionlock"
-        if settings.hold and lock_plugin not in facts.packages:
-            missing.append(lock_plugin)
-        command = f"{platform.package_manager} install -y{NO_LOCK_WAIT} {' '.join(missing)}"
+    manager = platform.manager
+    missing = [p for p in platform.family.prerequisites if p not in facts.packages
+               and not (p in platform.family.prerequisite_commands and p in facts.commands)]
+    if settings.hold and manager.lock_plugin and manager.lock_plugin not in facts.packages:
+        missing.append(manager.lock_plugin)
+    command = manager.install(missing, settings.lock_timeout)
     if not missing:
         return Step("prerequisites", "prerequisites present")
     return Step("prerequisites", f"install {', '.join(missing)}", (locked_run(platform, command, settings),))
@@ -235,7 +211,7 @@ def _check_version_change(platform: Platform, facts: HostFacts, settings: Instal
                         "unless you pass --allow-downgrade")
     held = [p for p, _ in changes if p in held_packages(platform, facts)]
     if held and not settings.hold:
-        tool = "apt-mark" if platform.family is APT else f"{platform.package_manager} versionlock"
+        tool = platform.manager.hold_tool
         raise PlanError(f"{', '.join(held)} held at {changes[0][1]} ({tool}): a held version changes only when "
                         f"asked; add --hold to move the hold to {target}")
 
@@ -260,10 +236,7 @@ def _restart_warnings(facts: HostFacts) -> tuple[str, ...]:
 
 def held_packages(platform: Platform, facts: HostFacts) -> set[str]:
     """Which of docker-ce and docker-ce-cli are held (apt-mark) or versionlocked."""
-    if platform.family is APT:
-        return set(PINNED_PACKAGES) & facts.holds
-    locks = facts.files.get(VERSIONLOCK_LISTS[platform.package_manager]) or ""
-    return set(PINNED_PACKAGES) & versionlocked(locks)
+    return platform.manager.held(facts.holds, facts.files)
 
 
 def _held(platform: Platform, facts: HostFacts) -> bool:
@@ -271,15 +244,12 @@ def _held(platform: Platform, facts: HostFacts) -> bool:
 
 
 def _hold_command(platform: Platform) -> str:
-    if platform.family is APT:
-        return "apt-mark hold " + " ".join(PINNED_PACKAGES)
-    return f"{platform.package_manager} versionlock add " + " ".join(PINNED_PACKAGES)
+    return platform.manager.hold()
 
 
 def unhold_command(platform: Platform, packages: list[str]) -> str:
     """Release the hold (apt-mark) or versionlock (dnf/yum) on ``packages``."""
-    tool = "apt-mark unhold" if platform.family is APT else f"{platform.package_manager} versionlock delete"
-    return f"{tool} {' '.join(packages)} >/dev/null"
+    return platform.manager.unhold(packages)
 
 
 def _service(facts: HostFacts, packages_change: bool) -> Step:
@@ -358,9 +328,8 @@ def plan_install(facts: HostFacts, settings: InstallSettings, daemon: DaemonSett
         # which proves that it serves metadata signed with the key.
         # The refresh proves the new files (apply's RepositoryGuard knows it by its command line): the
         # lock wait goes first, before anything is written, so that a lock that stays held changes nothing.
-        manager = platform.package_manager
-        wait = Run(lock_wait_script(manager, settings.lock_timeout), _wait_line(manager, settings))
-        refresh = Run(repository_refresh_command(manager, platform.family.repo_file))
+        wait = Run(lock_wait_script(platform.package_manager, settings.lock_timeout), _wait_line(platform, settings))
+        refresh = Run(platform.manager.refresh_repository(platform.family.repo_file))
         summary = (f"{repository.summary}; refresh its index" if repository.changes
                    else "refresh the repository's index (its key changed)")
         repository = replace(repository, summary=summary, operations=(wait, *repository.operations, refresh))
@@ -398,7 +367,7 @@ def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Pl
     first = next((i for i, s in enumerate(steps) if _uses_package_manager(s)), None)
     if first is None:
         return steps
-    notice = (f"the {LOCKS[platform.package_manager].name} lock is held by {', '.join(facts.lock_holders)}: "
+    notice = (f"the {platform.manager.locks.name} lock is held by {', '.join(facts.lock_holders)}: "
               f"waiting for it (up to {settings.lock_timeout} s)")
     notice = "; ".join(filter(None, (notice, steps[first].notice)))
     return (*steps[:first], replace(steps[first], notice=notice), *steps[first + 1:])

@@ -19,6 +19,7 @@ from hostsetup.bundle import BundleError, host_arch, platform_key
 from hostsetup.bundlebuild import Extra, relation_names
 from hostsetup.distros import APT, Platform, UnsupportedSystem, resolve_platform
 from hostsetup.facts import HostFacts
+from hostsetup.host.command import Raw, command, words
 from hostsetup.remote import Remote, RemoteError, tail
 from hostsetup.runner import gather_facts, open_connection
 from hostsetup.targets import Target
@@ -27,7 +28,7 @@ _DOWNLOAD_APT = r"""set -e
 t=$(mktemp -d /var/tmp/hostsetup-deps-XXXXXXXX); chmod 755 "$t"; mkdir "$t/partial"
 echo "@@dir $t"
 DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -q -o Dir::Cache::Archives="$t" \
-  -o Debug::NoLocking=1 NAMES >&2
+  -o Debug::NoLocking=1 @NAMES@ >&2
 for f in "$t"/*.deb; do
   [ -e "$f" ] || continue; chmod 644 "$f"
   printf '@@pkg %s\t%s\t%s\n' "$(dpkg-deb -f "$f" Package)" "$(dpkg-deb -f "$f" Version)" "$f"
@@ -36,7 +37,7 @@ done"""
 _DOWNLOAD_RPM = r"""set -e
 t=$(mktemp -d /var/tmp/hostsetup-deps-XXXXXXXX); chmod 755 "$t"
 echo "@@dir $t"
-MANAGER install --downloadonly --downloaddir="$t" --releasever=RELEASEVER -y -q NAMES >&2
+@MANAGER@ install --downloadonly --downloaddir="$t" --releasever=@RELEASEVER@ -y -q @NAMES@ >&2
 for f in "$t"/*.rpm; do
   [ -e "$f" ] || continue; chmod 644 "$f"
   printf '@@pkg %s\t%s\n' "$(rpm -qp --qf '%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}' "$f")" "$f"
@@ -52,11 +53,10 @@ def request_names(needs: list[str], family: str) -> list[str]:
 
 
 def download_script(platform: Platform, names: list[str]) -> str:
-    words = " ".join(shlex.quote(n) for n in names)
     if platform.family is APT:
-        return _DOWNLOAD_APT.replace("NAMES", words)
-    return (_DOWNLOAD_RPM.replace("MANAGER", platform.package_manager).replace("RELEASEVER", platform.version)
-            .replace("NAMES", words))
+        return command(_DOWNLOAD_APT, NAMES=words(*names)).text
+    return command(_DOWNLOAD_RPM, MANAGER=Raw(platform.package_manager), RELEASEVER=Raw(platform.version),
+                   NAMES=words(*names)).text
 
 
 def parse_download(output: str) -> tuple[str, list[tuple[str, str, str]]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.distros import (
+    COMPANION_PACKAGES,
     ENGINE_PACKAGES,
     PLUGIN_PACKAGES,
     UnsupportedSystem,
@@ -27,7 +28,7 @@ from hostsetup.steps import Plan, Step
 MANAGED_MARK = "Managed by hostsetup"
 # What hostsetup's packages leave behind that holds the user's data: images, containers, volumes, daemon.json.
 DATA_DIRS = ("/var/lib/docker", "/var/lib/containerd", "/etc/docker")
-REMOVED_PACKAGES = (*ENGINE_PACKAGES, *PLUGIN_PACKAGES, "docker-ce-rootless-extras")
+REMOVED_PACKAGES = (*ENGINE_PACKAGES, *PLUGIN_PACKAGES, *COMPANION_PACKAGES)
 DROPINS = (EXECSTART_DROPIN, PROXY_DROPIN)
 DOCKER_SOCKET = "/var/run/docker.sock"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke.runners import Result
 
-from hostsetup import apply, rollback
+from hostsetup import rollback
 from hostsetup.apply import RepositoryGuard, apply_plan, batch_results, batch_script, step_script
 from hostsetup.distros import parse_os_release, resolve_platform
 from hostsetup.downloads import curl_failure, failed_download
@@ -170,7 +170,7 @@ def test_a_refresh_that_works_keeps_the_new_files(layout: dict[str, Path]) -> No
 
 def test_the_refresh_inside_the_package_step_is_the_proof_and_a_file_written_twice_goes_back_to_its_first_state(
         layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply, "refresh_command", lambda op: f"printf '{DNF_INDEX_404}'; false")
+    monkeypatch.setattr(InstallPackages, "refresh_command", lambda op: f"printf '{DNF_INDEX_404}'; false")
     guard = guard_for(layout, "never-run")
     steps = [Step("repository", "write it", (WriteFile(str(layout["repo"]), "FIRST\n"),
                                              WriteFile(str(layout["repo"]), "SECOND\n"))),

@@ -18,19 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup import pkgcommands
 from hostsetup.apply import CONNECTION_LOST, apply_plan, batch_results, batch_script
 from hostsetup.facts import HostFacts, parse_facts
-from hostsetup.operations import InstallPackages, Run
-from hostsetup.pkgcommands import (
+from hostsetup.host import packages as pkgcommands
+from hostsetup.host.packages import (
     LOCK_GIVE_UP,
     ManagerLocks,
     diagnosed,
     holders_script,
-    install_command,
     locked,
     repository_refresh_command,
 )
+from hostsetup.operations import InstallPackages, Run
 from hostsetup.plan import plan_install
 from hostsetup.runner import describe_plan
 from hostsetup.settings import SettingsError, install_settings
@@ -161,7 +160,7 @@ def test_diagnosis_keeps_success_and_other_failures_as_they_are() -> None:
 
 def test_install_command_is_valid_sh() -> None:
     op = InstallPackages("apt-get", ("docker-ce",), "/etc/apt/sources.list.d/docker.sources", lock_timeout=7)
-    script = install_command(op, None)
+    script = op.install_command(None)
     assert sh(f"sh -n -c {subprocess.list2cmdline([script])}").returncode == 0
     assert "DPkg::Lock::Timeout=7" in script and "\nhs_wait_lock && { " in script
 

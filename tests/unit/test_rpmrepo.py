@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup.distros import VERSIONLOCK_LISTS, parse_os_release, resolve_platform
+from hostsetup.distros import parse_os_release, resolve_platform
+from hostsetup.host.packages import VERSIONLOCK_LISTS, rpm_pin, versionlocked
 from hostsetup.operations import InstallPackages
-from hostsetup.pkgcommands import rpm_pin, transaction_command, versionlocked
 from hostsetup.plan import _held
 from hostsetup.sandbox import images
 from hostsetup.sandbox import rpmrepo as r
@@ -184,7 +184,7 @@ def test_rpm_pins_leave_the_epoch_out_because_the_cli_has_another() -> None:
     assert rpm_pin("3:20.10.24-1.el9") == "20.10.24-1.el9"
     op = InstallPackages("dnf", ("docker-ce", "docker-ce-cli", "containerd.io"), "/etc/yum.repos.d/docker-ce.repo",
                          "20.10", "3:20.10.24-1.el9")
-    command = transaction_command(op, op.version)
+    command = op.transaction_command(op.version)
     assert ("dnf install -y --setopt=exit_on_lock=True --allowerasing --disableplugin=versionlock "
             "docker-ce-20.10.24-1.el9 "
             "docker-ce-cli-20.10.24-1.el9 containerd.io") in command
@@ -196,13 +196,13 @@ def test_rpm_pins_leave_the_epoch_out_because_the_cli_has_another() -> None:
 def test_yum_hold_replaces_the_lock_after_a_version_change() -> None:
     op = InstallPackages("yum", ("docker-ce", "docker-ce-cli"), "/etc/yum.repos.d/docker-ce.repo", "20.10",
                          "3:20.10.5-1.el7", hold=True)
-    command = transaction_command(op, op.version)
+    command = op.transaction_command(op.version)
     assert command.startswith("(yum install -y --setopt=exit_on_lock=True --disableplugin=versionlock "
                               "docker-ce-20.10.5-1.el7 ")
     assert command.endswith("&& yum versionlock delete docker-ce docker-ce-cli >/dev/null && "
                             "yum versionlock add docker-ce docker-ce-cli")
     unpinned = dataclasses.replace(op, pin=None, version=None)
-    assert transaction_command(unpinned, None) == ("yum install -y --setopt=exit_on_lock=True docker-ce docker-ce-cli"
+    assert unpinned.transaction_command(None) == ("yum install -y --setopt=exit_on_lock=True docker-ce docker-ce-cli"
                                                    " && yum versionlock add docker-ce docker-ce-cli")
 
 
