@@ -30,9 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from fabric import Config, Connection
+from paramiko import RejectPolicy
+
+from hostsetup.connection import connect
 from hostsetup.mirrors import PRESETS
 from hostsetup.sandbox import forward, serve
 from hostsetup.sandbox.engine import (
@@ -48,6 +51,8 @@ from hostsetup.sandbox.engine import (
     restart_own_engine,
 )
 from hostsetup.sandbox.images import SANDBOX_USER, ensure_image
+from hostsetup.sandbox.layout import Mirror
+from hostsetup.sandbox.mirror import build_mirror
 from hostsetup.sandbox.registries import (
     HUB,
     HUB_IMAGES,
@@ -66,11 +71,7 @@ from hostsetup.sandbox.registries import (
     write_repository,
 )
 from hostsetup.sandbox.tls import SandboxTls, ensure_tls
-
-if TYPE_CHECKING:
-    from fabric import Connection
-
-    from hostsetup.sandbox.mirror import Mirror
+from hostsetup.smoke import smoke_image
 
 LABEL = "hostsetup.sandbox"
 GATEWAY_LABEL = "hostsetup.gateway-for"
@@ -233,11 +234,6 @@ class Sandbox:
     def connection(self, host: SandboxHost, user: str = SANDBOX_USER,
                    overrides: dict[str, object] | None = None) -> Connection:
         """A new SSH session to ``host`` as ``user``; only the pinned host key is accepted."""
-        from fabric import Config
-        from paramiko import RejectPolicy
-
-        from hostsetup.connection import connect
-
         config = Config(overrides={"known_hosts": [str(self.known_hosts_path)], "run": {"in_stream": False},
                                    **(overrides or {})})
         conn = connect(host.target(user), config, connect_kwargs={"key_filename": [str(self.key_path)]})
@@ -382,8 +378,6 @@ class Sandbox:
 
     def start_mirror(self) -> SandboxMirror:
         """Build (once per recipe) and serve the local docker-ce mirror on the network."""
-        from hostsetup.sandbox.mirror import build_mirror
-
         self.prepare()
         built = build_mirror(self.cache / "mirror", progress=self.progress)
         name = f"hs-{self.name}-mirror"
@@ -476,9 +470,6 @@ class Sandbox:
 
     def start_registries(self) -> SandboxRegistries:
         """Start (or keep) the hub stand-in, the pull-through mirror and the private registry."""
-        from hostsetup.sandbox.mirror import build_mirror
-        from hostsetup.smoke import smoke_image
-
         self.prepare()
         built = build_mirror(self.cache / "mirror", progress=self.progress)
         binary = registry_binary(self.cache, self.progress)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from hostsetup.sandbox.debarchive import archive_url
 from hostsetup.sandbox.engine import Progress, SandboxError, docker
-from hostsetup.sandbox.mirror import upstream_version
 from hostsetup.sandbox.rpmrepo import RpmSpec, spec_text
+from hostsetup.versions import upstream_version
 
 IMAGE_REPOSITORY = "hostsetup-host"
 SANDBOX_USER = "hostsetup"

@@ -31,6 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt  # paramiko's dependency (not one of hostsetup's own): only the sandbox needs it
+
+from hostsetup.sandbox import debarchive
 from hostsetup.sandbox.engine import Progress, SandboxError, docker
 from hostsetup.smoke import deterministic_tar
 
@@ -135,8 +138,6 @@ def registry_config(tls_dir: str, storage: str, port: int, proxy: str = "", htpa
 
 def htpasswd_line(user: str, password: str) -> str:
     """One htpasswd line with a bcrypt hash (the only kind the registry accepts)."""
-    import bcrypt  # paramiko's dependency; only the sandbox needs it
-
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}\n"
 
 
@@ -180,8 +181,6 @@ class SandboxRegistries:
 
 def registry_binary(cache: Path, progress: Progress) -> Path:
     """Debian's docker-registry binary (downloaded and checked once, then cached)."""
-    from hostsetup.sandbox import debarchive
-
     debs = debarchive.fetch_packages(REGISTRY_SUITE, debarchive.dpkg_arch(), [REGISTRY_PACKAGE], cache / "debian")
     deb = debs[REGISTRY_PACKAGE]
     tree = cache / "registry" / deb.stem

@@ -39,26 +39,19 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hostsetup.sandbox import debarchive
-from hostsetup.sandbox.mirror import (
-    COMPONENT,
-    REPO_PATH,
-    Mirror,
-    MirrorError,
-    _locked,
-    recipe_hash,
-    run_tool,
-    upstream_version,
-)
-
-Progress = Callable[[str], None]
+from hostsetup.sandbox.buildtools import MirrorBuildError, locked, recipe_hash, run_tool
+from hostsetup.sandbox.debs import extract_debs
+from hostsetup.sandbox.engine import Progress, SandboxError, ensure_tools
+from hostsetup.sandbox.layout import COMPONENT, REPO_PATH, Mirror, RpmRepo
+from hostsetup.sandbox.signing import Gpg
+from hostsetup.versions import upstream_version
 
 # --- recipe constants (all of them feed the recipe hash) -------------------------------
 
@@ -110,7 +103,7 @@ def service_scripts(unit: str, post_extra: str = "") -> tuple[tuple[str, str], .
 
 # --- data model -----------------------------------------------------------------------
 
-class RpmToolsMissing(MirrorError):
+class RpmToolsMissing(MirrorBuildError):
     """The tools that build RPMs are missing and cannot be installed here."""
 
 
@@ -154,23 +147,6 @@ class RpmSpec:
     def evr(self) -> str:
         epoch = f"{self.epoch}:" if self.epoch is not None else ""
         return f"{epoch}{self.version}-{self.release}"
-
-
-@dataclass(frozen=True)
-class RpmRepo:
-    """The EL rehearsal repositories of a built mirror (paths relative to its root)."""
-
-    tree: str                                   # rpm-<hash12>: a base URL of its own
-    recipe_hash: str
-    arch: str                                   # rpm basearch, e.g. x86_64
-    key_fingerprint: str                        # docker-ce repositories (the mirror's key)
-    fixtures_key_fingerprint: str
-    versions: dict[str, list[str]]              # releasever -> docker-ce versions, newest first
-    packages: dict[str, dict[str, list[str]]]   # releasever -> name -> versions, newest first
-    fixtures: dict[str, dict[str, str]]         # releasever -> name -> version
-    key_path: str = KEY_PATH
-    fixtures_path: str = FIXTURES_PATH
-    fixtures_key_path: str = FIXTURES_KEY_PATH
 
 
 # --- versions (pure) -----------------------------------------------------------------------
@@ -306,7 +282,7 @@ def plan_rpms(debs: Mapping[str, list[str]], plugins_version: str) -> list[RpmSp
     for releasever in RELEASEVERS:
         for version in debs["docker-ce"]:
             if version not in debs["docker-ce-cli"]:
-                raise MirrorError(f"the apt mirror has docker-ce {version} but no docker-ce-cli of it")
+                raise MirrorBuildError(f"the apt mirror has docker-ce {version} but no docker-ce-cli of it")
             specs += engine_rpms(version, releasever)
         specs += [containerd_rpm(v, releasever) for v in debs["containerd.io"]]
         specs += [plugin_rpm(n, v, releasever) for n in ("docker-buildx-plugin", "docker-compose-plugin")
@@ -367,35 +343,23 @@ def spec_text(spec: RpmSpec, sources: Mapping[str, str], files: Iterable[RpmFile
 
 def ensure_rpm_tools(progress: Progress = print) -> None:
     """Install Debian's rpm and createrepo-c when missing (as root on Debian), or refuse."""
-    from hostsetup.sandbox.engine import SandboxError, ensure_tools
-
     try:
         ensure_tools(progress, RPM_TOOLS, "the EL rehearsal RPM repository")
     except SandboxError as exc:
         raise RpmToolsMissing(str(exc)) from None
 
 
-class _Keys:
+class _Keys(Gpg):
     """A short-lived GNUPGHOME with the mirror's key and a new el-fixtures key."""
 
     def __init__(self, mirror_gnupg: Path) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="hs-elgpg-"))
-        self.home = self.tmp / "gnupg"
+        super().__init__(self.tmp / "gnupg")
         shutil.copytree(mirror_gnupg, self.home, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#*"))
         self.home.chmod(0o700)
-        listing = self.gpg("--with-colons", "--list-secret-keys").stdout
-        self.mirror_fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+        self.mirror_fpr = self.secret_fingerprint()
         self.gpg("--quick-gen-key", FIXTURES_KEY_UID, "ed25519", "sign", "never")
-        listing = self.gpg("--with-colons", "--list-secret-keys", FIXTURES_KEY_UID).stdout
-        self.fixtures_fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-
-    def gpg(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_tool(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode", "loopback",
-                     "--passphrase", "", *args], "gpg")
-
-    def export(self, fingerprint: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(self.gpg("--armor", "--export", fingerprint).stdout)
+        self.fixtures_fpr = self.secret_fingerprint(FIXTURES_KEY_UID)
 
     def sign(self, rpms: list[Path], fingerprint: str) -> None:
         if not rpms:
@@ -406,21 +370,11 @@ class _Keys:
               *map(str, rpms)], "rpmsign", env={"GNUPGHOME": str(self.home)})
 
     def close(self) -> None:
-        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], capture_output=True,
-                       check=False)
+        self.stop_agent()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # --- build steps ------------------------------------------------------------------------------------
-
-def _extract(debs: Mapping[str, Path], dest: Path) -> dict[str, Path]:
-    trees = {}
-    for key, deb in debs.items():
-        trees[key] = dest / key
-        trees[key].mkdir(parents=True)
-        run_tool(["dpkg-deb", "-x", str(deb), str(trees[key])], f"unpacking {deb.name}")
-    return trees
-
 
 def payload_files(tree: Path, key: str) -> list[RpmFile]:
     """Every regular file of an unpacked deb; ``/lib/...`` goes to ``/usr/lib/...`` as on EL."""
@@ -503,7 +457,8 @@ def _describe_repo(tree_name: str, digest: str, arch: str, keys: _Keys,
     return RpmRepo(tree=tree_name, recipe_hash=digest, arch=arch, key_fingerprint=keys.mirror_fpr,
                    fixtures_key_fingerprint=keys.fixtures_fpr,
                    versions={rv: p["docker-ce"] for rv, p in packages.items()},
-                   packages=packages, fixtures=fixtures)
+                   packages=packages, fixtures=fixtures, key_path=KEY_PATH, fixtures_path=FIXTURES_PATH,
+                   fixtures_key_path=FIXTURES_KEY_PATH)
 
 
 def _build_tree(mirror: Mirror, specs: list[RpmSpec], debs: Mapping[str, Path], digest: str,
@@ -514,7 +469,7 @@ def _build_tree(mirror: Mirror, specs: list[RpmSpec], debs: Mapping[str, Path], 
     work = Path(tempfile.mkdtemp(prefix=".rpm-work.", dir=mirror.root.parent))
     keys = _Keys(mirror.root.parent / "gnupg")
     try:
-        trees = _extract(debs, work / "src")
+        trees = extract_debs(debs, work / "src")
         built = _build_rpms(specs, trees, work / "specs", arch, progress)
         for name in (FIXTURES_PATH, "stable"):
             keys.sign([rpm for spec, rpm in built if spec.repo == name],
@@ -547,7 +502,7 @@ def _link(root: Path, tree_name: str) -> None:
         if link.is_symlink() and Path(os.readlink(link)) == target:
             continue
         if link.exists() and not link.is_symlink():
-            raise MirrorError(f"{link} exists and is not the EL rehearsal tree's link")
+            raise MirrorBuildError(f"{link} exists and is not the EL rehearsal tree's link")
         tmp = link.with_name(f".{link.name}.new")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(target)
@@ -579,7 +534,7 @@ def _fetch_debs(mirror: Mirror, index: debarchive.SuiteIndex, debian_cache: Path
     debs = {s.payload: pool / f"{s.payload}_{mirror.arch}.deb" for s in specs if s.payload}
     missing = [str(p) for p in debs.values() if not p.is_file()]
     if missing:
-        raise MirrorError(f"the apt mirror lacks {', '.join(missing)}")
+        raise MirrorBuildError(f"the apt mirror lacks {', '.join(missing)}")
     plugins = index.get(PLUGINS_DEB)
     debs[deb_key(PLUGINS_DEB, plugins.version)] = debarchive.fetch_debs(index, [PLUGINS_DEB],
                                                                         debian_cache)[PLUGINS_DEB]
@@ -597,7 +552,7 @@ def ensure_rpm_repo(mirror: Mirror, debian_cache: Path, archive: str | None = No
     digest = recipe_hash(make_recipe(mirror, specs, plugins))
     tree_name = f"rpm-{digest[:12]}"
     description = mirror.root.parent / f"{tree_name}.json"
-    with _locked(mirror.root.parent / ".rpm.lock"):
+    with locked(mirror.root.parent / ".rpm.lock"):
         if not description.is_file():
             ensure_rpm_tools(progress)
             progress(f"building the EL rehearsal RPM repositories {tree_name} (recipe changed or first run)")

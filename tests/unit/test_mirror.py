@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup.sandbox import debarchive
+from hostsetup.sandbox import debarchive, debs, debversions
 from hostsetup.sandbox import mirror as m
 from hostsetup.sandbox.debarchive import BinaryPackage, SuiteIndex
+from hostsetup.versions import compare_versions
 
 # --- fake signed indexes ----------------------------------------------------------
 
@@ -106,12 +107,12 @@ PAIRS = [
 
 @pytest.mark.parametrize(("a", "b"), PAIRS)
 def test_compare_versions_agrees_with_dpkg(a: str, b: str) -> None:
-    ours = m.compare_versions(a, b)
+    ours = compare_versions(a, b)
     if shutil.which("dpkg"):
         for op, expected in (("gt", ours > 0), ("lt", ours < 0), ("eq", ours == 0)):
             rc = subprocess.run(["dpkg", "--compare-versions", a, op, b], check=False).returncode
             assert (rc == 0) == expected, (a, op, b)
-    theirs = m.compare_versions(b, a)
+    theirs = compare_versions(b, a)
     assert (ours > 0, ours == 0, ours < 0) == (theirs < 0, theirs == 0, theirs > 0)
 
 
@@ -123,7 +124,7 @@ def test_sort_newest_first() -> None:
 # --- relations ----------------------------------------------------------------------------
 
 def test_parse_relations() -> None:
-    assert m.parse_relations("a (>= 1), b | c, d:any (<< 2~), e") == \
+    assert debversions.parse_relations("a (>= 1), b | c, d:any (<< 2~), e") == \
         [("a", ">= 1"), ("b", ""), ("d", "<< 2~"), ("e", "")]
 
 
@@ -183,18 +184,18 @@ def test_plan_omits_plugins_when_the_glibc_is_too_old() -> None:
     assert ("trixie", "docker-buildx-plugin") in names
     cli = specs[("bookworm", "docker-ce-cli", "5:20.10.24-1~debian.12~bookworm")]
     assert dict(cli.fields)["Recommends"] == ""
-    assert "Recommends" not in m.control_text(cli, "amd64", 1)
+    assert "Recommends" not in debs.control_text(cli, "amd64", 1)
 
 
 def test_plan_rejects_mismatched_cli_and_engine() -> None:
     other = {("trixie", "docker-cli"): _pkg("trixie", "docker-cli", "27.0.1+dfsg1-1")}
-    with pytest.raises(m.MirrorError, match="different releases"):
+    with pytest.raises(m.MirrorBuildError, match="different releases"):
         m.plan_packages(fake_indexes(other))
 
 
 def test_control_text() -> None:
     spec = _specs()[("bookworm", "containerd.io", "1.6.20-1")]
-    text = m.control_text(spec, "amd64", 1234)
+    text = debs.control_text(spec, "amd64", 1234)
     lines = text.splitlines()
     assert lines[:3] == ["Package: containerd.io", "Version: 1.6.20-1", "Architecture: amd64"]
     assert "Installed-Size: 1234" in lines
@@ -266,9 +267,9 @@ Version needs section '.gnu.version_r' contains 1 entry:
 
 
 def test_readelf_parsing() -> None:
-    assert m.parse_needed(READELF_D) == ["libsystemd.so.0", "libc.so.6"]
-    assert m.max_glibc(READELF_V) == "2.34"
-    assert m.max_glibc("") == ""
+    assert debs.parse_needed(READELF_D) == ["libsystemd.so.0", "libc.so.6"]
+    assert debs.max_glibc(READELF_V) == "2.34"
+    assert debs.max_glibc("") == ""
 
 
 @pytest.mark.skipif(not shutil.which("readelf"), reason="readelf is needed")
@@ -280,11 +281,11 @@ def test_check_binaries_uses_the_real_elf(tmp_path: Path) -> None:
     shutil.copyfile(sh, tmp_path / "usr/bin/x")
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/x").write_text("x")
-    m.check_binaries(spec, tmp_path, "libc6", "9.99")
-    with pytest.raises(m.MirrorError, match="does not cover"):
-        m.check_binaries(spec, tmp_path, "libsystemd0", "9.99")
-    with pytest.raises(m.MirrorError, match="needs GLIBC_"):
-        m.check_binaries(spec, tmp_path, "libc6", "2.0")
+    debs.check_binaries(spec, tmp_path, "libc6", "9.99")
+    with pytest.raises(m.MirrorBuildError, match="does not cover"):
+        debs.check_binaries(spec, tmp_path, "libsystemd0", "9.99")
+    with pytest.raises(m.MirrorBuildError, match="needs GLIBC_"):
+        debs.check_binaries(spec, tmp_path, "libc6", "2.0")
 
 
 # --- scripts ------------------------------------------------------------------------------

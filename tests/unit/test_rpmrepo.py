@@ -76,7 +76,7 @@ def test_plan_has_every_package_for_7_and_9_and_the_fixtures() -> None:
 
 
 def test_plan_refuses_an_engine_without_its_cli() -> None:
-    with pytest.raises(r.MirrorError, match="no docker-ce-cli"):
+    with pytest.raises(r.MirrorBuildError, match="no docker-ce-cli"):
         r.plan_rpms({**DEBS, "docker-ce-cli": DEBS["docker-ce-cli"][:1]}, "4.3.1-3")
 
 
@@ -149,7 +149,7 @@ def test_link_serves_the_tree_under_the_mirror_base_and_prune_keeps_it(tmp_path:
     assert not (tmp_path / "rpm-aaaaaaaaaaaa.json").exists()
     other = tmp_path / "other"
     (other / "linux" / "rhel").mkdir(parents=True)
-    with pytest.raises(r.MirrorError, match="not the EL rehearsal"):
+    with pytest.raises(r.MirrorBuildError, match="not the EL rehearsal"):
         r._link(other, "rpm-bbbbbbbbbbbb")
 
 
