@@ -42,6 +42,7 @@ from hostsetup.operations import (
 )
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.remote import Remote, RemoteError, tail
+from hostsetup.run.status import Status
 from hostsetup.steps import Plan, Step
 
 MARK = "@@hostsetup-step"
@@ -50,7 +51,7 @@ MARK = "@@hostsetup-step"
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    status: str          # ok, changed, failed, skipped; reverted: changed, then put back as it was
+    status: Status
     summary: str
     seconds: float = 0.0
     error: str = ""

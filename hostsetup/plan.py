@@ -9,6 +9,7 @@ import shlex
 from dataclasses import replace
 
 from hostsetup.bundle import Bundle, BundleError, BundleTarget, dependency_check_script, host_arch
+from hostsetup.daemon.plan import DaemonPlanError, plan_daemon, plan_registry_cas
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.distros import (
     APT,
@@ -375,8 +376,6 @@ def _notice_lock_holders(steps: tuple[Step, ...], facts: HostFacts, platform: Pl
 
 def _daemon(facts: HostFacts, daemon: DaemonSettings, engine: str | None = None) -> tuple[Step, ...]:
     """The registry CAs (when any) and daemon.json (when it has keys to set) steps."""
-    from hostsetup.daemon.plan import DaemonPlanError, plan_daemon, plan_registry_cas
-
     cas = (plan_registry_cas(facts, daemon),) if daemon.registry_cas else ()
     try:
         return cas + ((plan_daemon(facts, daemon, engine),) if daemon.owns_daemon_json else ())

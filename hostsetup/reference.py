@@ -21,7 +21,7 @@ from hostsetup.distros import APT, Platform, UnsupportedSystem, resolve_platform
 from hostsetup.facts import HostFacts
 from hostsetup.host.command import Raw, command, words
 from hostsetup.remote import Remote, RemoteError, tail
-from hostsetup.runner import gather_facts, open_connection
+from hostsetup.run.fleet import gather_facts, open_connection
 from hostsetup.targets import Target
 
 _DOWNLOAD_APT = r"""set -e

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -124,8 +125,6 @@ class MaskingStream:
 
 def install_stream_masks() -> None:
     """Mask ``sys.stdout`` and ``sys.stderr`` (idempotent)."""
-    import sys
-
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, MaskingStream):

@@ -1,6 +1,6 @@
 """The checks for a whole fleet in one process, in few round trips per host.
 
-Run as ``python3 -m hostsetup.checks.fleet JOB.json`` by ``hostsetup.verify.verify_fleet``:
+Run as ``python3 -m hostsetup.checks.fleet JOB.json`` by ``hostsetup.run.verify.verify_fleet``:
 
 1. every host's connection opens, all hosts at once (threads);
 2. every host answers, in ONE script in one SSH session (as root where the checks run through sudo), all
@@ -42,7 +42,7 @@ from testinfra.host import Host
 from hostsetup.checks import plugin
 from hostsetup.connection import connect
 from hostsetup.remote import Remote
-from hostsetup.runner import run_hosts
+from hostsetup.run.fleet import run_hosts
 from hostsetup.targets import LOCAL
 
 # Commands that only read (what testinfra's package, service, file, user and group modules and the shipped

@@ -1,7 +1,7 @@
 """One host through the doctor: probe, classify, (fix, probe again), report.
 
 Every failure ends up in the host's report, never raised, so one unreachable
-host does not stop the others (``hostsetup.runner.run_hosts`` runs them in parallel).
+host does not stop the others (``hostsetup.run.fleet.run_hosts`` runs them in parallel).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hostsetup.doctor.probes import Probes, parse_probes, probe_command
 from hostsetup.errors import HostsetupError
 from hostsetup.facts import FactsError
 from hostsetup.remote import Remote, tail
-from hostsetup.runner import HostReport, open_connection
+from hostsetup.run.fleet import HostReport, open_connection
 from hostsetup.targets import LOCAL, Target
 
 Shell = Remote

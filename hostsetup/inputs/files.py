@@ -9,7 +9,9 @@ each key (``Located.lines``) so that later checks can name ``file:line``.
 
 from __future__ import annotations
 
+import getpass
 import json
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -56,9 +58,6 @@ def read_secret(path: str | Path, what: str) -> str:
 
 def prompt_secret(prompt: str, no_terminal: str) -> str:
     """A password typed on the terminal (not echoed); ``no_terminal`` is the error when there is none."""
-    import getpass
-    import sys
-
     if not sys.stdin.isatty():
         raise InputError(no_terminal)
     secret = getpass.getpass(prompt)

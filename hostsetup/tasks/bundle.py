@@ -12,7 +12,7 @@ from hostsetup.distros import Platform
 from hostsetup.inputs.values import host_string
 from hostsetup.reference import connect_references, reference_for
 from hostsetup.repoindex import sha256_file
-from hostsetup.tasks.install import settings_from
+from hostsetup.run.settings import settings_from
 
 
 @task(help={
@@ -41,7 +41,7 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
         raise Exit(f"hostsetup: --arch {arch!r}: one of {', '.join(ARCHES)}", code=2)
     for name in names:
         target_platform(name)  # an unknown system is refused before any download
-    settings = settings_from(c, None, mirror=mirror, insecure_mirror=insecure_mirror or None,
+    settings = settings_from(c.config, None, mirror=mirror, insecure_mirror=insecure_mirror or None,
                              key_fingerprint=key_fingerprint, version=version, plugins=False if no_plugins else None)
     specs = [h.strip() for h in from_.split(",") if h.strip()]
     for spec in specs:

@@ -20,10 +20,11 @@ from hostsetup.errors import HostsetupError
 from hostsetup.inputs.files import read_text
 from hostsetup.registries import check_ca
 from hostsetup.repoindex import sha256_file
-from hostsetup.report import write_private
+from hostsetup.run.report import write_private
+from hostsetup.run.settings import daemon_from, settings_from
 from hostsetup.settings import settings_as_config
 from hostsetup.tasks.configure import DAEMON_FLAG_HELP, daemon_flags
-from hostsetup.tasks.install import INSTALL_FLAG_HELP, daemon_from, install_flags, settings_from
+from hostsetup.tasks.install import INSTALL_FLAG_HELP, install_flags
 
 
 def artifact_python(path: str) -> tuple[str, str]:
@@ -100,9 +101,9 @@ def cloud_init(c: Context, build_artifact: str | None = None, python: str | None
         if path and not Path(path).resolve().parent.is_dir():
             raise Exit(f"hostsetup: {flag} {path}: no such directory", code=2)
     # Everything the cloud-config needs is checked before anything is built.
-    install = settings_from(c, None, **install_flags(mirror, insecure_mirror, key_fingerprint, version, hold,
+    install = settings_from(c.config, None, **install_flags(mirror, insecure_mirror, key_fingerprint, version, hold,
                                                     allow_downgrade, no_plugins, users))
-    daemon = daemon_from(c, None, **daemon_flags(profile, template, set, registry_mirrors, registry_ca,
+    daemon = daemon_from(c.config, None, **daemon_flags(profile, template, set, registry_mirrors, registry_ca,
                                                  insecure_registry, replace, allow_insecure_tcp))
     trusted = [check_ca(read_text(path, "--trust-ca", limit=256 * 1024), path) for path in trust_ca or []]
     settings = host_settings(settings_as_config(install), daemon_section(daemon), daemon.registry_cas)

@@ -14,8 +14,10 @@ from hostsetup.errors import HostsetupError
 from hostsetup.facts import Wanted
 from hostsetup.plan import plan_configure
 from hostsetup.registries import registry_name
-from hostsetup.runner import Planner
-from hostsetup.tasks.install import daemon_from, exit_code, run_converge, target_hosts
+from hostsetup.run.converge import run_converge
+from hostsetup.run.fleet import Planner
+from hostsetup.run.settings import daemon_from, target_hosts
+from hostsetup.run.status import exit_code
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
@@ -89,12 +91,12 @@ def configure(c: Context, profile: str | None = None, template: str | None = Non
     and registry CAs."""
     flags = daemon_flags(profile, template, set, registry_mirrors, registry_ca, insecure_registry, replace,
                          allow_insecure_tcp)
-    targets = target_hosts(c, local)
-    daemons = {t.name: daemon_from(c, t, **flags) for t in targets}
+    targets = target_hosts(c.config, local)
+    daemons = {t.name: daemon_from(c.config, t, **flags) for t in targets}
     if not any(d.configured for d in daemons.values()):
         raise HostsetupError("nothing to configure: give --profile, --template, --set, --registry-ca or daemon "
                              "settings in hostsetup.yaml or the inventory")
     planners: dict[str, Planner] = {t.name: partial(plan_configure, daemon=daemons[t.name]) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
         t.name: Wanted(files=registry_ca_files(daemons[t.name])) for t in targets}
-    exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "configure"))
+    exit_code(run_converge(c.config, planners, wanted, dry_run, json, targets, html, "configure"))

@@ -15,12 +15,13 @@ from invoke import Context, Exit, task
 from hostsetup.daemon.plan import check_settings
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.mirrors import PRESETS, resolve_mirror
+from hostsetup.run.converge import run_install
+from hostsetup.run.verify import expected_state, run_verify
 from hostsetup.sandbox.hosts import MIRROR_ALIAS, Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
 from hostsetup.sandbox.registries import REGISTRY_MIRROR
 from hostsetup.settings import InstallSettings, install_settings
 from hostsetup.targets import Target
-from hostsetup.tasks.install import run_install
 from hostsetup.tasks.sandbox import describe, engine_missing
 
 DEMO_SANDBOX = "demo"
@@ -92,13 +93,11 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
     print(f"1. install Docker Engine on {host.hostname} from {where}, and daemon.json "
           f"(log rotation, registry mirror {DEMO_REGISTRY_MIRROR})")
     target = Target(host.hostname, host.hostname)
-    reports = run_install(c, settings, dry_run=False, json_path=None, targets=[target], daemon=daemon)
+    reports = run_install(c.config, settings, dry_run=False, json_path=None, targets=[target], daemon=daemon)
     failed = any(r.status == "failed" for r in reports)
     if not failed:
-        from hostsetup.tasks.verify import expected_state, run_verify
-
         print("\n2. verify: the shipped testinfra checks")
-        verified = run_verify(c, [target], {target.name: expected_state(settings, daemon, smoke=True)})
+        verified = run_verify(c.config, [target], {target.name: expected_state(settings, daemon, smoke=True)})
         failed = any(v.status == "failed" for v in verified)
     if not failed:
         print(f"\n3. as {SANDBOX_USER} on {host.hostname}: docker pull {TINY} (through the registry mirror) "

@@ -8,29 +8,17 @@ from invoke import Context, Exit, task
 
 from hostsetup.doctor.findings import CODES, explain
 from hostsetup.doctor.report import host_details, host_line
-from hostsetup.doctor.run import DoctorOptions, DoctorReport, doctor_host
+from hostsetup.doctor.run import DoctorOptions, doctor_host
 from hostsetup.errors import HostsetupError
-from hostsetup.htmlreport import write_html
 from hostsetup.inputs.values import did_you_mean
-from hostsetup.report import summary_line, write_json
-from hostsetup.runner import run_hosts
+from hostsetup.run.fleet import run_hosts
+from hostsetup.run.htmlreport import write_html
+from hostsetup.run.report import summary_line, write_json
+from hostsetup.run.status import doctor_exit_code
 from hostsetup.secrets import register
 from hostsetup.targets import targets_from
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
-# 2 is hostsetup's exit status for bad input (HostsetupError).
-EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 3
-
-
-def exit_code(reports: list[DoctorReport]) -> int:
-    """3 when a host could not be diagnosed, else 1 when one is not healthy, else 0."""
-    if any(r.status == "failed" for r in reports):
-        return EXIT_UNREACHABLE
-    if any(r.status not in ("healthy", "fixed") for r in reports):
-        return EXIT_UNHEALTHY
-    return EXIT_HEALTHY
-
-
 def print_explanation(code: str) -> None:
     """``--explain CODE`` (any case; ALL for every code), no host needed."""
     wanted = code.strip().upper()
@@ -97,6 +85,6 @@ def doctor(c: Context, fix: bool = False, dry_run: bool = False, local: bool = F
         write_json(reports, json)
     if html:
         write_html(html, "doctor", [r.as_dict() for r in reports])
-    code = exit_code(reports)
+    code = doctor_exit_code(reports)
     if code:
         raise Exit(code=code)

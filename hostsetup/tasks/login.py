@@ -12,9 +12,11 @@ from hostsetup.facts import Wanted
 from hostsetup.inputs.files import prompt_secret, read_secret
 from hostsetup.login import LoginSettings, plan_login
 from hostsetup.registries import Credentials, registry_name, registry_username
-from hostsetup.runner import Planner
+from hostsetup.run.converge import run_converge
+from hostsetup.run.fleet import Planner
+from hostsetup.run.settings import target_hosts
+from hostsetup.run.status import exit_code
 from hostsetup.settings import _as_list, check_users
-from hostsetup.tasks.install import exit_code, run_converge, target_hosts
 
 PASSWORD_VARIABLE = "HOSTSETUP_LOGIN_PASSWORD"
 
@@ -57,8 +59,8 @@ def login(c: Context, registry: str, username: str = "", password_file: str | No
         registry_username(user)  # refused before any password is asked for
         credentials = Credentials.checked(user, read_password(c, password_file, user, name))
         secrets.register(credentials.password, credentials.auth)
-    targets = target_hosts(c)
+    targets = target_hosts(c.config)
     settings = LoginSettings(name, credentials, who)
     planners: dict[str, Planner] = {t.name: partial(plan_login, login=settings) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {t.name: Wanted(who, docker_configs=True) for t in targets}
-    exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "login"))
+    exit_code(run_converge(c.config, planners, wanted, dry_run, json, targets, html, "login"))

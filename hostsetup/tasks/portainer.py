@@ -21,8 +21,10 @@ from hostsetup.portainer import (
     plan_portainer,
 )
 from hostsetup.registries import image_reference
-from hostsetup.runner import Planner
-from hostsetup.tasks.install import exit_code, run_converge, target_hosts
+from hostsetup.run.converge import run_converge
+from hostsetup.run.fleet import Planner
+from hostsetup.run.settings import target_hosts
+from hostsetup.run.status import exit_code
 
 VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,2}(-[a-z0-9.]+)?$|^(latest|lts|sts)$")
 
@@ -84,9 +86,9 @@ def portainer(c: Context, version: str = DEFAULT_VERSION, image: str = "", bind:
     settings = PortainerSettings(agent, version, image, bind, edge, http,
                                  None if remove else admin_password(admin_password_file, prompt_for_admin_password),
                                  remove, purge_data)
-    targets = target_hosts(c)
+    targets = target_hosts(c.config)
     planners: dict[str, Planner] = {t.name: partial(plan_portainer, settings=settings) for t in targets}
     wanted: dict[str, tuple[str, ...] | Wanted] = {
         t.name: Wanted(files=(PASSWORD_FILE,) if not agent else (),
                        containers=(settings.name, f"{settings.name}.hostsetup-previous", DATA_VOLUME)) for t in targets}
-    exit_code(run_converge(c, planners, wanted, dry_run, json, targets, html, "portainer"))
+    exit_code(run_converge(c.config, planners, wanted, dry_run, json, targets, html, "portainer"))

@@ -7,8 +7,9 @@ from functools import partial
 from invoke import Context, Exit, task
 
 from hostsetup.facts import Wanted
-from hostsetup.runner import Planner
-from hostsetup.tasks.install import run_converge, settings_from, target_hosts, verify_changed_then_exit
+from hostsetup.run.converge import run_converge, verify_changed_then_exit
+from hostsetup.run.fleet import Planner
+from hostsetup.run.settings import settings_from, target_hosts
 from hostsetup.uninstall import DATA_DIRS, UninstallSettings, plan_uninstall, wanted
 
 
@@ -26,10 +27,10 @@ def uninstall(c: Context, purge_data: bool = False, yes: bool = False, dry_run: 
     if purge_data and not yes and not dry_run:
         raise Exit(f"hostsetup: --purge-data deletes {', '.join(DATA_DIRS)} on every host: add --yes "
                    "(--dry-run lists what it would delete, with sizes)", code=2)
-    targets = target_hosts(c)
-    settings = {t.name: UninstallSettings(purge_data, settings_from(c, t).lock_timeout) for t in targets}
+    targets = target_hosts(c.config)
+    settings = {t.name: UninstallSettings(purge_data, settings_from(c.config, t).lock_timeout) for t in targets}
     planners: dict[str, Planner] = {t.name: partial(plan_uninstall, settings=settings[t.name]) for t in targets}
     facts: dict[str, tuple[str, ...] | Wanted] = {t.name: wanted(settings[t.name]) for t in targets}
-    reports = run_converge(c, planners, facts, dry_run, json, targets, html, "uninstall")
-    verify_changed_then_exit(c, targets, reports, dry_run or no_verify, ": nothing of Docker Engine left",
+    reports = run_converge(c.config, planners, facts, dry_run, json, targets, html, "uninstall")
+    verify_changed_then_exit(c.config, targets, reports, dry_run or no_verify, ": nothing of Docker Engine left",
                              lambda t: {"absent": True, "purge_data": purge_data})

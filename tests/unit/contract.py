@@ -25,9 +25,10 @@ from unittest import mock
 
 from invoke.runners import Result
 
-from hostsetup import runner, secrets
+from hostsetup import secrets
 from hostsetup.cli import program
 from hostsetup.inputs.values import host_string
+from hostsetup.run import fleet as runner
 
 FACTS = (Path(__file__).parent / "data" / "facts" / "debian12-bare.txt").read_text()
 RUNS = {"count": 0}  # how many generated inputs were tried (reported by the tests)

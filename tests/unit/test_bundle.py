@@ -17,9 +17,9 @@ from hostsetup.operations import InstallPackages, Run, UploadBundle
 from hostsetup.plan import PlanError, plan_install
 from hostsetup.reference import download_script, parse_download, request_names
 from hostsetup.repoindex import parse_deb822, release_sha256
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
+from hostsetup.run.settings import from_bundle
 from hostsetup.settings import install_settings
-from hostsetup.tasks.install import from_bundle
 from tests.unit.test_plan import recorded, synthetic
 
 

@@ -46,7 +46,7 @@ def test_a_cut_off_answer_is_left_out() -> None:
 
 
 def test_the_commands_memory_is_kept_per_checks_content_and_survives_a_broken_file(tmp_path, monkeypatch) -> None:
-    from hostsetup.verify import commands_memory
+    from hostsetup.run.verify import commands_memory
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     checks = tmp_path / "test_mine.py"
@@ -90,7 +90,7 @@ def test_answers_serve_the_login_command_but_never_one_run_as_another_user(monke
 
 
 def test_a_host_that_cannot_be_reached_reports_it_and_gets_a_junit_file_saying_so(tmp_path) -> None:
-    from hostsetup.verify import SshOptions, VerifyJob, verify_fleet
+    from hostsetup.run.verify import SshOptions, VerifyJob, verify_fleet
 
     stale = tmp_path / "junit.xml"
     stale.write_text("<testsuites><testsuite><testcase name='old'/></testsuite></testsuites>")

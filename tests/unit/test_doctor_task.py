@@ -22,8 +22,9 @@ from hostsetup.doctor.findings import CODES
 from hostsetup.doctor.report import host_details, host_line
 from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
+from hostsetup.run.status import doctor_exit_code as exit_code
 from hostsetup.targets import Target
-from hostsetup.tasks.doctor import doctor, exit_code
+from hostsetup.tasks.doctor import doctor
 
 DATA = Path(__file__).parent / "data" / "doctor"
 

@@ -17,15 +17,14 @@ import pytest
 from invoke import Exit
 from invoke.runners import Result
 
-from hostsetup import runner
 from hostsetup.apply import MARK, StepResult, batch_script
 from hostsetup.config import HostsetupConfig
 from hostsetup.connection import KEEPALIVE_REQUEST, Watchdog
 from hostsetup.host import files as scripts
 from hostsetup.operations import Run
 from hostsetup.remote import Remote
-from hostsetup.report import fleet_table, host_block, summary_line
-from hostsetup.runner import (
+from hostsetup.run import fleet as runner
+from hostsetup.run.fleet import (
     INTERRUPTED,
     NOT_STARTED,
     FleetInterrupt,
@@ -35,9 +34,10 @@ from hostsetup.runner import (
     converge_host,
     run_fleet,
 )
+from hostsetup.run.report import fleet_table, host_block, summary_line
+from hostsetup.run.status import exit_code
 from hostsetup.steps import Plan, Step
 from hostsetup.targets import Target
-from hostsetup.tasks.install import exit_code
 
 # -- atomic writes: the temporary file never outlives its script -----------------------------------
 
@@ -473,7 +473,7 @@ def test_a_connection_lost_while_gathering_facts_is_said_so() -> None:
     from invoke.runners import Result
 
     from hostsetup.remote import RemoteError
-    from hostsetup.runner import gather_facts
+    from hostsetup.run.fleet import gather_facts
 
     class Lost:
         def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:

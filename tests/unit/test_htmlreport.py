@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from hostsetup import secrets
 from hostsetup.apply import StepResult
-from hostsetup.htmlreport import kind_of, render_html
-from hostsetup.runner import HostReport
+from hostsetup.run.fleet import HostReport
+from hostsetup.run.htmlreport import kind_of, render_html
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -31,7 +31,7 @@ from hostsetup.host.packages import (
 )
 from hostsetup.operations import InstallPackages, Run
 from hostsetup.plan import plan_install
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
 from hostsetup.settings import SettingsError, install_settings
 from hostsetup.steps import Step
 from tests.unit.test_plan import SYNTHETIC_OS, recorded, sandbox_settings

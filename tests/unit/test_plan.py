@@ -21,7 +21,7 @@ from hostsetup.facts import HostFacts, parse_facts
 from hostsetup.openpgp import primary_fingerprints
 from hostsetup.operations import FetchKey, InstallPackages, RemoveFiles, Run, WriteFile
 from hostsetup.plan import PlanError, plan_install, resolve_version
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
 from hostsetup.settings import install_settings
 from hostsetup.versions import upstream_version
 

@@ -12,7 +12,7 @@ from hostsetup.facts import HostFacts, parse_facts
 from hostsetup.operations import Run, WriteUserFile
 from hostsetup.plan import PlanError
 from hostsetup.portainer import LABEL, PASSWORD_FILE, PortainerSettings, deploy_script, plan_portainer
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
 from tests.unit.contract import run_cli
 
 DATA = Path(__file__).parent / "data" / "facts"

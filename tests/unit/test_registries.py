@@ -35,7 +35,7 @@ from hostsetup.registries import (
     with_login,
     without_login,
 )
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
 from hostsetup.sandbox.registries import ImageParts, parts_from_archive, registry_config, write_repository
 from hostsetup.smoke import smoke_image
 from hostsetup.tasks.configure import parse_registry_cas

@@ -77,7 +77,7 @@ def test_repository_file_with_mirror_credentials_is_private() -> None:
 
 
 def test_dry_run_masks_every_registered_secret() -> None:
-    from hostsetup.runner import describe_plan
+    from hostsetup.run.fleet import describe_plan
 
     facts = host("debian12-converged")
     settings = daemon_settings({"settings": {"proxies": {"http-proxy": "http://u:a%20b%40c@proxy:3128"}}})
@@ -126,7 +126,7 @@ def test_key_download_keeps_a_mirror_password_off_the_command_line() -> None:
 def test_reports_are_masked_and_private(tmp_path) -> None:
     import os
 
-    from hostsetup.report import write_json_file
+    from hostsetup.run.report import write_json_file
 
     path = tmp_path / "r.json"
     write_json_file(path, {"hosts": [{"error": f"apt: http://u:{SECRET}@proxy:3128 refused"}]})

@@ -72,7 +72,7 @@ def test_verify_expects_exactly_what_install_planned(system: str, mirror: str) -
     from hostsetup.checks.test_docker_host import settings as checks_settings
     from hostsetup.distros import resolve_platform
     from hostsetup.plan import key_fingerprints, repo_file_content
-    from hostsetup.tasks.verify import expected_state
+    from hostsetup.run.verify import expected_state
 
     installed = install_settings({"mirror": mirror, "insecure_mirror": mirror.startswith("http://"),
                                   "key_fingerprint": "9DC858229FC7DD38854AE2D88D81803C0EBFCD88" if "internal" in mirror

@@ -9,7 +9,7 @@ import pytest
 
 from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.facts import EngineState, PathSize, facts_script, parse_sizes
-from hostsetup.runner import describe_plan
+from hostsetup.run.fleet import describe_plan
 from hostsetup.uninstall import UninstallSettings, human_size, plan_uninstall, wanted
 from tests.unit.test_plan import recorded, synthetic
 

@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from hostsetup.runner import INTERRUPTED, NOT_STARTED, HostReport
+from hostsetup.run.fleet import HostReport
+from hostsetup.run.status import INTERRUPTED, NOT_STARTED
 from hostsetup.secrets import mask_data
 
 

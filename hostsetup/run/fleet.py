@@ -52,6 +52,7 @@ from hostsetup.facts import (
 from hostsetup.inputs.values import batch as checked_batch
 from hostsetup.plan import PlanError
 from hostsetup.remote import Remote, RemoteError, local_remote, tail
+from hostsetup.run.status import INTERRUPTED, NOT_STARTED, Status
 from hostsetup.steps import Plan
 from hostsetup.targets import LOCAL, Target
 
@@ -63,7 +64,7 @@ class HostReport:
     host: str
     system: str = ""
     engine: str = ""              # dockerd's version, as last seen (the re-check's facts after a change)
-    status: str = "ok"            # ok, changed, failed, planned, skipped, interrupted, not started
+    status: Status = "ok"
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0
@@ -144,8 +145,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-INTERRUPTED = "interrupted"
-NOT_STARTED = "not started"
 
 
 class Interrupted(Exception):

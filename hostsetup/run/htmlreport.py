@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from hostsetup.run.report import write_private
 from hostsetup.secrets import mask_data
 from hostsetup.versions import engine_version
 
@@ -191,6 +192,4 @@ def render_html(task: str, hosts: Sequence[Mapping[str, Any]], now: datetime | N
 
 def write_html(path: str | Path, task: str, hosts: Sequence[Mapping[str, Any]]) -> None:
     """``--html FILE``: the page, private to its owner (it names hosts, users and errors)."""
-    from hostsetup.report import write_private
-
     write_private(path, render_html(task, hosts))

@@ -16,10 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from invoke import Config
 
 import hostsetup.checks
+from hostsetup.daemon.settings import DaemonSettings
+from hostsetup.portainer import PortainerSettings
+from hostsetup.run.htmlreport import write_html
+from hostsetup.run.report import write_json_file, write_private
+from hostsetup.run.status import CheckStatus
 from hostsetup.secrets import mask
-from hostsetup.targets import LOCAL
+from hostsetup.settings import InstallSettings, settings_as_dict
+from hostsetup.targets import LOCAL, Target
 
 CHECKS_FILE = Path(hostsetup.checks.__file__).parent / "test_docker_host.py"
 ABSENT_CHECKS_FILE = CHECKS_FILE.with_name("test_docker_absent.py")   # after uninstall: expected {"absent": true}
@@ -40,14 +49,14 @@ def checks_environment() -> dict[str, str]:
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str      # passed, failed, skipped
+    status: CheckStatus
     message: str = ""
 
 
 @dataclass
 class VerifyReport:
     host: str
-    status: str = "passed"   # passed, failed
+    status: CheckStatus = "passed"
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
@@ -104,8 +113,6 @@ def host_error(result: dict[str, Any] | None, crashed: str) -> str:
 
 def junit_error(message: str) -> str:
     """A JUnit file with one error: what a host whose checks could not run reports."""
-    from xml.sax.saxutils import quoteattr
-
     return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="hostsetup" tests="1" errors="1">'
             f'<testcase classname="hostsetup" name="checks"><error message={quoteattr(message)}/></testcase>'
             "</testsuite></testsuites>\n")
@@ -224,7 +231,6 @@ def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Seque
             if job.junit_copy is not None:
                 # (report imports runner; keep verify light) A host whose checks never ran gets a JUnit file
                 # saying so, never the file of an earlier run.
-                from hostsetup.report import write_private
 
                 text = junit.read_text(errors="replace") if report.checks else junit_error(report.error)
                 write_private(job.junit_copy, mask(text))
@@ -247,3 +253,49 @@ def table(reports: Sequence[VerifyReport]) -> list[str]:
 
 def failures(reports: Sequence[VerifyReport]) -> list[str]:
     return [f"{r.host}: {c.name}: {c.message}" for r in reports for c in r.checks if c.status == "failed"]
+
+
+def ssh_options(config: Config) -> SshOptions:
+    keys = config.connect_kwargs.get("key_filename") or []
+    return SshOptions(ssh_config=getattr(config, "_runtime_ssh_path", None) or None,
+                      identity=str(keys[0]) if keys else None,
+                      known_hosts=tuple(str(k) for k in config.known_hosts),
+                      connect_timeout=int(config.timeouts.connect or 10))
+
+
+def expected_state(settings: InstallSettings, daemon: DaemonSettings | None, smoke: bool,
+                   pull: tuple[str, ...] = (), portainer: PortainerSettings | None = None) -> dict[str, Any]:
+    """What the checks expect: the very settings install used (JSON), the daemon keys we own, smoke,
+    images each user must be able to pull."""
+    return {"install": settings_as_dict(settings), "pull": list(pull),
+            "portainer": {"name": portainer.name, "port": portainer.port} if portainer else None,
+            "daemon": {"config": daemon.config, "replace": daemon.replace, "registry_cas": daemon.registry_cas}
+            if daemon and daemon.configured else None,
+            "smoke": smoke}
+
+
+ABSENT: dict[str, Any] = {"absent": True}   # the "nothing left" check set (uninstall's)
+
+
+def run_verify(config: Config, targets: list[Target], expected: dict[str, dict[str, Any]],
+               checks: list[str] | None = None, junit_xml: str | None = None,
+               json_path: str | None = None, html_path: str | None = None) -> list[VerifyReport]:
+    """Verify hosts in parallel; print the per-host table and each failure in plain words."""
+    base = ssh_options(config)
+    extra = [str(Path(p).expanduser()) for p in checks or []]
+
+    def copy(target: Target) -> Path | None:
+        if junit_xml and len(targets) > 1:
+            return Path(f"{junit_xml}.{target.name.replace('/', '_')}.xml")
+        return Path(junit_xml) if junit_xml else None
+
+    jobs = [VerifyJob(t.name, t.address, expected[t.name], t.key, copy(t)) for t in targets]
+    reports = verify_fleet(jobs, base, extra, parallel=int(config.parallel))
+    print("\n".join(table(reports)))
+    for line in failures(reports):
+        print(f"FAILED {line}")
+    if json_path:
+        write_json_file(json_path, {"hosts": [r.as_dict() for r in reports]})
+    if html_path:
+        write_html(html_path, "verify", [r.as_dict() for r in reports])
+    return reports
