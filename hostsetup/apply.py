@@ -282,80 +282,97 @@ def batch_results(steps: list[Step], stdout: str, error: str, lost: bool = False
     return results
 
 
+class _Application:
+    """One plan being applied: consecutive shell steps wait in ``pending`` and run as one batch (one SSH
+    session); a step that needs this machine in the middle runs on its own; after a failure the rest
+    is skipped."""
+
+    def __init__(self, remote: Remote, plan: Plan, progress: Callable[[StepResult], None]) -> None:
+        self.remote, self.plan, self.progress = remote, plan, progress
+        self.results: dict[str, StepResult] = {}
+        self.pending: list[tuple[Step, str]] = []
+        self.guard = RepositoryGuard.for_platform(plan.platform)
+        self.failed = False
+
+    def record(self, result: StepResult) -> None:
+        self.results[result.name] = result
+        self.progress(result)
+
+    def reverted(self, result: StepResult) -> StepResult:
+        if result.name not in self.guard.reverted or result.status != "changed":
+            return result
+        return replace(result, status="reverted", summary=f"{result.summary} (put back as it was)")
+
+    def flush(self) -> bool:
+        """Run the pending batch; False when it failed."""
+        if not self.pending:
+            return True
+        steps = [step for step, _ in self.pending]
+        output = self.remote.root(batch_script(self.pending))
+        self.pending.clear()
+        lost = connection_lost(output)
+        batch = [replace(r, error=self.guard.failure(next(s for s in steps if s.name == r.name), output))
+                 if r.status == "failed" and not lost else r
+                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output), lost)]
+        for result in batch:
+            self.record(self.reverted(result))
+        return output.ok
+
+    def step(self, step: Step) -> None:
+        if self.failed:
+            self.record(StepResult(step.name, "skipped", "an earlier step failed"))
+            return
+        if not step.changes:
+            self.record(StepResult(step.name, "ok", step.summary))
+            return
+        if step.notice:  # shown now, as the step is about to run (it is not a result)
+            self.progress(StepResult(step.name, "waiting", step.notice))
+        script = step_script(step, self.guard)
+        if script is not None:
+            self.pending.append((step, script))
+            return
+        if not self.flush():
+            self.failed = True
+            self.record(StepResult(step.name, "skipped", "an earlier step failed"))
+            return
+        self.alone(step)
+
+    def alone(self, step: Step) -> None:
+        """A step that needs this machine in the middle (a key to check, versions to resolve, a bundle)."""
+        start = time.monotonic()
+        try:
+            if len(step.operations) == 1 and isinstance(step.operations[0], FetchKey):
+                # Download and check now; installing the key joins the next batch.
+                fetched = _fetch_key(self.remote, step.operations[0])
+                self.pending.append((step, self.guard.keep(step.name, [step.operations[0].path]) + fetched))
+                return
+            apply_step(self.remote, step, self.guard)
+            self.record(StepResult(step.name, "changed", step.summary, time.monotonic() - start))
+        except RemoteError as exc:
+            self.failed = True
+            self.record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
+            if not isinstance(step.operations[0], FetchKey) or len(step.operations) != 1:
+                for earlier in [r for r in self.results.values() if self.reverted(r) != r]:  # an earlier session's
+                    self.record(self.reverted(earlier))
+
+    def finish(self) -> list[StepResult]:
+        if not self.failed:
+            if self.guard.kept and self.pending:  # written, and nothing in the plan reads them: nothing to put back
+                last_step, last_script = self.pending[-1]
+                self.pending[-1] = (last_step, f"{last_script}\n{rollback.discard_script()}")
+            elif self.guard.kept:
+                self.remote.root(rollback.discard_script())
+            self.flush()
+        return [self.results[step.name] for step in self.plan.steps]
+
+
 def apply_plan(remote: Remote, plan: Plan,
                progress: Callable[[StepResult], None] = lambda r: None) -> list[StepResult]:
     """Apply every step in order, batching consecutive shell steps into one SSH session.
 
     After a failure the remaining steps are skipped.
     """
-    results: dict[str, StepResult] = {}
-    pending: list[tuple[Step, str]] = []
-    guard = RepositoryGuard.for_platform(plan.platform)
-
-    def record(result: StepResult) -> None:
-        results[result.name] = result
-        progress(result)
-
-    def reverted(result: StepResult) -> StepResult:
-        if result.name not in guard.reverted or result.status != "changed":
-            return result
-        return replace(result, status="reverted", summary=f"{result.summary} (put back as it was)")
-
-    def flush() -> bool:
-        if not pending:
-            return True
-        steps = [step for step, _ in pending]
-        output = remote.root(batch_script(pending))
-        pending.clear()
-        lost = connection_lost(output)
-        batch = [replace(r, error=guard.failure(next(s for s in steps if s.name == r.name), output))
-                 if r.status == "failed" and not lost else r
-                 for r in batch_results(steps, output.stdout, "" if output.ok else tail(output), lost)]
-        for result in batch:
-            record(reverted(result))
-        return output.ok
-
-    failed = False
+    application = _Application(remote, plan, progress)
     for step in plan.steps:
-        if failed:
-            record(StepResult(step.name, "skipped", "an earlier step failed"))
-            continue
-        if not step.changes:
-            record(StepResult(step.name, "ok", step.summary))
-            continue
-        if step.notice:  # shown now, as the step is about to run (it is not a result)
-            progress(StepResult(step.name, "waiting", step.notice))
-        script = step_script(step, guard)
-        if script is not None:
-            pending.append((step, script))
-            continue
-        if not flush():
-            failed = True
-            record(StepResult(step.name, "skipped", "an earlier step failed"))
-            continue
-        start = time.monotonic()
-        if len(step.operations) == 1 and isinstance(step.operations[0], FetchKey):
-            # Download and check now; installing the key joins the next batch.
-            try:
-                fetched = _fetch_key(remote, step.operations[0])
-                pending.append((step, guard.keep(step.name, [step.operations[0].path]) + fetched))
-            except RemoteError as exc:
-                failed = True
-                record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
-            continue
-        try:
-            apply_step(remote, step, guard)
-            record(StepResult(step.name, "changed", step.summary, time.monotonic() - start))
-        except RemoteError as exc:
-            failed = True
-            record(StepResult(step.name, "failed", step.summary, time.monotonic() - start, str(exc)))
-            for earlier in [r for r in results.values() if reverted(r) != r]:  # recorded in an earlier session
-                record(reverted(earlier))
-    if not failed:
-        if guard.kept and pending:  # written, and nothing in the plan reads them: nothing to put back
-            last_step, last_script = pending[-1]
-            pending[-1] = (last_step, f"{last_script}\n{rollback.discard_script()}")
-        elif guard.kept:
-            remote.root(rollback.discard_script())
-        flush()
-    return [results[step.name] for step in plan.steps]
+        application.step(step)
+    return application.finish()

@@ -37,13 +37,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from hostsetup.bundle import ARCHES, FORMAT, MANIFEST, BundleError, platform_key, target_platform
 from hostsetup.distros import APT, Platform, install_packages
 from hostsetup.host.packages import PINNED_PACKAGES, rpm_pin
+from hostsetup.host.versions import newest_key, upstream_version, version_key
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import dearmor, key_file_problem
 from hostsetup.plan import PlanError, resolve_version
 from hostsetup.repoindex import SignatureError, parse_deb822, release_sha256, verify_clearsigned, verify_detached
 from hostsetup.secrets import mask
 from hostsetup.settings import InstallSettings
-from hostsetup.versions import newest_key, upstream_version, version_key
 
 T = TypeVar("T")
 RPM_NS = {"c": "http://linux.duke.edu/metadata/common", "rpm": "http://linux.duke.edu/metadata/rpm",

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from fabric.main import Fab
-from invoke import Argument, Executor, Exit, ParseError, ParserContext
-from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
+from invoke.exceptions import AmbiguousEnvVar, Exit, ParseError, UncastableEnvVar
+from invoke.executor import Executor
+from invoke.parser.argument import Argument
+from invoke.parser.context import ParserContext
 from paramiko.config import ConfigParseError
 
 from hostsetup import __version__, secrets
@@ -31,7 +33,7 @@ def split_hosts(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-class Hostsetup(Fab):
+class Hostsetup(Fab):  # type: ignore[misc]  # (fabric is untyped)
     """Fabric's program, except that a task runs once and receives every ``-H``
     host in ``c.config.hosts`` so that it can work on them in parallel."""
 
@@ -45,7 +47,7 @@ class Hostsetup(Fab):
                 Argument(names=("max-fail-percent",),
                          help="Start no new batch once more than this % of hosts failed.")]
 
-    def parse_core(self, argv: list[str] | None) -> None:  # type: ignore[override]
+    def parse_core(self, argv: list[str] | None) -> None:
         with input_boundary(argv):
             super().parse_core(argv)
         # -d turns on Invoke's debug logging (it dumps the configuration, sudo password included):
@@ -93,7 +95,7 @@ class Hostsetup(Fab):
             names += [f"--{n}" if len(n) > 1 else f"-{n}" for a in context.flags.values() for n in a.names]
         return names
 
-    def update_config(self) -> None:  # type: ignore[override]
+    def update_config(self) -> None:
         with input_boundary(self.argv):
             # Files named on the command line must exist (Fabric would raise, Invoke skip them quietly).
             for flag, value in (("-f", self.args.config.value), ("-S", self.args["ssh-config"].value)):

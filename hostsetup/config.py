@@ -74,7 +74,7 @@ class StrictEnvironment(Environment):
         return data
 
 
-class HostsetupConfig(Config):
+class HostsetupConfig(Config):  # type: ignore[misc]  # (fabric is untyped)
     """Fabric's configuration with hostsetup's file names, env prefix and defaults."""
 
     prefix = "hostsetup"

@@ -184,7 +184,7 @@ def connect(target: str, config: Config, known_hosts: Iterable[Path | str] = (),
     # then finds keys missing ("No attribute or config key found for 'user'").
     with _CLONING:
         own = config.clone()
-    conn = Connection(target, config=own, **kwargs)  # type: ignore[arg-type]
+    conn = Connection(target, config=own, **kwargs)
     extra_files = [Path(str(path)).expanduser() for path in (*config.get("known_hosts", []), *known_hosts)]
     check_host_keys(conn, extra_files)
     return conn

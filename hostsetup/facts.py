@@ -25,7 +25,7 @@ from hostsetup.host.command import Raw, command, words
 from hostsetup.host.packages import MANAGERS, VERSIONLOCK_LISTS, holders_script
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.host.units import FACT_PROPS, Unit, parse_units
-from hostsetup.versions import engine_version
+from hostsetup.host.versions import engine_version
 
 # Every package a plan asks about, from the OS table and the package managers.
 FACT_PACKAGES = tuple(dict.fromkeys((
@@ -53,8 +53,6 @@ elif sudo -n true 2>/dev/null; then echo nopasswd
 elif command -v sudo >/dev/null 2>&1; then echo password
 else echo none; fi
 sec commands; for c in apt-get dnf yum rpm dpkg curl systemctl; do command -v $c >/dev/null 2>&1 && echo $c; done
-sec manager-version
-(apt-get --version 2>/dev/null || dnf --version 2>/dev/null || yum --version 2>/dev/null) | head -n 1
 sec packages
 if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' @PACKAGES@ 2>/dev/null
@@ -315,7 +313,6 @@ class HostFacts:
     user: str
     sudo: str                      # root, nopasswd, password or none
     commands: frozenset[str]
-    manager_version: str
     packages: dict[str, str]       # installed package -> version
     holds: frozenset[str]
     files: dict[str, str | None]   # path -> content (None: exists but unreadable)
@@ -403,7 +400,6 @@ def parse_facts(output: str) -> HostFacts:
         user=identity[1],
         sudo=(s.get("sudo") or ["none"])[0].strip(),
         commands=frozenset(line.strip() for line in s.get("commands", [])),
-        manager_version=(s.get("manager-version") or [""])[0].strip(),
         packages=packages,
         holds=frozenset(line.strip() for line in s.get("holds", [])),
         files=files,

@@ -304,42 +304,60 @@ def _ini_value(text: str) -> Any:
     return int(text) if text.isdigit() else text
 
 
+_Group = tuple[list[Any], Mapping[str, Any], list[str]]   # hosts, vars, children
+
+
+def _ini_section(line: str, where: str) -> tuple[str, str]:
+    """``[name]``, ``[name:vars]`` or ``[name:children]`` -> (name, kind)."""
+    if not line.endswith("]"):
+        raise InventoryError(f"{where}: unclosed section header {line!r}")
+    section, _, kind = line[1:-1].partition(":")
+    kind = kind or "hosts"
+    if kind not in ("hosts", "vars", "children"):
+        raise InventoryError(f"{where}: unknown section kind {kind!r}")
+    return section, kind
+
+
+def _ini_vars(path: Path, line: str, section: str, where: str) -> dict[str, Any]:
+    key, sep, value = line.partition("=")
+    if not sep:
+        raise InventoryError(f"{where}: expected key=value in [{section}:vars]")
+    name = ANSIBLE_VARS.get(key.strip(), key.strip())
+    return _check_vars(str(path), {name: _ini_value(value)}, own=False, line=where)
+
+
+def _ini_host(path: Path, line: str, where: str) -> tuple[str, dict[str, Any]]:
+    match = _INI_HOST.match(line)
+    if not match:
+        raise InventoryError(f"{where}: cannot read host line {line!r}")
+    assignments = re.findall(r"""(\S+?)=("[^"]*"|'[^']*'|\S+)""", match.group(2))
+    host_vars = {ANSIBLE_VARS.get(k, k): _ini_value(v) for k, v in assignments}
+    _check_vars(str(path), host_vars, own=False, line=where)
+    return match.group(1), host_vars
+
+
 def _ansible_ini(path: Path, text_of: str) -> Inventory:
     hosts: dict[str, dict[str, Any]] = {}
-    groups: dict[str, tuple[list[Any], Mapping[str, Any], list[str]]] = {}
+    groups: dict[str, _Group] = {}
     section, kind = "ungrouped", "hosts"
     for number, raw in enumerate(text_of.splitlines(), 1):
         line = raw.split(" #")[0].strip()
+        where = f"{path}:{number}"
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):
-            if not line.endswith("]"):
-                raise InventoryError(f"{path}:{number}: unclosed section header {line!r}")
-            section, _, kind = line[1:-1].partition(":")
-            kind = kind or "hosts"
-            if kind not in ("hosts", "vars", "children"):
-                raise InventoryError(f"{path}:{number}: unknown section kind {kind!r}")
+            section, kind = _ini_section(line, where)
             groups.setdefault(section, ([], {}, []))
             continue
         group = groups.setdefault(section, ([], {}, []))
         if kind == "vars":
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise InventoryError(f"{path}:{number}: expected key=value in [{section}:vars]")
             group_vars = group[1]
             assert isinstance(group_vars, dict)
-            name = ANSIBLE_VARS.get(key.strip(), key.strip())
-            group_vars.update(_check_vars(str(path), {name: _ini_value(value)}, own=False, line=f"{path}:{number}"))
+            group_vars.update(_ini_vars(path, line, section, where))
         elif kind == "children":
             group[2].append(line)
         else:
-            match = _INI_HOST.match(line)
-            if not match:
-                raise InventoryError(f"{path}:{number}: cannot read host line {line!r}")
-            name = match.group(1)
-            assignments = re.findall(r"""(\S+?)=("[^"]*"|'[^']*'|\S+)""", match.group(2))
-            host_vars = {ANSIBLE_VARS.get(k, k): _ini_value(v) for k, v in assignments}
-            _check_vars(str(path), host_vars, own=False, line=f"{path}:{number}")
+            name, host_vars = _ini_host(path, line, where)
             hosts[name] = deep_merge(hosts.get(name, {}), host_vars)
             group[0].append(name)
     for name, (_, _, children) in groups.items():

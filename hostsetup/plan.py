@@ -22,6 +22,7 @@ from hostsetup.distros import (
 )
 from hostsetup.facts import HostFacts
 from hostsetup.host.packages import PINNED_PACKAGES, lock_wait_script, locked
+from hostsetup.host.versions import newest_key, upstream_version, version_key
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
 from hostsetup.openpgp import key_file_problem
 from hostsetup.operations import (
@@ -36,7 +37,6 @@ from hostsetup.operations import (
 from hostsetup.render import render
 from hostsetup.settings import InstallSettings
 from hostsetup.steps import Plan, Step
-from hostsetup.versions import newest_key, upstream_version, version_key
 
 
 class PlanError(Exception):

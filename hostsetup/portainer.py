@@ -12,8 +12,9 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
-from hostsetup.distros import UnsupportedSystem, resolve_platform
+from hostsetup.distros import Platform, UnsupportedSystem, resolve_platform
 from hostsetup.facts import HostFacts
 from hostsetup.operations import Operation, Run, WriteUserFile
 from hostsetup.plan import PlanError
@@ -151,6 +152,16 @@ def plan_portainer(facts: HostFacts, settings: PortainerSettings) -> Plan:
     """One ``portainer`` (or ``portainer-agent``) step: nothing when the container is as chosen."""
     platform = _platform(facts).platform
     step = "portainer-agent" if settings.agent else "portainer"
+    containers = _engine_answers(facts, settings)
+    current = containers.get(settings.name)
+    leftover = f"{settings.name}.hostsetup-previous" in containers
+    if settings.remove:
+        return _removal(platform, step, facts, settings, current is not None, leftover)
+    return _running(platform, step, facts, settings, current, leftover)
+
+
+def _engine_answers(facts: HostFacts, settings: PortainerSettings) -> dict[str, dict[str, Any]]:
+    """The engine's containers; refused when there is no engine, it does not answer, or curl is missing."""
     if not facts.dockerd_version:
         raise PlanError("Docker Engine is not installed here (no dockerd): run `hostsetup install` first")
     if facts.containers is None:
@@ -163,27 +174,35 @@ def plan_portainer(facts: HostFacts, settings: PortainerSettings) -> Plan:
     if "curl" not in facts.commands and not settings.remove:
         raise PlanError("curl is missing here (hostsetup checks with it that Portainer answers): "
                         "hostsetup install puts it there")
-    current = facts.containers.get(settings.name)
-    leftover = f"{settings.name}.hostsetup-previous" in facts.containers
-    if settings.remove:
-        ops: list[Operation] = []
-        if current is not None or leftover:
-            aside = f" {settings.name}.hostsetup-previous" if leftover else ""
-            ops.append(Run(f"docker rm -f {settings.name}{aside}"))
-        if settings.purge_data and not settings.agent and DATA_VOLUME in facts.volumes:
-            ops.append(Run(f"docker volume rm {DATA_VOLUME}"))
-        if settings.purge_data and not settings.agent and PASSWORD_FILE in facts.files:
-            ops.append(Run(f"rm -f {PASSWORD_FILE}"))
-        kept = "" if settings.purge_data or settings.agent or DATA_VOLUME not in facts.volumes else \
-            f"; the volume {DATA_VOLUME} is kept (--purge-data removes it)"
-        if not ops:
-            return Plan(platform, (Step(step, f"no container {settings.name}{kept}"),))
-        what = ", ".join(f"the container {settings.name}" if op.command.startswith("docker rm") else
-                         f"the volume {DATA_VOLUME}" if op.command.startswith("docker volume") else
-                         "the admin password file" for op in ops if isinstance(op, Run))
-        return Plan(platform, (Step(step, f"remove {what}{kept}", tuple(ops)),))
+    return facts.containers
 
-    ops = []
+
+def _removal(platform: Platform, step: str, facts: HostFacts, settings: PortainerSettings, exists: bool,
+             leftover: bool) -> Plan:
+    """``--remove``: the container (and its set-aside previous one), with --purge-data its volume and
+    password file."""
+    ops: list[Operation] = []
+    if exists or leftover:
+        aside = f" {settings.name}.hostsetup-previous" if leftover else ""
+        ops.append(Run(f"docker rm -f {settings.name}{aside}"))
+    if settings.purge_data and not settings.agent and DATA_VOLUME in facts.volumes:
+        ops.append(Run(f"docker volume rm {DATA_VOLUME}"))
+    if settings.purge_data and not settings.agent and PASSWORD_FILE in facts.files:
+        ops.append(Run(f"rm -f {PASSWORD_FILE}"))
+    kept = "" if settings.purge_data or settings.agent or DATA_VOLUME not in facts.volumes else \
+        f"; the volume {DATA_VOLUME} is kept (--purge-data removes it)"
+    if not ops:
+        return Plan(platform, (Step(step, f"no container {settings.name}{kept}"),))
+    what = ", ".join(f"the container {settings.name}" if op.command.startswith("docker rm") else
+                     f"the volume {DATA_VOLUME}" if op.command.startswith("docker volume") else
+                     "the admin password file" for op in ops if isinstance(op, Run))
+    return Plan(platform, (Step(step, f"remove {what}{kept}", tuple(ops)),))
+
+
+def _running(platform: Platform, step: str, facts: HostFacts, settings: PortainerSettings,
+             current: dict[str, Any] | None, leftover: bool) -> Plan:
+    """The container as chosen: nothing when it runs so, else (re)created."""
+    ops: list[Operation] = []
     password_old = facts.files.get(PASSWORD_FILE)
     if settings.admin_password is not None and not settings.agent and password_old != settings.admin_password:
         ops.append(WriteUserFile(PASSWORD_FILE, settings.admin_password, "root", "the initial admin password"))

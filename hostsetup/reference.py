@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from invoke import Config
+from invoke.config import Config
 
 from hostsetup.bundle import BundleError, host_arch, platform_key
 from hostsetup.bundlebuild import Extra, relation_names

@@ -34,7 +34,7 @@ def tail(result: Result, lines: int = 6) -> str:
     return "\n".join(text[-lines:]) or f"exit code {result.exited}"
 
 
-class ScriptRunner(RemoteRunner):
+class ScriptRunner(RemoteRunner):  # type: ignore[misc]  # (invoke is untyped)
     """Fabric's runner, but a script given as stdin is sent whole, then EOF.
 
     Invoke copies a non-terminal stdin one byte per 10 ms (a 3 KB script: 30 s), and ``sh -s``
@@ -80,8 +80,9 @@ class Remote:
 
     def _session(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
         self.sessions += 1
-        return self.conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin) if stdin is not None
-                             else False, timeout=timeout or self.command_timeout)
+        result: Result = self.conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin) if stdin is not None
+                                       else False, timeout=timeout or self.command_timeout)
+        return result
 
     def root(self, script: str, timeout: float | None = None) -> Result:
         """Run a shell script as root (through sudo unless logged in as root), the script on stdin."""
@@ -100,7 +101,7 @@ class Remote:
         self.sessions += 1
         quoted = shlex.quote(path)
         try:
-            result = self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
+            result: Result = self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
                                     hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
             prompt = str(getattr(getattr(self.conn.config, "sudo", None), "prompt", "") or "")
             if prompt and result.stderr.startswith(prompt):  # sudo's own prompt is not the script's output
@@ -160,4 +161,4 @@ class LocalRemote(Remote):
 
 def local_remote() -> LocalRemote:
     """This machine as a host: root when run as root, else through ``sudo -n``."""
-    return LocalRemote(LocalConnection(), as_root=os.geteuid() == 0)  # type: ignore[arg-type]
+    return LocalRemote(LocalConnection(), as_root=os.geteuid() == 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from invoke import Config
+from invoke.config import Config
 
 from hostsetup.errors import HostsetupError
 from hostsetup.inputs import InputError

@@ -94,7 +94,7 @@ def parse_answers(commands: list[str], output: str) -> dict[str, tuple[int, byte
     return answers
 
 
-class AnsweredBackend(ParamikoBackend):
+class AnsweredBackend(ParamikoBackend):  # type: ignore[misc]  # (testinfra is untyped)
     """testinfra's paramiko backend, answering from what the host already said (``answers``) and
     recording the read-only commands it runs live (``record``)."""
 
@@ -144,7 +144,7 @@ def open_host(job: dict[str, Any], item: FleetHost) -> None:
     """Connect (hostsetup's host-key checks and settings) and wrap the connection for testinfra."""
     if item.target == LOCAL:
         item.host = testinfra.get_host("local://", sudo=item.sudo)
-        item.host.login_user = getpass.getuser()  # type: ignore[attr-defined]  # (under sudo, user() is root)
+        item.host.login_user = getpass.getuser()  # (under sudo, user() is root)
         return
     ssh = job["ssh"]
     identity = item.identity or ssh.get("identity")
@@ -163,7 +163,7 @@ def open_host(job: dict[str, Any], item: FleetHost) -> None:
     backend.__dict__["client"] = item.conn.client  # the cached_property, already connected and checked
     backend.answers, backend.record = {}, None
     item.host = Host(backend)
-    item.host.login_user = item.conn.user  # type: ignore[attr-defined]
+    item.host.login_user = item.conn.user
 
 
 def answer_ahead(item: FleetHost, commands: list[str]) -> None:

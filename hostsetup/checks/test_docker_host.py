@@ -15,12 +15,12 @@ from hostsetup.daemon.apply import mismatches
 from hostsetup.daemon.plan import expectations
 from hostsetup.distros import APT, Platform, install_packages
 from hostsetup.host.paths import DAEMON_JSON
+from hostsetup.host.versions import upstream_version
 from hostsetup.openpgp import key_file_problem
 from hostsetup.plan import key_fingerprints, repo_file_content
 from hostsetup.registries import CERTS_DIR, ca_path
 from hostsetup.settings import InstallSettings, settings_from_dict
 from hostsetup.smoke import SMOKE_ARCHES, SMOKE_OUTPUT, SMOKE_PULL_IMAGE, SMOKE_PULL_REPOSITORY, SMOKE_REF, smoke_image
-from hostsetup.versions import upstream_version
 
 
 def settings(expected: dict[str, Any]) -> InstallSettings:

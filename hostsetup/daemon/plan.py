@@ -14,12 +14,12 @@ from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canon
 from hostsetup.facts import HostFacts
 from hostsetup.host.dockerd import drop_flags, effective_execstart, flag_names
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
+from hostsetup.host.versions import parse_engine_version
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
 from hostsetup.registries import ca_path
 from hostsetup.render import render
 from hostsetup.steps import Step
 from hostsetup.textsafety import systemd_value_problem
-from hostsetup.versions import parse_engine_version
 
 PROXIES_SINCE = (23, 0)
 VALIDATE_SINCE = (23, 0)
@@ -64,6 +64,40 @@ def _proxy_dropin(proxies: dict[str, Any]) -> str:
     return render("daemon/http-proxy.conf.j2", environment=env)
 
 
+def _exposure_warnings(settings: DaemonSettings, merged: dict[str, Any], command: str) -> list[str]:
+    """What the settings open up, allowed by a flag (insecure registries, plain TCP); plain TCP refused
+    without --allow-insecure-tcp."""
+    warnings = []
+    insecure = settings.config.get(INSECURE_REGISTRIES)
+    if insecure and settings.allow_insecure_registries:
+        names = ", ".join(map(str, insecure)) if isinstance(insecure, list) else str(insecure)
+        warnings.append(f"{INSECURE_REGISTRIES} {names}: pulls from them are not verified, anyone on the path can "
+                        "serve their images (allowed by --insecure-registry)")
+    tcp = insecure_hosts(hosts_list(merged.get("hosts")), merged, shlex.split(command))
+    if tcp:
+        if not settings.allow_insecure_tcp:
+            raise DaemonPlanError(f"hosts {', '.join(tcp)} without TLS verification gives anyone who can reach it "
+                                  "root on this host; set tlsverify with tlscacert, tlscert and tlskey, or pass "
+                                  "--allow-insecure-tcp")
+        warnings.append(f"{', '.join(tcp)} without TLS verification hands out root on this host to anyone "
+                        "who can reach it (allowed by --allow-insecure-tcp)")
+    return warnings
+
+
+def _without_flags_of(merged: dict[str, Any], command: str) -> tuple[str, list[str]]:
+    """dockerd's command line without the flags of keys daemon.json sets (dockerd refuses a key set both
+    ways), and those keys."""
+    moved = []
+    for key in sorted(merged):
+        if key in BOTH_WAYS:
+            continue
+        spec = KEYS.get(key)
+        command, removed = drop_flags(command, flag_names(flag_for(key)), spec is None or spec.kind != "bool")
+        if removed:
+            moved.append(key)
+    return command, moved
+
+
 def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None = None) -> Step:
     """The daemon step: no operations when nothing changes."""
     engine_text = engine or facts.dockerd_version
@@ -88,29 +122,9 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
         raise DaemonPlanError("; ".join(errors))
     warnings = [i.render(source(i.path)) for i in issues if i.severity != "error"]
 
-    insecure = settings.config.get(INSECURE_REGISTRIES)
-    if insecure and settings.allow_insecure_registries:
-        names = ", ".join(map(str, insecure)) if isinstance(insecure, list) else str(insecure)
-        warnings.append(f"{INSECURE_REGISTRIES} {names}: pulls from them are not verified, anyone on the path can "
-                        "serve their images (allowed by --insecure-registry)")
     command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
-    tcp = insecure_hosts(hosts_list(merged.get("hosts")), merged, shlex.split(command))
-    if tcp:
-        if not settings.allow_insecure_tcp:
-            raise DaemonPlanError(f"hosts {', '.join(tcp)} without TLS verification gives anyone who can reach it "
-                                  "root on this host; set tlsverify with tlscacert, tlscert and tlskey, or pass "
-                                  "--allow-insecure-tcp")
-        warnings.append(f"{', '.join(tcp)} without TLS verification hands out root on this host to anyone "
-                        "who can reach it (allowed by --allow-insecure-tcp)")
-
-    moved = []
-    for key in sorted(merged):
-        if key in BOTH_WAYS:
-            continue
-        spec = KEYS.get(key)
-        command, removed = drop_flags(command, flag_names(flag_for(key)), spec is None or spec.kind != "bool")
-        if removed:
-            moved.append(key)
+    warnings += _exposure_warnings(settings, merged, command)
+    command, moved = _without_flags_of(merged, command)
     if moved:
         content = render("daemon/execstart.conf.j2", command=command, moved=moved)
         dropins.append(WriteFile(EXECSTART_DROPIN, content, facts.files.get(EXECSTART_DROPIN)))

@@ -19,8 +19,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from hostsetup.host.versions import parse_engine_version
 from hostsetup.textsafety import systemd_value_problem, url_problem
-from hostsetup.versions import parse_engine_version
 
 ERROR = "error"
 WARNING = "warning"

@@ -25,7 +25,7 @@ from hostsetup.host.command import Raw, command, words
 from hostsetup.host.files import backup_glob
 from hostsetup.host.paths import DAEMON_JSON
 from hostsetup.host.units import PROBED_PROPS, Unit, parse_unit
-from hostsetup.versions import parse_engine_version
+from hostsetup.host.versions import parse_engine_version
 
 PIDFILE = "/var/run/docker.pid"
 DEFAULT_DATA_ROOT = "/var/lib/docker"

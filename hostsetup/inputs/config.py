@@ -129,37 +129,46 @@ def check_tree(data: MutableMapping[str, Any], defaults: Mapping[str, Any], labe
     for key in list(data):
         name = str(key)
         here = (*path, name)
-        dotted = ".".join(here)
-        value = data[key]
-        rule = RULES.get(dotted)
         if name not in defaults and not (isinstance(defaults, Mapping) and not defaults and path):
             choices = [str(k) for k in defaults]
             known = f"; known here: {', '.join(sorted(choices))}" if 0 < len(choices) <= 12 else ""
             raise InputError(f"{label(here, data, name)}: unknown setting{did_you_mean(name, choices)}{known}")
         default = defaults.get(name)
-        if rule is not None:
-            data[key] = rule(value, label(here, data, name))
-        elif isinstance(default, bool):
-            data[key] = _bool(value, label(here, data, name))
-        elif isinstance(default, int):
-            data[key] = whole_number(value, label(here, data, name), 0, 10 ** 9)
-        elif isinstance(default, float):
-            data[key] = seconds(value, label(here, data, name), 0, 10 ** 9)
-        elif isinstance(default, str):
-            data[key] = text(value, label(here, data, name))
-        elif isinstance(default, (list, tuple)):
-            if not isinstance(value, (list, tuple)):
-                raise InputError(f"{label(here, data, name)}: expected a list, got a {type_name(value)}")
-        elif default is None and isinstance(value, Mapping) and not (not defaults and path):
-            raise InputError(f"{label(here, data, name)}: expected a single value, got a mapping")
-        elif isinstance(default, Mapping):
-            if value is None:
-                data[key] = {}
-            elif not isinstance(value, MutableMapping):
-                raise InputError(f"{label(here, data, name)}: expected a mapping (key: value), "
-                                 f"got a {type_name(value)}")
-            else:
-                check_tree(value, default, label, here)
+        if isinstance(default, Mapping) and RULES.get(".".join(here)) is None:
+            _check_mapping(data, key, default, label, here)
+        else:
+            data[key] = _checked_value(data[key], default, RULES.get(".".join(here)), label(here, data, name),
+                                       free=not defaults and bool(path))
+
+
+def _checked_value(value: Any, default: Any, rule: Any, where: str, free: bool) -> Any:
+    """One value checked (and converted) by its rule, else as its default's type says."""
+    if rule is not None:
+        return rule(value, where)
+    if isinstance(default, bool):
+        return _bool(value, where)
+    if isinstance(default, int):
+        return whole_number(value, where, 0, 10 ** 9)
+    if isinstance(default, float):
+        return seconds(value, where, 0, 10 ** 9)
+    if isinstance(default, str):
+        return text(value, where)
+    if isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple)):
+        raise InputError(f"{where}: expected a list, got a {type_name(value)}")
+    if default is None and isinstance(value, Mapping) and not free:
+        raise InputError(f"{where}: expected a single value, got a mapping")
+    return value
+
+
+def _check_mapping(data: MutableMapping[str, Any], key: str, default: Mapping[str, Any], label: Label,
+                   here: tuple[str, ...]) -> None:
+    value = data[key]
+    if value is None:
+        data[key] = {}
+    elif not isinstance(value, MutableMapping):
+        raise InputError(f"{label(here, data, str(key))}: expected a mapping (key: value), got a {type_name(value)}")
+    else:
+        check_tree(value, default, label, here)
 
 
 def file_label(source: str) -> Label:

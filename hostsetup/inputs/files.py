@@ -205,8 +205,9 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:
-    return _parse(lambda: tomllib.loads(text), source, tomllib.TOMLDecodeError,
-                  lambda exc: f"{source}: not valid TOML: {exc}")
+    parsed: dict[str, Any] = _parse(lambda: tomllib.loads(text), source, tomllib.TOMLDecodeError,
+                                    lambda exc: f"{source}: not valid TOML: {exc}")
+    return parsed
 
 
 def parse_json(text: str, source: str) -> Any:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from invoke import Config, Exit
+from invoke.config import Config
+from invoke.exceptions import Exit
 
 from hostsetup.daemon.settings import DaemonSettings
 from hostsetup.facts import Wanted

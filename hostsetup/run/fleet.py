@@ -347,16 +347,9 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
     done: list[StepResult] = []
 
     def recorded(result: StepResult) -> None:
-        # A step the watchdog or a second Ctrl-C cut off says so as it is printed, not with the
-        # raw tail of a broken session.
-        if watchdog is not None and watchdog.fired.is_set() and result.status == "failed":
-            result = replace(result, error=_stopped_line(watchdog.timeout, f"during step {result.name}"))
-        elif interrupt is not None and target.name in interrupt.closed and result.status in ("failed", "skipped"):
-            result = replace(result, status=INTERRUPTED, summary=result.summary if result.status == "failed"
-                             else "not done", error=CUT_SHORT if result.status == "failed" else "")
-        done.append(result)
+        done.append(_as_cut(result, watchdog, interrupt, target.name))
         guard.step_recorded()
-        on_step(target.name, result)
+        on_step(target.name, done[-1])
 
     try:
         remote = open_connection(target, config, interrupt)
@@ -372,56 +365,93 @@ def converge_host(target: Target, config: Config, make_plan: Planner, users: tup
         report.warnings = [w for step in plan.steps for w in step.warnings]
         report.system = plan.platform.name
         if dry_run:
-            report.status = "planned" if plan.changes else "ok"
-            report.plan_text = describe_plan(plan)
-            report.steps = [StepResult(s.name, "planned" if s.changes else "ok", s.summary)
-                            for s in plan.steps]
+            _planned(report, plan)
             return report
         if plan.changes:
             _check_privileges(facts, config)
         guard.enter("before the first step")
         report.steps = apply_plan(remote, plan, recorded)
-        failed = [s for s in report.steps if s.status == "failed"]
-        if failed:
-            report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
-        elif plan.changes:
-            report.status = "changed"
-            # The re-plan reads the group database, so no new login session is needed here;
-            # whatever must run with the user's new groups opens its own connection.
-            guard.enter("before the re-check after applying")
-            facts = gather_facts(remote, users)
-            report.engine = facts.engine
-            again = make_plan(facts)
-            if again.changes:
-                report.status = "failed"
-                report.error = ("not converged after applying; still to do: "
-                                + ", ".join(f"{s.name} ({s.summary})" for s in again.changes))
+        _recheck(report, plan, lambda: gather_facts(remote, users), make_plan, guard)
     except Interrupted as exc:
         _interrupted_report(report, plan, done, _before_next_step(plan, done) or str(exc), cut=False)
-    except (HostsetupError, PlanError) as exc:
-        report.status, report.error = "failed", str(exc)
-    except TemplateError as exc:  # a packaging fault, not the network's
-        report.status, report.error = "failed", f"internal error: template {exc}"
-    except (TimeoutError, SSHException, OSError, EOFError) as exc:
-        report.status, report.error = "failed", f"cannot connect: {exc or type(exc).__name__}"
     except Exception as exc:  # one host's surprise must not take the others down
-        report.status, report.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        report.status, report.error = "failed", _failure(exc)
     finally:
-        if watchdog is not None:
-            watchdog.stop()
-        if remote is not None:
-            report.sessions = remote.sessions
-            remote.conn.close()
-        if interrupt is not None:
-            interrupt.ended(target.name)
+        _close(report, remote, watchdog, interrupt, target.name)
         report.seconds = time.monotonic() - start
+    _say_why_cut(report, plan, done, guard, watchdog, interrupt, target.name)
+    return report
+
+
+def _as_cut(result: StepResult, watchdog: Watchdog | None, interrupt: FleetInterrupt | None, host: str) -> StepResult:
+    """A step the watchdog or a second Ctrl-C cut off says so as it is printed, not with the raw tail
+    of a broken session."""
+    if watchdog is not None and watchdog.fired.is_set() and result.status == "failed":
+        return replace(result, error=_stopped_line(watchdog.timeout, f"during step {result.name}"))
+    if interrupt is not None and host in interrupt.closed and result.status in ("failed", "skipped"):
+        return replace(result, status=INTERRUPTED, summary=result.summary if result.status == "failed"
+                       else "not done", error=CUT_SHORT if result.status == "failed" else "")
+    return result
+
+
+def _close(report: HostReport, remote: Remote | None, watchdog: Watchdog | None, interrupt: FleetInterrupt | None,
+           host: str) -> None:
+    if watchdog is not None:
+        watchdog.stop()
+    if remote is not None:
+        report.sessions = remote.sessions
+        remote.conn.close()
+    if interrupt is not None:
+        interrupt.ended(host)
+
+
+def _say_why_cut(report: HostReport, plan: Plan | None, done: list[StepResult], guard: StepGuard,
+                 watchdog: Watchdog | None, interrupt: FleetInterrupt | None, host: str) -> None:
+    """A host the watchdog gave up on, or a second Ctrl-C cut off, says where it stopped."""
     if watchdog is not None and watchdog.fired.is_set() and report.status not in ("ok", "changed"):
         _stopped_answering(report, guard, watchdog.timeout)
-    elif interrupt is not None and target.name in interrupt.closed and report.status == "failed":
+    elif interrupt is not None and host in interrupt.closed and report.status == "failed":
         cut = next((s.name for s in done if s.status == INTERRUPTED and s.error), None)
         _interrupted_report(report, plan, done, f"during step {cut}" if cut
                             else guard.phase.replace("before", "during", 1), cut=True)
-    return report
+
+
+def _planned(report: HostReport, plan: Plan) -> None:
+    """``--dry-run``: the plan, as the report."""
+    report.status = "planned" if plan.changes else "ok"
+    report.plan_text = describe_plan(plan)
+    report.steps = [StepResult(s.name, "planned" if s.changes else "ok", s.summary) for s in plan.steps]
+
+
+def _recheck(report: HostReport, plan: Plan, facts: Callable[[], HostFacts], make_plan: Planner,
+             guard: StepGuard) -> None:
+    """After applying: failed (the first failed step), or changed and converged (the re-plan is empty)."""
+    failed = [s for s in report.steps if s.status == "failed"]
+    if failed:
+        report.status, report.error = "failed", f"{failed[0].name}: {failed[0].error}"
+    elif plan.changes:
+        report.status = "changed"
+        # The re-plan reads the group database, so no new login session is needed here;
+        # whatever must run with the user's new groups opens its own connection.
+        guard.enter("before the re-check after applying")
+        again_facts = facts()
+        report.engine = again_facts.engine
+        again = make_plan(again_facts)
+        if again.changes:
+            report.status = "failed"
+            report.error = ("not converged after applying; still to do: "
+                            + ", ".join(f"{s.name} ({s.summary})" for s in again.changes))
+
+
+def _failure(exc: Exception) -> str:
+    """What a host's run ending in ``exc`` says."""
+    if isinstance(exc, HostsetupError | PlanError):
+        return str(exc)
+    if isinstance(exc, TemplateError):  # a packaging fault, not the network's
+        return f"internal error: template {exc}"
+    if isinstance(exc, TimeoutError | SSHException | OSError | EOFError):
+        return f"cannot connect: {exc or type(exc).__name__}"
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _before_next_step(plan: Plan | None, done: list[StepResult]) -> str:

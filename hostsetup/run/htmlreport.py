@@ -15,9 +15,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from hostsetup.host.versions import engine_version
 from hostsetup.run.report import write_private
 from hostsetup.secrets import mask_data
-from hostsetup.versions import engine_version
 
 GOOD = {"ok", "passed", "healthy"}
 CHANGED = {"changed", "fixed", "planned", "reverted"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from invoke import Config
+from invoke.config import Config
 
 from hostsetup.bundle import Bundle
 from hostsetup.daemon.plan import DaemonPlanError, check_settings

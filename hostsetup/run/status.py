@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 # A host of a run, or one step of its plan. Converging (install, configure, login, portainer, uninstall):
 # ok, changed, failed, skipped (failed fleet limit), planned (--dry-run), interrupted, not started; a step

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from invoke import Config
+from invoke.config import Config
 
 import hostsetup.checks
 from hostsetup.daemon.settings import DaemonSettings

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostsetup.host.versions import compare_versions, sort_newest_first
 from hostsetup.sandbox.buildtools import MirrorBuildError, run_tool
 from hostsetup.sandbox.debversions import parse_relations
 from hostsetup.sandbox.engine import Progress
 from hostsetup.sandbox.layout import COMPONENT, REPO_PATH
 from hostsetup.sandbox.signing import Signer
-from hostsetup.versions import compare_versions, sort_newest_first
 
 # These two feed the mirror's recipe hash (hostsetup.sandbox.mirror.make_recipe).
 MAINTAINER = "hostsetup test sandbox <sandbox@hostsetup.invalid>"

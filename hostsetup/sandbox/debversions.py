@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from hostsetup.host.versions import compare_versions, upstream_version
 from hostsetup.sandbox import debarchive
-from hostsetup.versions import compare_versions, upstream_version
 
 DEBIAN_RELEASE = {"bookworm": "12", "trixie": "13"}
 

@@ -25,10 +25,10 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hostsetup.host.versions import upstream_version
 from hostsetup.sandbox.debarchive import archive_url
 from hostsetup.sandbox.engine import Progress, SandboxError, docker
 from hostsetup.sandbox.rpmrepo import RpmSpec, spec_text
-from hostsetup.versions import upstream_version
 
 IMAGE_REPOSITORY = "hostsetup-host"
 SANDBOX_USER = "hostsetup"

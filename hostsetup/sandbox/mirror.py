@@ -51,6 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from hostsetup.host.versions import sort_newest_first, upstream_version
 from hostsetup.sandbox import debarchive, rpmrepo
 from hostsetup.sandbox.buildtools import MirrorBuildError, locked, recipe_hash
 from hostsetup.sandbox.debarchive import SuiteIndex
@@ -74,7 +75,6 @@ from hostsetup.sandbox.engine import Progress
 from hostsetup.sandbox.imagetar import image_files, layer_tar, write_image
 from hostsetup.sandbox.layout import COMPONENT, FIXTURES_PATH, FIXTURES_SUITE, KEY_PATH, REPO_PATH, Mirror
 from hostsetup.sandbox.signing import KEY_ALGO, KEY_UID, Signer, gnupg_home
-from hostsetup.versions import sort_newest_first, upstream_version
 
 # --- recipe constants (all of them feed the recipe hash) -------------------
 

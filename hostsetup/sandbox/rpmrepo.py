@@ -45,13 +45,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hostsetup.host.versions import upstream_version
 from hostsetup.sandbox import debarchive
 from hostsetup.sandbox.buildtools import MirrorBuildError, locked, recipe_hash, run_tool
 from hostsetup.sandbox.debs import extract_debs
 from hostsetup.sandbox.engine import Progress, SandboxError, ensure_tools
 from hostsetup.sandbox.layout import COMPONENT, REPO_PATH, Mirror, RpmRepo
 from hostsetup.sandbox.signing import Gpg
-from hostsetup.versions import upstream_version
 
 # --- recipe constants (all of them feed the recipe hash) -------------------------------
 

@@ -1,6 +1,6 @@
 """hostsetup's task collection: what ``hostsetup --list`` shows."""
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from hostsetup.tasks.bundle import bundle
 from hostsetup.tasks.cloudinit import cloud_init

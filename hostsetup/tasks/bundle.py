@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hostsetup.bundle import ARCHES, BundleError, platform_key, target_platform
 from hostsetup.bundlebuild import Extra, build_bundle
@@ -13,6 +15,31 @@ from hostsetup.inputs.values import host_string
 from hostsetup.reference import connect_references, reference_for
 from hostsetup.repoindex import sha256_file
 from hostsetup.run.settings import settings_from
+
+
+def _checked_targets(os: str, output: str, arch: str) -> list[str]:
+    """The --os systems, refused (exit 2) before any download when a flag is missing or wrong."""
+    names = [n.strip() for n in os.split(",") if n.strip()]
+    if not names:
+        raise Exit("hostsetup: bundle needs --os, e.g. --os debian12,rocky9", code=2)
+    if not output:
+        raise Exit("hostsetup: bundle needs -o/--output FILE, e.g. -o bundle.tar", code=2)
+    if arch not in ARCHES:
+        raise Exit(f"hostsetup: --arch {arch!r}: one of {', '.join(ARCHES)}", code=2)
+    for name in names:
+        target_platform(name)  # an unknown system is refused before any download
+    return names
+
+
+def _print_summary(output: str, manifest: dict[str, object]) -> None:
+    targets = manifest["targets"]
+    assert isinstance(targets, dict)
+    print(f"wrote {output} ({Path(output).stat().st_size} bytes): docker-ce {manifest['version']} for "
+          f"{', '.join(targets)}")
+    for name, target in targets.items():
+        needs = ", ".join(target["needs"]) or "nothing"
+        extras = f"; {len(target['extras'])} of the system's packages added (--from)" if target["extras"] else ""
+        print(f"  {name}: {len(target['packages'])} packages{extras}; needs from the system: {needs}")
 
 
 @task(help={
@@ -32,15 +59,7 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
            insecure_mirror: bool = False, key_fingerprint: str | None = None, arch: str = "amd64",
            no_plugins: bool = False, from_: str = "") -> None:
     """Download Docker's packages for offline servers into one archive (then: install --bundle FILE)."""
-    names = [n.strip() for n in os.split(",") if n.strip()]
-    if not names:
-        raise Exit("hostsetup: bundle needs --os, e.g. --os debian12,rocky9", code=2)
-    if not output:
-        raise Exit("hostsetup: bundle needs -o/--output FILE, e.g. -o bundle.tar", code=2)
-    if arch not in ARCHES:
-        raise Exit(f"hostsetup: --arch {arch!r}: one of {', '.join(ARCHES)}", code=2)
-    for name in names:
-        target_platform(name)  # an unknown system is refused before any download
+    names = _checked_targets(os, output, arch)
     settings = settings_from(c.config, None, mirror=mirror, insecure_mirror=insecure_mirror or None,
                              key_fingerprint=key_fingerprint, version=version, plugins=False if no_plugins else None)
     specs = [h.strip() for h in from_.split(",") if h.strip()]
@@ -69,14 +88,7 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
     finally:
         for ref in references:
             ref.remote.conn.close()
-    targets = manifest["targets"]
-    assert isinstance(targets, dict)
-    print(f"wrote {output} ({Path(output).stat().st_size} bytes): docker-ce {manifest['version']} for "
-          f"{', '.join(targets)}")
-    for name, target in targets.items():
-        needs = ", ".join(target["needs"]) or "nothing"
-        extras = f"; {len(target['extras'])} of the system's packages added (--from)" if target["extras"] else ""
-        print(f"  {name}: {len(target['packages'])} packages{extras}; needs from the system: {needs}")
+    _print_summary(output, manifest)
     digest = sha256_file(Path(output))
     print(f"sha256 {digest}")
     print(f"install it with: hostsetup -H HOSTS install --bundle {output} --bundle-sha256 {digest}")

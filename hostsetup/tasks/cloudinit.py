@@ -9,7 +9,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hostsetup import secrets
 from hostsetup.artifact import MANIFEST, Artifact, ArtifactError, check_python
@@ -55,6 +57,39 @@ def daemon_section(daemon: DaemonSettings) -> dict[str, Any]:
     return section
 
 
+def _check_artifact_flags(build_artifact: str | None, python: str | None, artifact: str | None,
+                          artifact_url: str | None, artifact_sha256: str | None, output: str | None) -> str | None:
+    """Which artifact, and where (its URL, checked): one way of naming it, refused (exit 2) before anything
+    is built."""
+    if not build_artifact and not artifact_url:
+        raise Exit("hostsetup: cloud-init needs --artifact-url (and the artifact's sha256 through "
+                   "--build-artifact, --artifact or --artifact-sha256), or --build-artifact FILE alone", code=2)
+    sources = [name for name, given in (("--build-artifact", build_artifact), ("--artifact", artifact),
+                                        ("--artifact-sha256", artifact_sha256)) if given]
+    if len(sources) > 1:
+        raise Exit(f"hostsetup: {' and '.join(sources)} both name the artifact: give one", code=2)
+    if artifact_url and not sources:
+        raise Exit("hostsetup: --artifact-url needs the artifact's sha256: give --artifact FILE, "
+                   "--artifact-sha256 HEX or --build-artifact FILE", code=2)
+    if python is not None and not (build_artifact or artifact_sha256):
+        raise Exit("hostsetup: --python goes with --build-artifact or --artifact-sha256 (an --artifact names its "
+                   "own)", code=2)
+    url = check_artifact_url(artifact_url) if artifact_url else None
+    for flag, path in (("--output", output), ("--build-artifact", build_artifact)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise Exit(f"hostsetup: {flag} {path}: no such directory", code=2)
+    return url
+
+
+def _refuse_credentials(mirror_url: str, daemon: object) -> None:
+    """User-data is readable on the server and through its metadata service: no credentials in it."""
+    for where, value in (("the mirror URL", mirror_url), ("the daemon settings", daemon)):
+        if value and secrets.holds_credentials(jsonlib.dumps(value)):
+            raise Exit(f"hostsetup: {where} would put credentials into the user-data, which is readable on the "
+                       "server (and by anything that reaches its metadata service): leave them out, or bake an "
+                       "image instead", code=2)
+
+
 @task(name="cloud-init", auto_shortflags=False, iterable=["set", "registry_ca", "insecure_registry", "trust_ca"], help={
     "build-artifact": "build the hostsetup artifact (hostsetup and its packages for one Python, a tar.gz) to this "
                       "file and print its sha256",
@@ -83,23 +118,7 @@ def cloud_init(c: Context, build_artifact: str | None = None, python: str | None
 
     The install and daemon settings come from the flags and hostsetup.yaml as for install; the server fetches
     the hostsetup artifact (--build-artifact builds it) and runs `hostsetup install --local`, no SSH."""
-    if not build_artifact and not artifact_url:
-        raise Exit("hostsetup: cloud-init needs --artifact-url (and the artifact's sha256 through "
-                   "--build-artifact, --artifact or --artifact-sha256), or --build-artifact FILE alone", code=2)
-    sources = [name for name, given in (("--build-artifact", build_artifact), ("--artifact", artifact),
-                                        ("--artifact-sha256", artifact_sha256)) if given]
-    if len(sources) > 1:
-        raise Exit(f"hostsetup: {' and '.join(sources)} both name the artifact: give one", code=2)
-    if artifact_url and not sources:
-        raise Exit("hostsetup: --artifact-url needs the artifact's sha256: give --artifact FILE, "
-                   "--artifact-sha256 HEX or --build-artifact FILE", code=2)
-    if python is not None and not (build_artifact or artifact_sha256):
-        raise Exit("hostsetup: --python goes with --build-artifact or --artifact-sha256 (an --artifact names its "
-                   "own)", code=2)
-    url = check_artifact_url(artifact_url) if artifact_url else None
-    for flag, path in (("--output", output), ("--build-artifact", build_artifact)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise Exit(f"hostsetup: {flag} {path}: no such directory", code=2)
+    url = _check_artifact_flags(build_artifact, python, artifact, artifact_url, artifact_sha256, output)
     # Everything the cloud-config needs is checked before anything is built.
     install = settings_from(c.config, None, **install_flags(mirror, insecure_mirror, key_fingerprint, version, hold,
                                                     allow_downgrade, no_plugins, users))
@@ -107,11 +126,7 @@ def cloud_init(c: Context, build_artifact: str | None = None, python: str | None
                                                  insecure_registry, replace, allow_insecure_tcp))
     trusted = [check_ca(read_text(path, "--trust-ca", limit=256 * 1024), path) for path in trust_ca or []]
     settings = host_settings(settings_as_config(install), daemon_section(daemon), daemon.registry_cas)
-    for where, value in (("the mirror URL", install.mirror_url), ("the daemon settings", settings.get("daemon"))):
-        if value and secrets.holds_credentials(jsonlib.dumps(value)):
-            raise Exit(f"hostsetup: {where} would put credentials into the user-data, which is readable on the "
-                       "server (and by anything that reaches its metadata service): leave them out, or bake an "
-                       "image instead", code=2)
+    _refuse_credentials(install.mirror_url, settings.get("daemon"))
     if build_artifact:
         built = _build(build_artifact, python or "3.11", arch)
         sha256, for_python = built.sha256, built.python

@@ -6,7 +6,8 @@ import json as jsonlib
 from functools import partial
 from typing import Any
 
-from invoke import Context, task
+from invoke.context import Context
+from invoke.tasks import task
 
 from hostsetup.daemon.plan import registry_ca_files
 from hostsetup.daemon.settings import INSECURE_REGISTRIES

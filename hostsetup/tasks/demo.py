@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hostsetup.daemon.plan import check_settings
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hostsetup.doctor.findings import CODES, explain
 from hostsetup.doctor.report import host_details, host_line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from invoke import Context, task
+from invoke.context import Context
+from invoke.tasks import task
 
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError

@@ -6,7 +6,8 @@ import ipaddress
 import re
 from functools import partial
 
-from invoke import Context, task
+from invoke.context import Context
+from invoke.tasks import task
 
 from hostsetup import secrets
 from hostsetup.errors import HostsetupError

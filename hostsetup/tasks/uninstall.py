@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hostsetup.facts import Wanted
 from hostsetup.run.converge import run_converge, verify_changed_then_exit
