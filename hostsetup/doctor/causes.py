@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hostsetup.doctor.findings import CODES
+
 
 @dataclass(frozen=True)
 class Cause:
@@ -31,35 +33,17 @@ def _words(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-# dockerd's (and systemd's lines about docker) subsystems, most specific first.
-DAEMON_CAUSES = (
-    # dockerd's own command line (ExecStart and its drop-ins), as its flag parser words it.
-    Cause("EXECSTART_INVALID", _words(r"unknown (shorthand )?flag|flag needs an argument|bad flag syntax|"
-                                      r"invalid argument \S+ for \S+ flag|See 'dockerd --help'"), config_first=False),
-    Cause("STORAGE_DRIVER_FAILED", _words(r"graph ?driver|storage[- ]driver|storage[- ]opt|driver not supported|"
-                                          r"prerequisites for driver|d_type|backing (\w+ )?file ?system|"
-                                          r"overlay2?: |devicemapper|\baufs\b|snapshotter"), config_first=False),
-    Cause("USERNS_FAILED", _words(r"userns|user namespace|subuid|subgid|remapped root|remapping|uid_map|gid_map|"
-                                  r"newuidmap|newgidmap|(uid|gid|user ?name|group ?name) lookup"), config_first=False),
-    Cause("IPTABLES_FAILED", _words(r"iptables|ip6tables|nf_tables|nftables|\bNAT chain|firewalld|firewall-backend|"
-                                    r"\bip_tables\b"), config_first=False),
-    Cause("DATA_ROOT_FULL", _words(r"no space left on device"), config_first=False),
-    Cause("DATA_ROOT_UNWRITABLE", _words(r"read-only file system"), config_first=False),
-    Cause("OTHER_DOCKERD", _words(r"pid file|docker\.pid|is still running"), config_first=False),
-    Cause("CONTAINERD_DOWN", _words(r"failed to dial .*containerd|containerd did not exit|containerd\.sock"),
-          config_first=False),
-    Cause("BINARY_MISSING", _words(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable|"
-                                   r"executable file not found|exec format error")),
-    Cause("DOCKER_GROUP_MISSING", _words(r"status=216/GROUP|Failed to resolve group docker|Failed to chown socket"),
-          config_first=False),
-    Cause("BRIDGE_ADDRESS_FAILED", _words(r"network controller|\bbridge\b|docker0|\bbip\b|CIDR|subnet|address pool|"
-                                          r"overlap|gateway|IP address|IPv[46] address|\bMTU\b")),
-)
-CONTAINERD_CAUSES = (
-    Cause("BINARY_MISSING", _words(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable")),
-    Cause("CONTAINERD_CONFIG_INVALID", _words(r"toml|config\.toml|configuration|unknown (field|key|option)|"
-                                              r"invalid (plugin )?config|failed to load"), config_first=False),
-)
+def _causes(program: str) -> tuple[Cause, ...]:
+    """The codes whose entry (``findings.CODES``) names their subsystem's words in ``program``'s fatal lines,
+    in their ``match`` order."""
+    named = [(code, entry) for code, entry in CODES.items() if getattr(entry, program)]
+    return tuple(Cause(code, _words(getattr(entry, program)), entry.config_first)
+                 for code, entry in sorted(named, key=lambda item: item[1].match))
+
+
+# dockerd's (and systemd's lines about docker) subsystems, most specific first; containerd's.
+DAEMON_CAUSES = _causes("dockerd")
+CONTAINERD_CAUSES = _causes("containerd")
 # A client error about its own configuration rather than the daemon (docker CLI 20.10 to 28).
 CLIENT_CONFIG = _words(r"context|config file|config\.json|DOCKER_HOST|docker host|DOCKER_CONFIG|DOCKER_CERT_PATH|"
                        r"DOCKER_TLS|unable to parse|unable to resolve|certificate|\btls\b|x509|API version|"

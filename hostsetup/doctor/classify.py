@@ -25,7 +25,7 @@ from hostsetup.doctor.causes import (
     NOT_CLIENT_CONFIG,
     classify_line,
 )
-from hostsetup.doctor.findings import ERROR, INFO, OK, WARNING, Finding, ordered
+from hostsetup.doctor.findings import CODES, ERROR, INFO, OK, WARNING, Finding, ordered
 from hostsetup.doctor.journal import Fatal, Line, current_failure, fatal_lines, first_error, first_match
 from hostsetup.doctor.probes import CLIENT_TIMEOUT, PIDFILE, Disk, Probes
 from hostsetup.host.dockerd import sets_hosts
@@ -418,20 +418,14 @@ class _Rules:
         restore = "restore the last good daemon.json (doctor --fix does: its newest backup, else the file moved aside)"
         if key and (code == "CONFIG_INVALID_VALUE" or code in SUBSYSTEM_KEYS):
             return f"Correct or remove {key} in {DAEMON_JSON}, or {restore}.", f"sudoedit {DAEMON_JSON}"
-        return {
-            "STORAGE_DRIVER_FAILED": ("Use a storage driver this filesystem serves (overlay2 on ext4, or xfs with "
-                                      "ftype=1), or move data-root to such a filesystem.", f"sudoedit {DAEMON_JSON}"),
-            "USERNS_FAILED": ("Create the remap user and its ranges in /etc/subuid and /etc/subgid, or remove "
-                              "userns-remap.", "grep -H . /etc/subuid /etc/subgid"),
-            "IPTABLES_FAILED": self.firewall_fix(),
-            "BRIDGE_ADDRESS_FAILED": ("Give the default bridge a free range: set bip or default-address-pools to "
-                                      "addresses this network does not use.", "ip -brief address; ip route"),
-            "BINARY_MISSING": ("Reinstall the engine: the program systemd runs is missing or cannot run.",
-                               self.reinstall("docker-ce")),
-            "EXECSTART_INVALID": ("Correct dockerd's command line in the drop-in that sets ExecStart (or remove the "
-                                  "drop-in), then daemon-reload.", "systemctl cat docker.service"),
-        }.get(code, ("Correct what the line names (it is dockerd's own last word), then run doctor --fix.",
-                     "sudo journalctl -u docker.service -u docker.socket -b --no-pager | tail -n 50"))
+        if code == "IPTABLES_FAILED":
+            return self.firewall_fix()
+        if code == "BINARY_MISSING":
+            return ("Reinstall the engine: the program systemd runs is missing or cannot run.",
+                    self.reinstall("docker-ce"))
+        manual = CODES[code].manual if code in CODES else None
+        return manual or ("Correct what the line names (it is dockerd's own last word), then run doctor --fix.",
+                          "sudo journalctl -u docker.service -u docker.socket -b --no-pager | tail -n 50")
 
     # -- the user --------------------------------------------------------------------------------
     def user(self) -> None:

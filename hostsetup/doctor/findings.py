@@ -1,8 +1,13 @@
-"""Finding codes, their order (root causes first), what each means (``doctor --explain``) and a finding."""
+"""Finding codes, each in one entry: its order (root causes first), what it means (``doctor --explain``), the
+words that name it in a fatal line and its printed fix; and a finding.
+
+A new doctor rule for a failure dockerd or containerd names in its fatal line is one ``CODES`` entry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from hostsetup.host.paths import DAEMON_JSON
 
 ERROR, WARNING, INFO, OK = "error", "warning", "info", "ok"
 
@@ -14,6 +19,14 @@ class Code:
     summary: str
     looks_for: str
     fix: str
+    # A failure named in a fatal line: the words that name its subsystem in dockerd's (and systemd's lines about
+    # docker) and in containerd's, tried in ``match`` order (specific vocabularies first, generic last);
+    # ``config_first``: a daemon.json value the line quotes makes it CONFIG_INVALID_VALUE instead.
+    dockerd: str = ""
+    containerd: str = ""
+    config_first: bool = True
+    match: int = 0
+    manual: tuple[str, str] | None = None   # the fix sentence and the command printed for it (when fixed text)
 
 
 _FIXED = "--fix"
@@ -68,45 +81,88 @@ CODES: dict[str, Code] = {
         "a fatal line about the graphdriver (`error initializing graphdriver`, `driver not supported`, "
         "`prerequisites for driver not satisfied`, d_type), with the data-root's filesystem type",
         f"{_FIXED} when storage-driver is set in daemon.json (backup or move aside; images stay on disk); "
-        "else choose a driver the filesystem serves (overlay2 on ext4 or xfs with ftype=1)"),
+        "else choose a driver the filesystem serves (overlay2 on ext4 or xfs with ftype=1)",
+        dockerd=(r"graph ?driver|storage[- ]driver|storage[- ]opt|driver not supported|prerequisites for driver|"
+                 r"d_type|backing (\w+ )?file ?system|overlay2?: |devicemapper|\baufs\b|snapshotter"),
+        config_first=False,
+        match=1,
+        manual=("Use a storage driver this filesystem serves (overlay2 on ext4, or xfs with ftype=1), or move "
+                "data-root to such a filesystem.",
+                f"sudoedit {DAEMON_JSON}")),
     "USERNS_FAILED": Code(
         "user namespace remapping (userns-remap) cannot be set up",
         "a fatal line about userns, subuid/subgid or remapped root",
         f"{_FIXED} when userns-remap is set in daemon.json; else create the user and its /etc/subuid, "
-        "/etc/subgid ranges"),
+        "/etc/subgid ranges",
+        dockerd=(r"userns|user namespace|subuid|subgid|remapped root|remapping|uid_map|gid_map|newuidmap|newgidmap|"
+                 r"(uid|gid|user ?name|group ?name) lookup"),
+        config_first=False,
+        match=2,
+        manual=("Create the remap user and its ranges in /etc/subuid and /etc/subgid, or remove userns-remap.",
+                "grep -H . /etc/subuid /etc/subgid")),
     "EXECSTART_INVALID": Code(
         "dockerd's command line (ExecStart or a drop-in) has a flag dockerd does not accept",
         "dockerd's flag parser: `unknown flag`, `flag needs an argument`, `invalid argument ... for ... flag` "
         "(from the journal, or from dockerd --validate run with the unit's flags)",
-        f"{_BY_HAND}: correct or remove the drop-in that sets ExecStart, then systemctl daemon-reload"),
+        f"{_BY_HAND}: correct or remove the drop-in that sets ExecStart, then systemctl daemon-reload",
+        dockerd=(r"unknown (shorthand )?flag|flag needs an argument|bad flag syntax|"
+                 r"invalid argument \S+ for \S+ flag|See 'dockerd --help'"),
+        config_first=False,
+        match=0,
+        manual=("Correct dockerd's command line in the drop-in that sets ExecStart (or remove the drop-in), then "
+                "daemon-reload.",
+                "systemctl cat docker.service")),
     "BRIDGE_ADDRESS_FAILED": Code(
         "the default bridge's addresses cannot be set up (in use, overlapping, none free)",
         "a fatal line from the network controller about the bridge, addresses, subnets or pools that names "
         "no daemon.json value",
-        f"{_BY_HAND}: set bip or default-address-pools to a range this network does not use"),
+        f"{_BY_HAND}: set bip or default-address-pools to a range this network does not use",
+        dockerd=(r"network controller|\bbridge\b|docker0|\bbip\b|CIDR|subnet|address pool|overlap|gateway|"
+                 r"IP address|IPv[46] address|\bMTU\b"),
+        match=10,
+        manual=("Give the default bridge a free range: set bip or default-address-pools to addresses this network "
+                "does not use.",
+                "ip -brief address; ip route")),
     "IPTABLES_FAILED": Code(
         "dockerd cannot set up its firewall rules (iptables, nftables, firewalld)",
         "a fatal line naming iptables, ip6tables, nf_tables, a NAT chain or firewalld, with `iptables -V`",
         f"{_BY_HAND}: load the netfilter modules, or make the iptables alternative (legacy or nft) match the "
-        "kernel"),
+        "kernel",
+        dockerd=r"iptables|ip6tables|nf_tables|nftables|\bNAT chain|firewalld|firewall-backend|\bip_tables\b",
+        config_first=False,
+        match=3),
     "BINARY_MISSING": Code(
         "a daemon's program is missing or cannot be executed",
         "systemd's status=203/EXEC, `Failed to execute PATH`, `Failed at step EXEC`, or `executable file not "
         "found`",
-        f"{_BY_HAND}: reinstall the package that ships it (the command for this system is printed)"),
+        f"{_BY_HAND}: reinstall the package that ships it (the command for this system is printed)",
+        dockerd=(r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable|"
+                 r"executable file not found|exec format error"),
+        containerd=r"status=203/EXEC|Failed to execute |Failed at step EXEC|to locate executable",
+        match=8),
     "CONTAINERD_CONFIG_INVALID": Code(
         "containerd refuses its own configuration (/etc/containerd/config.toml)",
         "containerd's fatal line since it last started: `failed to load TOML`, an unknown or invalid setting",
-        f"{_BY_HAND}: move the file aside (containerd then runs with its defaults) or correct it"),
+        f"{_BY_HAND}: move the file aside (containerd then runs with its defaults) or correct it",
+        containerd=(r"toml|config\.toml|configuration|unknown (field|key|option)|invalid (plugin )?config|"
+                    r"failed to load"),
+        config_first=False,
+        match=11),
     "CONTAINERD_DOWN": Code(
         "containerd is not running",
         "containerd.service not active, dockerd's `failed to dial ... containerd`, or `docker version` with "
         "no containerd component; containerd's own fatal line says why",
-        f"{_FIXED}: unmask, reset-failed and start containerd"),
+        f"{_FIXED}: unmask, reset-failed and start containerd",
+        dockerd=r"failed to dial .*containerd|containerd did not exit|containerd\.sock",
+        config_first=False,
+        match=7),
     "DATA_ROOT_FULL": Code(
         "the filesystem of the data-root is full",
         "df on the data-root (space or inodes almost gone), `no space left on device`",
-        f"{_BY_HAND}: free space (hostsetup never deletes data), then --fix starts docker"),
+        f"{_BY_HAND}: free space (hostsetup never deletes data), then --fix starts docker",
+        dockerd=r"no space left on device",
+        config_first=False,
+        match=4),
     "RUN_FULL": Code(
         "/run is full",
         "df on /run",
@@ -114,7 +170,10 @@ CODES: dict[str, Code] = {
     "DATA_ROOT_UNWRITABLE": Code(
         "the data-root is not writable",
         "the data-root or its nearest existing parent is not writable by root, `read-only file system`",
-        f"{_BY_HAND}: remount read-write, or set data-root to a writable filesystem"),
+        f"{_BY_HAND}: remount read-write, or set data-root to a writable filesystem",
+        dockerd=r"read-only file system",
+        config_first=False,
+        match=5),
     "STALE_PIDFILE": Code(
         "/var/run/docker.pid names a live process that is not dockerd",
         "the pid file's PID belongs to another program (a reused PID)",
@@ -122,7 +181,10 @@ CODES: dict[str, Code] = {
     "OTHER_DOCKERD": Code(
         "another dockerd, not started by systemd, holds the pid file",
         "dockerd's `pid file found` / `is still running` while the PID is a dockerd systemd did not start",
-        f"{_BY_HAND}: stop the other dockerd (snap, manual, a second package)"),
+        f"{_BY_HAND}: stop the other dockerd (snap, manual, a second package)",
+        dockerd=r"pid file|docker\.pid|is still running",
+        config_first=False,
+        match=6),
     "DAEMON_START_FAILED": Code(
         "dockerd (or containerd) failed to start: no specific rule knows this error",
         "any fatal line of the current failure that no other code explains, given exactly as logged",
@@ -130,7 +192,10 @@ CODES: dict[str, Code] = {
     "DOCKER_GROUP_MISSING": Code(
         "the docker group does not exist",
         "getent group docker, systemd's `Failed to resolve group docker` / status=216/GROUP",
-        f"{_FIXED}: groupadd --system docker and add the user"),
+        f"{_FIXED}: groupadd --system docker and add the user",
+        dockerd=r"status=216/GROUP|Failed to resolve group docker|Failed to chown socket",
+        config_first=False,
+        match=9),
     "DAEMON_DISABLED": Code(
         "docker.service and docker.socket are disabled (not started at boot)",
         "UnitFileState=disabled on both",
