@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.doctor.classify import LOCAL_ENDPOINTS, SUBSYSTEM_KEYS, UNKNOWN_KEYS, parse_config
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, PIDFILE, Probes
-from hostsetup.host.command import Command, join
+from hostsetup.host.command import Command, command, join
 from hostsetup.host.dockerd import host_flags
 from hostsetup.host.files import write_atomic
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN
@@ -137,10 +136,10 @@ class _Planner:
         if not codes or self.p.daemon_json is None:
             return False
         aside = f"{DAEMON_JSON}.invalid.{self.stamp}"
-        lines = [f"mv {DAEMON_JSON} {aside}"]
+        lines: list[str | Command] = [command("mv @FROM@ @TO@", FROM=DAEMON_JSON, TO=aside)]
         backup = self._usable_backup()
         if backup:
-            lines.append(f"cp -p {shlex.quote(backup)} {DAEMON_JSON}")
+            lines.append(command("cp -p @BACKUP@ @TO@", BACKUP=backup, TO=DAEMON_JSON))
             name = "restore daemon.json"
             note = f"restored {backup}; the refused file is kept as {aside}"
         else:
@@ -225,17 +224,15 @@ class _Planner:
         pid = self.p.pid
         if "STALE_PIDFILE" not in self.codes or pid is None:
             return
-        self.step("move the stale pid file aside", ["STALE_PIDFILE"], [
-            f'if [ "$(cat {PIDFILE} 2>/dev/null)" = {pid} ] && '
-            f'[ "$(cat /proc/{pid}/comm 2>/dev/null)" != dockerd ]; then '
-            f"mv {PIDFILE} {PIDFILE}.stale.{self.stamp}; fi"])
+        self.step("move the stale pid file aside", ["STALE_PIDFILE"], [command(
+            'if [ "$(cat @PIDFILE@ 2>/dev/null)" = @PID@ ] && [ "$(cat /proc/@PID@/comm 2>/dev/null)" != dockerd ]; '
+            "then mv @PIDFILE@ @ASIDE@; fi", PIDFILE=PIDFILE, PID=pid, ASIDE=f"{PIDFILE}.stale.{self.stamp}")])
 
     def group(self) -> None:
-        user = shlex.quote(self.p.target)
-        lines = ["groupadd --system docker"] if "DOCKER_GROUP_MISSING" in self.codes else []
+        lines: list[str | Command] = ["groupadd --system docker"] if "DOCKER_GROUP_MISSING" in self.codes else []
         if self.has("USER_NOT_IN_GROUP", "DOCKER_GROUP_MISSING"):
             if self.p.target != "root":
-                lines.append(f"usermod -aG docker {user}")
+                lines.append(command("usermod -aG docker @USER@", USER=self.p.target))
                 self.regroup = True
             self.step("docker group", self.has("DOCKER_GROUP_MISSING", "USER_NOT_IN_GROUP"), lines,
                       f"new logins of {self.p.target} get the docker group; {RELOGIN}")
