@@ -12,7 +12,6 @@ breaks the host's own ``apt-get update`` / ``dnf makecache``.
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from hostsetup.bundle import unpack_script
 from hostsetup.daemon.apply import apply_configure
 from hostsetup.distros import Platform
 from hostsetup.downloads import curl_failure, failed_download
+from hostsetup.host.command import Command, Raw, command, join
 from hostsetup.host.files import remove_with_backup, write_as_user, write_atomic
 from hostsetup.login import check_login_script
 from hostsetup.openpgp import key_file_problem
@@ -90,7 +90,7 @@ class RepositoryGuard:
         self.started = True
         self.kept.extend(new)
         self.kept_by.update({p: step for p in new if p not in self.kept_by})
-        return "\n".join([*lines, *(rollback.keep_script(p) for p in new)]) + "\n"
+        return join([*lines, *(rollback.keep_script(p) for p in new), ""]).text
 
     def prove(self, step: str, command: str) -> str:
         """``command`` (a refresh) as the proof of the kept files: on failure they are put back."""
@@ -136,8 +136,8 @@ def _clean_tail(result: Result) -> str:
 
 
 def _run_packages(remote: Remote, op: InstallPackages, step: Step, guard: RepositoryGuard) -> None:
-    result = remote.root("set -e\n" + guard.prove(step.name, op.refresh_command()) + "\n"
-                         + op.package_manager.list_versions())
+    result = remote.root(join(("set -e", guard.prove(step.name, op.refresh_command()),
+                               op.package_manager.list_versions())).text)
     if not result.ok:
         raise RemoteError(guard.failure(step, result))
     version = op.version
@@ -182,7 +182,7 @@ def _script(op: Operation, step: Step, guard: RepositoryGuard) -> str | None:
     if isinstance(op, WriteUserFile):
         return write_as_user(op.user, op.path, op.content).text
     if isinstance(op, InstallPackages) and not (op.pin and not op.version):
-        return f"{guard.prove(step.name, op.refresh_command())}\n{op.install_command(op.version)}"
+        return join((guard.prove(step.name, op.refresh_command()), op.install_command(op.version))).text
     return None
 
 
@@ -195,7 +195,7 @@ def step_script(step: Step, guard: RepositoryGuard) -> str | None:
     """One shell script for the whole step, or None when a step needs a round trip of its own."""
     if not all(_batchable(op) for op in step.operations):
         return None
-    return "\n".join(s for s in (_script(op, step, guard) for op in step.operations) if s is not None)
+    return join(s for s in (_script(op, step, guard) for op in step.operations) if s is not None).text
 
 
 def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
@@ -205,7 +205,7 @@ def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
             _upload_bundle(remote, op)
         elif isinstance(op, FetchKey):
             script = guard.keep(step.name, [op.path]) + _fetch_key(remote, op)
-            result = remote.root("set -e\n" + script)
+            result = remote.root(join(("set -e", script)).text)
             if not result.ok:
                 raise RemoteError(f"writing {op.path} failed: {tail(result)}")
         elif isinstance(op, ConfigureDaemon):
@@ -213,7 +213,7 @@ def apply_step(remote: Remote, step: Step, guard: RepositoryGuard) -> None:
         elif isinstance(op, InstallPackages) and op.pin and not op.version:
             _run_packages(remote, op, step, guard)
         else:
-            result = remote.root("set -e\n" + (_script(op, step, guard) or ""))
+            result = remote.root(join(("set -e", _script(op, step, guard) or "")).text)
             if not result.ok:
                 raise RemoteError(f"{step.name} failed: {guard.failure(step, result)}")
 
@@ -234,18 +234,20 @@ def _upload_bundle(remote: Remote, op: UploadBundle) -> None:
         raise RemoteError(f"uploading the bundle failed: {exc}; nothing was unpacked") from None
     finally:
         if not unpacking:   # cut off in the upload (an error, Ctrl-C): the partial file goes
-            remote.run(f"rm -f {shlex.quote(uploaded)}", timeout=60)
+            remote.run(command("rm -f @PATH@", PATH=uploaded).text, timeout=60)
 
 
 def batch_script(steps: list[tuple[Step, str]]) -> str:
     """Several steps in one session; markers tell which finished and when."""
-    parts = [f'mark() {{ printf \'\\n{MARK} %s %s %s\\n\' "$1" "$2" "$(date +%s.%N)"; }}', "mark start -"]
+    parts: list[Command | str] = [
+        command("""mark() { printf '\\n@MARK@ %s %s %s\\n' "$1" "$2" "$(date +%s.%N)"; }""", MARK=Raw(MARK)),
+        "mark start -"]
     for step, script in steps:
         # Not `( ... ) || ...`: inside a tested command `set -e` would be ignored.
-        parts.append(f"( set -e\n{script}\n)\nrc=$?\n"
-                     f"if [ $rc -ne 0 ]; then mark failed {step.name}; exit $rc; fi")
-        parts.append(f"mark done {step.name}")
-    return "\n".join(parts)
+        parts.append(command("( set -e\n@SCRIPT@\n)\nrc=$?\nif [ $rc -ne 0 ]; then mark failed @STEP@; exit $rc; fi",
+                             SCRIPT=Raw(script), STEP=step.name))
+        parts.append(command("mark done @STEP@", STEP=step.name))
+    return join(parts).text
 
 
 CONNECTION_LOST = ("the SSH connection was lost (no exit status) during step {step}; the host may still be "
@@ -359,7 +361,7 @@ class _Application:
         if not self.failed:
             if self.guard.kept and self.pending:  # written, and nothing in the plan reads them: nothing to put back
                 last_step, last_script = self.pending[-1]
-                self.pending[-1] = (last_step, f"{last_script}\n{rollback.discard_script()}")
+                self.pending[-1] = (last_step, join((last_script, rollback.discard_script())).text)
             elif self.guard.kept:
                 self.remote.root(rollback.discard_script())
             self.flush()

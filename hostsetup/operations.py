@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import shlex
 from dataclasses import dataclass, field
 
+from hostsetup.host.command import Raw, command
 from hostsetup.host.packages import (
     PackageManager,
     install_command,
@@ -169,9 +169,9 @@ class CheckLogin:
     password: str = field(repr=False)
 
     def describe(self) -> list[str]:
-        return [f"$ docker login --username {shlex.quote(self.username)} --password-stdin {self.registry}".rstrip()
-                + "  "
-                "(password on stdin, throwaway DOCKER_CONFIG: checks the credentials, keeps nothing)"]
+        login = command("$ docker login --username @USER@ --password-stdin@REGISTRY@", USER=self.username,
+                        REGISTRY=command(" @NAME@", NAME=self.registry) if self.registry else Raw(""))
+        return [f"{login.shown}  (password on stdin, throwaway DOCKER_CONFIG: checks the credentials, keeps nothing)"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ A converged host yields a plan whose steps have no operations.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import replace
 
 from hostsetup.bundle import Bundle, BundleError, BundleTarget, dependency_check_script, host_arch
@@ -21,6 +20,7 @@ from hostsetup.distros import (
     resolve_platform,
 )
 from hostsetup.facts import HostFacts
+from hostsetup.host.command import command
 from hostsetup.host.packages import PINNED_PACKAGES, lock_wait_script, locked
 from hostsetup.host.versions import newest_key, upstream_version, version_key
 from hostsetup.mirrors import OFFICIAL_FINGERPRINTS
@@ -270,7 +270,7 @@ def _group(facts: HostFacts, settings: InstallSettings) -> Step:
         raise PlanError(f"user(s) {', '.join(missing_users)} do not exist on the host")
     commands = [] if facts.docker_group is not None else ["groupadd -f docker"]
     to_add = [u for u in settings.users if "docker" not in (facts.user_groups[u] or ())]
-    commands += [f"usermod -aG docker {shlex.quote(u)}" for u in to_add]  # validated, and quoted anyway
+    commands += [command("usermod -aG docker @USER@", USER=u).text for u in to_add]  # validated, and quoted anyway
     if not commands:
         members = ", ".join(settings.users) or "no users configured"
         return Step("group", f"docker group exists ({members})")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from hostsetup.distros import Platform, UnsupportedSystem, resolve_platform
 from hostsetup.facts import HostFacts
+from hostsetup.host.command import Command, Raw, command, join, words
 from hostsetup.operations import Operation, Run, WriteUserFile
 from hostsetup.plan import PlanError
 from hostsetup.steps import Plan, Step
@@ -75,14 +76,18 @@ class PortainerSettings:
                   "args": self.arguments(), "restart": "always"}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
-    def run_command(self) -> str:
-        q = shlex.quote
+    def run_line(self) -> Command:
+        """The ``docker run`` of the container, each value one word."""
         bind = f"[{self.bind}]" if ":" in self.bind else self.bind
-        ports = " ".join(f"-p {q(f'{bind}:{p}:{p}')}" for p in self.ports())
-        mounts = " ".join(f"-v {q(m)}" for m in self.mounts())
-        args = " ".join(q(a) for a in self.arguments())
-        return (f"docker run -d --name {self.name} --restart=always {ports} {mounts} "
-                f"--label {LABEL}={self.config_hash()} {q(self.reference)} {args}").rstrip()
+        ports = join((command("-p @PORT@", PORT=f"{bind}:{p}:{p}") for p in self.ports()), " ")
+        mounts = join((command("-v @MOUNT@", MOUNT=m) for m in self.mounts()), " ")
+        args = command(" @ARGS@", ARGS=words(*self.arguments())) if self.arguments() else Raw("")
+        return command("docker run -d --name @NAME@ --restart=always @PORTS@ @MOUNTS@ --label @LABEL@ @IMAGE@@ARGS@",
+                       NAME=self.name, PORTS=ports, MOUNTS=mounts, LABEL=f"{LABEL}={self.config_hash()}",
+                       IMAGE=self.reference, ARGS=args)
+
+    def run_command(self) -> str:
+        return self.run_line().text
 
     @property
     def answer_url(self) -> str:
@@ -90,55 +95,72 @@ class PortainerSettings:
         return f"https://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
 
-def deploy_script(settings: PortainerSettings) -> str:
+# The script of ``deploy_script``: pull, set the previous container aside, run, wait, put back on failure.
+_DEPLOY = """if ! out=$(timeout 300 docker pull -q @IMAGE@ 2>&1); then
+  echo "docker pull @IMAGE_SAID@ failed: $(echo "$out" | tail -n 1); nothing changed" >&2
+  exit 1
+fi
+@VOLUME@if docker inspect --type container @PREVIOUS@ >/dev/null 2>&1; then
+  if docker inspect --type container @NAME@ >/dev/null 2>&1; then docker rm -f @PREVIOUS@ >/dev/null
+  else docker rename @PREVIOUS@ @NAME@; fi
+fi
+old=
+if docker inspect --type container @NAME@ >/dev/null 2>&1; then
+  if ! docker rename @NAME@ @PREVIOUS@; then echo 'cannot set @NAME_SAID@ aside; nothing changed' >&2; exit 1; fi
+  old=@PREVIOUS@
+  if ! docker stop @PREVIOUS@ >/dev/null; then
+    docker rename @PREVIOUS@ @NAME@; echo 'cannot stop @NAME_SAID@; nothing changed' >&2; exit 1
+  fi
+fi
+answers() {
+  i=0; while [ $i -lt @TRIES@ ]; do
+    curl -sk -o /dev/null --max-time 2 @URL@ && return 0
+    [ "$(docker inspect -f '{{.State.Running}}' @NAME@ 2>/dev/null)" = true ] || return 1
+    i=$((i + 1)); sleep 0.5
+  done; return 1
+}
+if out=$(@RUN@ 2>&1); then
+  if answers; then
+    [ -z "$old" ] || docker rm "$old" >/dev/null
+    exit 0
+  fi
+  why="did not answer on @URL_SAID@ within @WAIT@ s: $(docker logs --tail 3 @NAME@ 2>&1 | tail -n 1)"
+else
+  why="could not start: $(echo "$out" | tail -n 1)"
+fi
+docker rm -f @NAME@ >/dev/null 2>&1 || true
+back=""; if [ -n "$old" ] && docker rename "$old" @NAME@ && docker start @NAME@ >/dev/null; then
+  back='; the previous container runs again'
+fi
+echo "@NAME_SAID@ $why$back" >&2
+exit 1"""
+
+# What may stand as it is inside a quoted message of the script (an image reference, a URL, a name).
+_LITERAL = re.compile(r"[\w.:/@\[\]%+,=-]*")
+
+
+def _said(value: str) -> Raw:
+    """``value`` as text of a quoted message (validated where it came in: an image reference, a URL);
+    anything the shell would read there other than as itself is refused."""
+    if not _LITERAL.fullmatch(value):
+        raise PlanError(f"{value!r} cannot be said in the Portainer script as it is")
+    return Raw(value)
+
+
+def deploy_command(settings: PortainerSettings) -> Command:
     """Pull, keep the previous container aside, run the new one, wait until it answers over HTTPS;
     if it does not, remove it and put the previous one back."""
-    q = shlex.quote
-    name, previous = settings.name, f"{settings.name}.hostsetup-previous"
-    lines = [
-        f"if ! out=$(timeout 300 docker pull -q {q(settings.reference)} 2>&1); then",
-        f"  echo \"docker pull {settings.reference} failed: $(echo \"$out\" | tail -n 1); nothing changed\" >&2",
-        "  exit 1",
-        "fi",
-        *([f"docker volume create {DATA_VOLUME} >/dev/null"] if not settings.agent else []),
-        # A run cut short after setting the previous container aside: it is the one to keep.
-        f"if docker inspect --type container {previous} >/dev/null 2>&1; then",
-        f"  if docker inspect --type container {name} >/dev/null 2>&1; then docker rm -f {previous} >/dev/null",
-        f"  else docker rename {previous} {name}; fi",
-        "fi",
-        "old=",
-        f"if docker inspect --type container {name} >/dev/null 2>&1; then",
-        f"  if ! docker rename {name} {previous}; then echo 'cannot set {name} aside; nothing changed' >&2; exit 1; fi",
-        f"  old={previous}",
-        f"  if ! docker stop {previous} >/dev/null; then",
-        f"    docker rename {previous} {name}; echo 'cannot stop {name}; nothing changed' >&2; exit 1",
-        "  fi",
-        "fi",
-        "answers() {",
-        f"  i=0; while [ $i -lt {WAIT_SECONDS * 2} ]; do",
-        f"    curl -sk -o /dev/null --max-time 2 {q(settings.answer_url)} && return 0",
-        f"    [ \"$(docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null)\" = true ] || return 1",
-        "    i=$((i + 1)); sleep 0.5",
-        "  done; return 1",
-        "}",
-        f"if out=$({settings.run_command()} 2>&1); then",
-        "  if answers; then",
-        '    [ -z "$old" ] || docker rm "$old" >/dev/null',
-        "    exit 0",
-        "  fi",
-        f"  why=\"did not answer on {settings.answer_url} within {WAIT_SECONDS} s: "
-        f"$(docker logs --tail 3 {name} 2>&1 | tail -n 1)\"",
-        "else",
-        "  why=\"could not start: $(echo \"$out\" | tail -n 1)\"",
-        "fi",
-        f"docker rm -f {name} >/dev/null 2>&1 || true",
-        f'back=""; if [ -n "$old" ] && docker rename "$old" {name} && docker start {name} >/dev/null; then',
-        "  back='; the previous container runs again'",
-        "fi",
-        f"echo \"{name} $why$back\" >&2",
-        "exit 1",
-    ]
-    return "\n".join(lines)
+    volume = command("docker volume create @VOLUME@ >/dev/null\n", VOLUME=DATA_VOLUME) if not settings.agent \
+        else Raw("")
+    return command(_DEPLOY, IMAGE=settings.reference, IMAGE_SAID=_said(settings.reference), VOLUME=volume,
+                   NAME=settings.name, NAME_SAID=_said(settings.name), PREVIOUS=f"{settings.name}.hostsetup-previous",
+                   TRIES=WAIT_SECONDS * 2, URL=settings.answer_url, URL_SAID=_said(settings.answer_url),
+                   RUN=settings.run_line(), WAIT=WAIT_SECONDS)
+
+
+def deploy_script(settings: PortainerSettings) -> str:
+    """``deploy_command``'s text: what runs."""
+    return deploy_command(settings).text
 
 
 def _platform(facts: HostFacts) -> Plan:
@@ -183,12 +205,12 @@ def _removal(platform: Platform, step: str, facts: HostFacts, settings: Portaine
     password file."""
     ops: list[Operation] = []
     if exists or leftover:
-        aside = f" {settings.name}.hostsetup-previous" if leftover else ""
-        ops.append(Run(f"docker rm -f {settings.name}{aside}"))
+        aside = (f"{settings.name}.hostsetup-previous",) if leftover else ()
+        ops.append(Run(command("docker rm -f @NAMES@", NAMES=words(settings.name, *aside)).text))
     if settings.purge_data and not settings.agent and DATA_VOLUME in facts.volumes:
-        ops.append(Run(f"docker volume rm {DATA_VOLUME}"))
+        ops.append(Run(command("docker volume rm @VOLUME@", VOLUME=DATA_VOLUME).text))
     if settings.purge_data and not settings.agent and PASSWORD_FILE in facts.files:
-        ops.append(Run(f"rm -f {PASSWORD_FILE}"))
+        ops.append(Run(command("rm -f @PATH@", PATH=PASSWORD_FILE).text))
     kept = "" if settings.purge_data or settings.agent or DATA_VOLUME not in facts.volumes else \
         f"; the volume {DATA_VOLUME} is kept (--purge-data removes it)"
     if not ops:
@@ -232,11 +254,12 @@ def _running(platform: Platform, step: str, facts: HostFacts, settings: Portaine
     if not settings.agent:
         why += f" (volume {DATA_VOLUME} kept)" if DATA_VOLUME in facts.volumes else f" (new volume {DATA_VOLUME})"
     ops.append(Run(deploy_script(settings), display="\n".join((
-        f"$ docker pull {settings.reference}  (through the host's registry mirror, if one is configured)",
-        *([f"$ docker volume create {DATA_VOLUME}"] if not settings.agent else []),
-        *([f"$ docker rename {settings.name} {settings.name}.hostsetup-previous && docker stop ..."]
-          if current is not None else []),
-        f"$ {settings.run_command()}",
+        command("$ docker pull @IMAGE@  (through the host's registry mirror, if one is configured)",
+                IMAGE=settings.reference).shown,
+        *([command("$ docker volume create @VOLUME@", VOLUME=DATA_VOLUME).shown] if not settings.agent else []),
+        *([command("$ docker rename @NAME@ @PREVIOUS@ && docker stop ...", NAME=settings.name,
+                   PREVIOUS=f"{settings.name}.hostsetup-previous").shown] if current is not None else []),
+        f"$ {settings.run_line().shown}",
         f"wait up to {WAIT_SECONDS} s for {settings.answer_url} to answer; if it does not, remove the new "
         "container and put the previous one back",
     ))))

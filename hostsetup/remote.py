@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from fabric.runners import Remote as RemoteRunner
 from invoke.runners import Result
 
 from hostsetup.errors import HostsetupError
+from hostsetup.host.command import Command, command, runnable
 
 
 class RemoteError(HostsetupError):
@@ -73,10 +73,11 @@ class Remote:
         if self.before_session is not None:
             self.before_session(what)
 
-    def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
+    def run(self, command: Command | str, timeout: float | None = None, stdin: str | None = None) -> Result:
         """Run ``command`` as the login user (``stdin`` fed to it); failures are returned, not raised."""
-        self._starting(command)
-        return self._session(command, timeout, stdin)
+        text = runnable(command)
+        self._starting(text)
+        return self._session(text, timeout, stdin)
 
     def _session(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Result:
         self.sessions += 1
@@ -84,34 +85,36 @@ class Remote:
                                        else False, timeout=timeout or self.command_timeout)
         return result
 
-    def root(self, script: str, timeout: float | None = None) -> Result:
+    def root(self, script: Command | str, timeout: float | None = None) -> Result:
         """Run a shell script as root (through sudo unless logged in as root), the script on stdin."""
-        self._starting(script)
+        text = runnable(script)
+        self._starting(text)
         if self.as_root:
-            return self._session("sh -s", timeout, stdin=script)
+            return self._session("sh -s", timeout, stdin=text)
         if not self.sudo_asks:
-            return self._session("sudo -n sh -s", timeout, stdin=script)
+            return self._session("sudo -n sh -s", timeout, stdin=text)
         # sudo reads the password from stdin: the script goes to a file only the login user can
         # read, which root runs and removes.
         stored = self._session('umask 077 && f=$(mktemp "${TMPDIR:-/tmp}/.hostsetup-XXXXXXXX") && cat > "$f" '
-                               '&& echo "$f"', 60, stdin=script)
+                               '&& echo "$f"', 60, stdin=text)
         path = stored.stdout.strip()
         if not stored.ok or not path.startswith("/"):
             return stored
         self.sessions += 1
-        quoted = shlex.quote(path)
+        run_and_remove = command("sh -c @SCRIPT@",
+                                 SCRIPT=command("sh @PATH@; rc=$?; rm -f @PATH@; exit $rc", PATH=path).text)
         try:
-            result: Result = self.conn.sudo(f"sh -c {shlex.quote(f'sh {quoted}; rc=$?; rm -f {quoted}; exit $rc')}",
-                                    hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout)
+            result: Result = self.conn.sudo(run_and_remove.text, hide=True, warn=True, in_stream=False,
+                                            timeout=timeout or self.command_timeout)
             prompt = str(getattr(getattr(self.conn.config, "sudo", None), "prompt", "") or "")
             if prompt and result.stderr.startswith(prompt):  # sudo's own prompt is not the script's output
                 result.stderr = result.stderr[len(prompt):]
             return result
         except BaseException:  # a refused password or a timeout must not leave the script behind
-            self._session(f"rm -f {quoted}", 30)
+            self._session(command("rm -f @PATH@", PATH=path).text, 30)
             raise
 
-    def root_ok(self, script: str, what: str, timeout: float | None = None) -> Result:
+    def root_ok(self, script: Command | str, what: str, timeout: float | None = None) -> Result:
         """Like ``root`` but raise ``RemoteError`` naming ``what`` on failure."""
         result = self.root(script, timeout)
         if not result.ok:
@@ -153,7 +156,7 @@ class LocalRemote(Remote):
             return Result(stdout=out, stderr=f"timed out after {exc.timeout:.0f} s", exited=124, command=command)
         return Result(stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode, command=command)
 
-    def root(self, script: str, timeout: float | None = None) -> Result:
+    def root(self, script: Command | str, timeout: float | None = None) -> Result:
         if self.sudo_asks and not self.as_root:
             raise RemoteError("--local needs root or passwordless sudo (sudo asks for a password here)")
         return super().root(script, timeout)

@@ -14,8 +14,9 @@ that was cut off never go back over what the host has now.
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Iterable
+
+from hostsetup.host.command import Command, Raw, command, join
 
 ROLLBACK_DIR = "/var/backups/hostsetup/rollback"
 PROOF_FAILED = "@@hostsetup-proof failed"
@@ -30,41 +31,43 @@ def _slot(path: str) -> str:
 
 def begin_script() -> str:
     """Start this run's rollback: an empty, private directory."""
-    return f"rm -rf {ROLLBACK_DIR} && install -d -m 0700 {ROLLBACK_DIR}"
+    return command("rm -rf @DIR@ && install -d -m 0700 @DIR@", DIR=ROLLBACK_DIR).text
 
 
 def keep_script(path: str) -> str:
     """Keep ``path`` as it is now, unless this run kept it already (its first state counts)."""
-    q, slot = shlex.quote(path), _slot(path)
-    return (f"if [ ! -e {slot} ] && [ ! -L {slot} ] && [ ! -e {slot}.absent ]; then "
-            f"if [ -e {q} ] || [ -L {q} ]; then cp -a {q} {slot}; else : > {slot}.absent; fi; fi")
+    return command("if [ ! -e @SLOT@ ] && [ ! -L @SLOT@ ] && [ ! -e @SLOT@.absent ]; then "
+                   "if [ -e @PATH@ ] || [ -L @PATH@ ]; then cp -a @PATH@ @SLOT@; else : > @SLOT@.absent; fi; fi",
+                   SLOT=_slot(path), PATH=path).text
 
 
 def restore_script(paths: Iterable[str]) -> str:
     """Put every kept one of ``paths`` back (renamed into place; a new one removed), then drop
     the copies. Prints ``RESTORED``, or ``RESTORE_FAILED`` if any could not be put back."""
-    lines = ["rb_ok=1"]
+    lines: list[Command | str] = ["rb_ok=1"]
     for path in paths:
-        q, slot = shlex.quote(path), _slot(path)
-        tmp = shlex.quote(f"{path.rsplit('/', 1)[0] or '/'}/.hostsetup-restore.{_slot(path)[-8:]}")
-        lines.append(
-            f"if [ -e {slot}.absent ]; then rm -f {q} || rb_ok=0; "
-            f"elif [ -e {slot} ] || [ -L {slot} ]; then "
-            f"rm -f {tmp} && cp -a {slot} {tmp} && mv -f {tmp} {q} || {{ rm -f {tmp}; rb_ok=0; }}; fi")
-    lines.append(f'if [ $rb_ok = 1 ]; then rm -rf {ROLLBACK_DIR}; echo "{RESTORED}"; '
-                 f'else echo "{RESTORE_FAILED}"; fi')
-    return "\n".join(lines)
+        lines.append(command(
+            "if [ -e @SLOT@.absent ]; then rm -f @PATH@ || rb_ok=0; "
+            "elif [ -e @SLOT@ ] || [ -L @SLOT@ ]; then "
+            "rm -f @TMP@ && cp -a @SLOT@ @TMP@ && mv -f @TMP@ @PATH@ || { rm -f @TMP@; rb_ok=0; }; fi",
+            SLOT=_slot(path), PATH=path,
+            TMP=f"{path.rsplit('/', 1)[0] or '/'}/.hostsetup-restore.{_slot(path)[-8:]}"))
+    lines.append(command('if [ $rb_ok = 1 ]; then rm -rf @DIR@; echo "@RESTORED@"; else echo "@FAILED@"; fi',
+                         DIR=ROLLBACK_DIR, RESTORED=Raw(RESTORED), FAILED=Raw(RESTORE_FAILED)))
+    return join(lines).text
 
 
 def discard_script() -> str:
     """The files are proven: drop the copies."""
-    return f"rm -rf {ROLLBACK_DIR}"
+    return command("rm -rf @DIR@", DIR=ROLLBACK_DIR).text
 
 
-def proof_script(command: str, paths: Iterable[str]) -> str:
-    """Run ``command`` (its output on stderr, where errors are read); if it fails, print
+def proof_script(refresh: Command | str, paths: Iterable[str]) -> str:
+    """Run ``refresh`` (its output on stderr, where errors are read); if it fails, print
     ``PROOF_FAILED``, put ``paths`` back and fail; if it succeeds, drop their copies."""
     paths = list(paths)
-    failed = [f'echo "{PROOF_FAILED}"', *([restore_script(paths)] if paths else []), "exit 1"]
-    return "\n".join([f"if ! {{ {command}; }} >&2; then", *failed, "fi",
-                      *([discard_script()] if paths else [])])
+    run = Raw(refresh) if isinstance(refresh, str) else refresh
+    failed: list[Command | str] = [command('echo "@FAILED@"', FAILED=Raw(PROOF_FAILED)),
+                                   *([restore_script(paths)] if paths else []), "exit 1"]
+    return join([command("if ! { @REFRESH@; } >&2; then", REFRESH=run), *failed, "fi",
+                 *([discard_script()] if paths else [])]).text

@@ -19,6 +19,7 @@ from hostsetup.distros import (
     resolve_platform,
 )
 from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
+from hostsetup.host.command import Raw, command, join, words
 from hostsetup.host.paths import EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.operations import Operation, RemoveFiles, Run
 from hostsetup.plan import PlanError, held_packages, locked_run, remove_command, unhold_command
@@ -75,7 +76,8 @@ def _service(facts: HostFacts) -> Step:
                   else "stop any running containers, then " if state is None or not state.known else "")
     # A stopped socket unit leaves its file behind (systemd's RemoveOnStop=no): it goes too.
     return Step("service", f"{containers}stop and disable {', '.join(present)}",
-                (Run(f"{STOP_CONTAINERS}\nsystemctl disable --now {' '.join(present)} && rm -f {DOCKER_SOCKET}"),))
+                (Run(command("@STOP@\nsystemctl disable --now @UNITS@ && rm -f @SOCKET@", STOP=Raw(STOP_CONTAINERS),
+                             UNITS=words(*present), SOCKET=DOCKER_SOCKET).text),))
 
 
 def _packages(facts: HostFacts, install: InstallSettings, purge: bool) -> Step:
@@ -91,7 +93,7 @@ def _packages(facts: HostFacts, install: InstallSettings, purge: bool) -> Step:
         return Step("packages", "no Docker Engine packages installed")
     what = [f"remove {', '.join(from_host)}"] if from_host else []
     what += [f"release the hold on {', '.join(held)}"] if held else []
-    return Step("packages", "; ".join(what), (locked_run(platform, " && ".join(commands), install),))
+    return Step("packages", "; ".join(what), (locked_run(platform, join(commands, " && ").text, install),))
 
 
 def _repository(facts: HostFacts) -> Step:
@@ -111,7 +113,7 @@ def _bundles(facts: HostFacts) -> Step:
     if bundles is None or bundles.empty:
         return Step("bundles", "no offline bundles on the host")
     return Step("bundles", f"remove the offline bundles in {BUNDLE_ROOT} ({human_size(bundles.size)})",
-                (Run(f"rm -rf {BUNDLE_ROOT}"),))
+                (Run(command("rm -rf @ROOT@", ROOT=BUNDLE_ROOT).text),))
 
 
 def _dropins(facts: HostFacts) -> Step:
@@ -131,11 +133,11 @@ def _data(facts: HostFacts, settings: UninstallSettings) -> Step:
         return Step("data", f"none of {', '.join(DATA_DIRS)} holds anything")
     listing = ", ".join(f"{p} ({human_size(s.size)})" for p, s in doomed.items())
     # A directory that is a mount point (its own volume) is emptied; anything else goes whole.
-    script = "; ".join(f"find {p} -xdev -mindepth 1 -delete && {{ rmdir {p} 2>/dev/null || mountpoint -q {p}; }}"
-                       for p in doomed)
-    command = f"set -e; {script}"
+    script = command("set -e; @DELETES@", DELETES=join(
+        (command("find @DIR@ -xdev -mindepth 1 -delete && { rmdir @DIR@ 2>/dev/null || mountpoint -q @DIR@; }", DIR=p)
+         for p in doomed), "; "))
     shown = [f"delete {p} ({human_size(s.size)})" for p, s in doomed.items()]
-    ops: tuple[Operation, ...] = (Run(command, "\n".join([*shown, f"$ {command}"])),)
+    ops: tuple[Operation, ...] = (Run(script.text, "\n".join([*shown, f"$ {script.shown}"])),)
     return Step("data", f"delete {listing}", ops,
                 (f"deleting {listing}: every image, container, volume and daemon.json on this host",))
 

@@ -4,11 +4,10 @@ wait for the daemon, roll back if it does not come back. One SSH session when al
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from typing import Any
 
-from hostsetup.host.command import Payload
+from hostsetup.host.command import Command, Payload, Raw, command, join
 from hostsetup.host.files import backup, cleanup_traps, restore_newest_backup
 from hostsetup.operations import ConfigureDaemon
 from hostsetup.remote import Remote, RemoteError, tail
@@ -40,30 +39,45 @@ first_error() {{
 """
 
 
-def configure_script(op: ConfigureDaemon) -> str:
+# After the change: wait for dockerd; if it does not come back, the previous file (or none) and a restart.
+_CHECK_OR_ROLL_BACK = """if wait_docker; then echo "@RESULT@ applied"; rm -f "$prev"; exit 0; fi
+err=$(first_error)
+echo "@RESULT@ failed $err"
+if [ $had_prev = 1 ]; then chmod "$prev_mode" "$prev"; mv -f "$prev" @PATH@; else rm -f @PATH@; fi
+systemctl reset-failed docker.service 2>/dev/null; systemctl restart docker.service
+if wait_docker; then echo "@RESULT@ rolledback"; else echo "@RESULT@ rollback-failed"; fi
+exit 4"""
+
+_VALIDATE = """if dockerd --help 2>/dev/null | grep -q -- "--validate"; then
+  if ! out=$(dockerd --validate --config-file "$tmp" 2>&1); then
+    rm -f "$tmp" "$prev"; echo "@RESULT@ invalid $(echo "$out" | tail -n 1)"; exit 3
+  fi
+  echo "@RESULT@ validated"
+fi"""
+
+
+def configure_command(op: ConfigureDaemon) -> Command:
     """The shell script carrying out ``op``; it prints ``@@hostsetup-daemon <event> ...`` lines."""
-    q = shlex.quote
-    path = q(op.path)
+    path, result = op.path, Raw(RESULT)
     # The rollback copy stays beside the file (a root-only directory), private (mktemp makes it
     # 0600 and `cat` keeps that), and goes away however the script ends.
-    lines = ["set -u", 'since="$(date "+%Y-%m-%d %H:%M:%S")"', _WAIT, f"install -d -m 0755 $(dirname {path})",
-             f'prev=$(mktemp "$(dirname {path})/.daemon.json.prev.XXXXXX"); tmp=',
-             # A lost connection does not stop it half-way: it restarts, checks and rolls back.
-             *cleanup_traps('rm -f "$prev" "$tmp"', survive_hangup=True),
-             "had_prev=0", f"if [ -e {path} ]; then cat {path} > \"$prev\"; had_prev=1; "
-             f"prev_mode=$(stat -c %a {path}); fi"]
+    lines: list[Command | str] = [
+        "set -u", 'since="$(date "+%Y-%m-%d %H:%M:%S")"', _WAIT,
+        command("install -d -m 0755 $(dirname @PATH@)", PATH=path),
+        command('prev=$(mktemp "$(dirname @PATH@)/.daemon.json.prev.XXXXXX"); tmp=', PATH=path),
+        # A lost connection does not stop it half-way: it restarts, checks and rolls back.
+        *cleanup_traps('rm -f "$prev" "$tmp"', survive_hangup=True),
+        "had_prev=0",
+        command('if [ -e @PATH@ ]; then cat @PATH@ > "$prev"; had_prev=1; prev_mode=$(stat -c %a @PATH@); fi',
+                PATH=path)]
     if op.content is not None:
         lines += [
-            f'tmp=$(mktemp "$(dirname {path})/.daemon.json.XXXXXX")',
-            f'{Payload(op.content).text()} > "$tmp"; chmod {op.mode} "$tmp"',
+            command('tmp=$(mktemp "$(dirname @PATH@)/.daemon.json.XXXXXX")', PATH=path),
+            command('@CONTENT@ > "$tmp"; chmod @MODE@ "$tmp"', CONTENT=Payload(op.content), MODE=op.mode),
         ]
         if op.validate:
-            lines.append(
-                'if dockerd --help 2>/dev/null | grep -q -- "--validate"; then\n'
-                '  if ! out=$(dockerd --validate --config-file "$tmp" 2>&1); then\n'
-                f'    rm -f "$tmp" "$prev"; echo "{RESULT} invalid $(echo "$out" | tail -n 1)"; exit 3\n'
-                f'  fi\n  echo "{RESULT} validated"\nfi')
-        lines += [backup(op.path).text, f'mv -f "$tmp" {path}']
+            lines.append(command(_VALIDATE, RESULT=result))
+        lines += [backup(op.path), command('mv -f "$tmp" @PATH@', PATH=path)]
     if op.reload_units:
         lines.append("systemctl daemon-reload")
     if op.restart:
@@ -71,21 +85,20 @@ def configure_script(op: ConfigureDaemon) -> str:
     else:
         lines.append("if systemctl is-active --quiet docker.service; then systemctl reload docker.service; "
                      "else systemctl start docker.service; fi")
-    lines.append(f"""if wait_docker; then echo "{RESULT} applied"; rm -f "$prev"; exit 0; fi
-err=$(first_error)
-echo "{RESULT} failed $err"
-if [ $had_prev = 1 ]; then chmod "$prev_mode" "$prev"; mv -f "$prev" {path}; else rm -f {path}; fi
-systemctl reset-failed docker.service 2>/dev/null; systemctl restart docker.service
-if wait_docker; then echo "{RESULT} rolledback"; else echo "{RESULT} rollback-failed"; fi
-exit 4""")
-    return "\n".join(lines)
+    lines.append(command(_CHECK_OR_ROLL_BACK, RESULT=result, PATH=path))
+    return join(lines)
+
+
+def configure_script(op: ConfigureDaemon) -> str:
+    """``configure_command``'s text: what runs."""
+    return configure_command(op).text
 
 
 def rollback_script(op: ConfigureDaemon) -> str:
     """Restore the newest backup (or remove a file that did not exist) and restart."""
-    restore = restore_newest_backup(op.path).text if op.old is not None else f"rm -f {shlex.quote(op.path)}"
-    return f"set -u\n{_WAIT}\n{restore}\nsystemctl reset-failed docker.service 2>/dev/null\n" \
-           "systemctl restart docker.service\nwait_docker"
+    restore = restore_newest_backup(op.path) if op.old is not None else command("rm -f @PATH@", PATH=op.path)
+    return join(("set -u", _WAIT, restore, "systemctl reset-failed docker.service 2>/dev/null\n"
+                 "systemctl restart docker.service\nwait_docker")).text
 
 
 def _events(stdout: str) -> list[tuple[str, str]]:
