@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,10 +186,10 @@ def read_bundle(path: str) -> Bundle:
 def unpack_script(op: UploadBundle, uploaded: str) -> str:
     """As root: check the uploaded archive's sha256, unpack it beside its place, then rename it into place
     with its marker; the upload goes however the script ends."""
-    q = shlex.quote
     return "\n".join((
         "set -e",
-        f"f={q(uploaded)}; d={q(op.remote_dir)}; n={q(op.remote_dir + '.new')}",
+        command("f=@UPLOADED@; d=@DIR@; n=@NEW@", UPLOADED=uploaded, DIR=op.remote_dir,
+                NEW=op.remote_dir + ".new").text,
         """trap 'rm -f "$f"; rm -rf "$n"' EXIT""",
         f'echo "{op.sha256}  $f" | sha256sum -c --quiet - >/dev/null 2>&1 || '
         '{ echo "hostsetup: the uploaded bundle does not have the sha256 it had here (cut off in transit?); '
@@ -198,7 +197,7 @@ def unpack_script(op: UploadBundle, uploaded: str) -> str:
         'rm -rf "$n"; install -d -m 0755 "$(dirname "$d")" "$n"',
         'tar -xf "$f" -C "$n" --no-same-owner',
         'chmod -R u=rwX,go=rX "$n"',   # apt's _apt reads it
-        f'echo {op.sha256} > "$n/.sha256"',
+        command('echo @SHA@ > "$n/.sha256"', SHA=op.sha256).text,
         'rm -rf "$d"; mv "$n" "$d"',
         # Older bundles go, except one a repository file still names (until the run rewrites it).
         f'for o in {BUNDLE_ROOT}/*/; do o=${{o%/}}; [ "$o" = "$d" ] && continue',

@@ -9,7 +9,6 @@ temporary directory that is removed afterwards.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +99,7 @@ class ReferenceHost:
             return extras
         finally:
             if directory.startswith("/var/tmp/hostsetup-deps-"):
-                self.remote.root(f"rm -rf {shlex.quote(directory)}", timeout=60)
+                self.remote.root(command("rm -rf @DIR@", DIR=directory), timeout=60)
 
 
 def connect_references(specs: list[str], config: Config) -> list[ReferenceHost]:

@@ -41,6 +41,7 @@ from testinfra.host import Host
 
 from hostsetup.checks import plugin
 from hostsetup.connection import connect
+from hostsetup.host.command import command
 from hostsetup.remote import Remote
 from hostsetup.run.fleet import run_hosts
 from hostsetup.targets import LOCAL
@@ -72,9 +73,9 @@ def answers_script(commands: list[str]) -> str:
     """A script that runs each command (stdin closed) and prints ``MARK index status``, then its stdout
     and stderr, each base64 on one line."""
     lines = ['hs_d=$(mktemp -d) || exit 1', 'trap \'rm -rf "$hs_d"\' EXIT']
-    for index, command in enumerate(commands):
-        lines.append(f'sh -c {shlex.quote(command)} </dev/null >"$hs_d/o" 2>"$hs_d/e"; '
-                     f'printf "\\n{MARK} {index} %d\\n" $?; base64 -w0 "$hs_d/o"; echo; base64 -w0 "$hs_d/e"; echo')
+    for index, asked in enumerate(commands):
+        lines.append(command(f'sh -c @COMMAND@ </dev/null >"$hs_d/o" 2>"$hs_d/e"; printf "\\n{MARK} @INDEX@ %d\\n" $?; '
+                           'base64 -w0 "$hs_d/o"; echo; base64 -w0 "$hs_d/e"; echo', COMMAND=asked, INDEX=index).text)
     return "\n".join(lines) + "\n"
 
 

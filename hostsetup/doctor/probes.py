@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -187,7 +186,7 @@ def probe_script(target_user: str = "") -> str:
 
 def probe_command(target_user: str = "") -> str:
     """The probe as one command line: POSIX sh whatever the login shell is."""
-    return "sh -c " + shlex.quote(probe_script(target_user))
+    return command("sh -c @SCRIPT@", SCRIPT=probe_script(target_user)).text
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,11 @@ END {
 }"""
 
 
-def diagnosed(command: str) -> str:
+def diagnosed(script: str) -> str:
     """Run ``command`` with all its output on stderr (where a failing step's error comes from) and,
     when it failed because a filesystem is full, a last line saying so."""
-    return (f'{{ set +e; {command}\necho "@@hostsetup-rc $?"; }} 2>&1 | '
-            f"awk -v re={shlex.quote(_DISK_FULL)} {shlex.quote(_DIAGNOSE)} >&2")
+    return command('{ set +e; @SCRIPT@\necho "@@hostsetup-rc $?"; } 2>&1 | awk -v re=@FULL@ @PROGRAM@ >&2',
+                   SCRIPT=Raw(script), FULL=_DISK_FULL, PROGRAM=_DIAGNOSE).text
 
 
 def rpm_pin(version: str) -> str:
