@@ -6,7 +6,9 @@ that work on remote hosts need ``-H``, which only the ``hostsetup`` program has.
 
 from __future__ import annotations
 
-from invoke import Collection, Context, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.tasks import task
 
 from hostsetup.tasks import namespace as user_tasks
 

@@ -25,10 +25,10 @@ from urllib.parse import urlparse
 import pytest
 
 from hostsetup.facts import facts_script, parse_facts
+from hostsetup.host.versions import upstream_version
 from hostsetup.mirrors import PRESETS
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.layout import RpmRepo
-from hostsetup.versions import upstream_version
 from tests.e2e.conftest import only_host, sandbox_of_its_own, ssh, steps_with
 from tests.e2e.test_lifecycle import lifecycle
 

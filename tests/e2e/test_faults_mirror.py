@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from hostsetup.host.versions import upstream_version
 from hostsetup.mirrors import PRESETS
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
-from hostsetup.versions import upstream_version
 from tests.e2e.conftest import only_host, steps_with
 from tests.e2e.test_el_rehearsal import add_fixtures_repo, root_run
 from tests.unit.test_openpgp import make_key

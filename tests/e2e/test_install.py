@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hostsetup.facts import facts_script, parse_facts
-from hostsetup.versions import upstream_version
+from hostsetup.host.versions import upstream_version
 from tests.e2e.conftest import only_host, ssh, steps_with
 
 ALL_STEPS = ["conflicts", "prerequisites", "key", "repository", "packages", "service", "group"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hostsetup.host.versions import upstream_version
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost, SandboxMirror
-from hostsetup.versions import upstream_version
 from tests.e2e.conftest import only_host, ssh, steps_with
 
 Cli = Callable[..., tuple[int, dict[str, Any], str]]

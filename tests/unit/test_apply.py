@@ -14,8 +14,7 @@ from hostsetup.distros import parse_os_release, resolve_platform
 from hostsetup.downloads import curl_failure, failed_download
 from hostsetup.host import files as scripts
 from hostsetup.operations import InstallPackages, RemoveFiles, Run, WriteFile
-from hostsetup.plan import Step
-from hostsetup.steps import Plan
+from hostsetup.steps import Plan, Step
 
 
 def run_batch(steps: list[tuple[Step, str]]) -> tuple[str, int]:

@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from hostsetup.repoindex import parse_deb822, release_sha256
 from hostsetup.run.fleet import describe_plan
 from hostsetup.run.settings import from_bundle
 from hostsetup.settings import install_settings
+from hostsetup.steps import Plan
 from tests.unit.test_plan import recorded, synthetic
 
 
@@ -126,7 +128,7 @@ def test_read_bundle_and_its_refusals(tmp_path: Path) -> None:
             read_bundle(str(path))
 
 
-def _plan(bundle: Bundle, facts_name: str = "debian12-bare", **facts_changes: object):
+def _plan(bundle: Bundle, facts_name: str = "debian12-bare", **facts_changes: Any) -> Plan:
     facts = dataclasses.replace(recorded(facts_name), **facts_changes)
     settings = from_bundle(install_settings({"users": ["hostsetup"]}), bundle)
     return plan_install(facts, settings, bundle=bundle)
@@ -186,6 +188,8 @@ def test_mirror_credentials_are_decoded_and_go_to_the_mirror_only() -> None:
     seen: dict[int, list[str | None]] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        server: http.server.HTTPServer  # (a BaseServer to typeshed): the HTTPServers below
+
         def do_GET(self) -> None:
             seen.setdefault(self.server.server_port, []).append(self.headers.get("Authorization"))
             target = {"/same": self.server.server_port, "/away": other.server_port}.get(self.path)

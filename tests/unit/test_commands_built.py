@@ -76,7 +76,7 @@ def test_sudo_with_a_password_runs_and_removes_the_stored_script_by_its_path_as_
 
     conn = SimpleNamespace(run=run, sudo=sudo, config=SimpleNamespace(runners=SimpleNamespace()))
     seen: list[str] = []
-    remote = Remote(conn, sudo_asks=True, before_session=seen.append)  # type: ignore[arg-type]
+    remote = Remote(conn, sudo_asks=True, before_session=seen.append)
     script = command("echo @WORD@", WORD=ODD)
     assert remote.root(script).stdout == "done"
     assert seen == [script.text] and calls[0][2] == script.text   # the Command's text, on stdin

@@ -19,10 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fabric import Config, Connection
 from paramiko import (
-    AUTH_FAILED,
-    AUTH_SUCCESSFUL,
-    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
-    OPEN_SUCCEEDED,
     BadHostKeyException,
     Channel,
     Ed25519Key,
@@ -30,6 +26,7 @@ from paramiko import (
     SSHException,
     Transport,
 )
+from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_SUCCEEDED
 from paramiko.hostkeys import HostKeys
 from paramiko.pkey import PKey
 
@@ -120,7 +117,8 @@ def _pipe(channel: Channel, sock: socket.socket) -> None:
     """Relay bytes both ways until either side ends (a client closing early is no error here)."""
     with contextlib.suppress(OSError, EOFError), sock, channel:
         while True:
-            ready, _, _ = select.select([channel, sock], [], [], TIMEOUT)
+            ends: list[Channel | socket.socket] = [channel, sock]
+            ready, _, _ = select.select(ends, [], [], TIMEOUT)
             if not ready:
                 return
             for source, sink in ((channel, sock), (sock, channel)):

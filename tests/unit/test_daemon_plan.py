@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup.daemon.plan import (
-    DAEMON_JSON,
-    EXECSTART_DROPIN,
-    PROXY_DROPIN,
-    DaemonPlanError,
-    plan_daemon,
-)
+from hostsetup.daemon.plan import DaemonPlanError, plan_daemon
 from hostsetup.daemon.settings import daemon_settings
 from hostsetup.facts import HostFacts, parse_facts
+from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.operations import ConfigureDaemon, WriteFile
 
 DATA = Path(__file__).parent / "data" / "facts"
@@ -37,6 +32,7 @@ def test_merge_keeps_host_keys_and_says_so() -> None:
     step = plan_daemon(host("debian12-converged", {"debug": True}),
                        daemon_settings({"settings": {"registry-mirrors": ["https://m.example"]}}))
     op = configure_op(step)
+    assert op.content is not None
     assert json.loads(op.content) == {"debug": True, "registry-mirrors": ["https://m.example"]}
     assert "keep debug" in step.summary and not op.restart  # registry-mirrors reloads on SIGHUP
 
@@ -45,6 +41,7 @@ def test_replace_owns_the_whole_file_and_restart_when_a_key_goes() -> None:
     step = plan_daemon(host("debian12-converged", {"debug": True, "log-driver": "local"}),
                        daemon_settings({"settings": {"debug": True}, "replace": True}))
     op = configure_op(step)
+    assert op.content is not None
     assert json.loads(op.content) == {"debug": True} and op.restart
 
 
@@ -69,7 +66,9 @@ def test_proxies_go_to_a_drop_in_before_23_and_to_daemon_json_after() -> None:
     assert 'Environment="HTTP_PROXY=http://user:s3cret@proxy:3128"' in dropin.content
     assert 'Environment="NO_PROXY=localhost"' in dropin.content
     new = plan_daemon(host("debian13-converged"), daemon_settings(proxies))
-    assert "proxies" in json.loads(configure_op(new).content)
+    new_content = configure_op(new).content
+    assert new_content is not None
+    assert "proxies" in json.loads(new_content)
     assert not any(isinstance(op, WriteFile) and op.path == PROXY_DROPIN for op in new.operations)
 
 

@@ -13,10 +13,10 @@ from hostsetup.daemon.schema import (
     flag_for,
     key_known,
     needs_restart,
-    parse_engine_version,
     reloadable_keys,
     validate,
 )
+from hostsetup.host.versions import parse_engine_version
 
 VALID: dict[str, Any] = {
     "data-root": "/srv/docker",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hostsetup.repoindex import parse_deb822, release_sha256
 from hostsetup.sandbox import debarchive as da
 
 DEB822 = """\
@@ -92,11 +93,11 @@ SHA256: eeff
 
 
 def test_parse_deb822_comments_continuations_and_stanzas() -> None:
-    stanzas = da.parse_deb822(DEB822)
+    stanzas = parse_deb822(DEB822)
     assert len(stanzas) == 2
     assert stanzas[0]["Suites"] == "bookworm bookworm-updates"
     assert "#" not in "".join(stanzas[0])
-    desc = da.parse_deb822(PACKAGES)[0]["Description"]
+    desc = parse_deb822(PACKAGES)[0]["Description"]
     assert desc == "Linux container runtime\ndocker.io is the engine.\n\nMore text."
 
 
@@ -155,7 +156,7 @@ def test_release_sha256_and_check_release() -> None:
     release = ("Codename: bookworm\nSuite: stable\nValid-Until: Sat, 01 Jan 2000 00:00:00 UTC\n"
                "SHA256:\n 0123abcd 42 main/binary-amd64/Packages.xz\n"
                " ffff 7 main/binary-amd64/Release\n")
-    assert da.release_sha256(release)["main/binary-amd64/Packages.xz"] == ("0123abcd", 42)
+    assert release_sha256(release)["main/binary-amd64/Packages.xz"] == ("0123abcd", 42)
     da.check_release(release, "stable", now=datetime(1999, 1, 1, tzinfo=UTC))
     with pytest.raises(da.ArchiveError, match="expired"):
         da.check_release(release, "bookworm")

@@ -17,7 +17,7 @@ import pytest
 
 from hostsetup.doctor.causes import DAEMON_CAUSES, blamed_key, classify_line
 from hostsetup.doctor.classify import _Rules, classify, codes
-from hostsetup.doctor.findings import CODES, RANK, explain
+from hostsetup.doctor.findings import CODES, RANK, Finding, explain
 from hostsetup.doctor.fixes import plan_fixes
 from hostsetup.doctor.journal import Line, current_failure, fatal_lines, parse_journal
 from hostsetup.doctor.probes import Probes, parse_probes
@@ -32,7 +32,7 @@ def probes(name: str) -> Probes:
     return parse_probes((DATA / f"{name}.txt").read_text())
 
 
-def find(p: Probes, code: str):  # type: ignore[no-untyped-def]
+def find(p: Probes, code: str) -> Finding:
     return next(f for f in classify(p) if f.code == code)
 
 

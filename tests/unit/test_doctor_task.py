@@ -12,18 +12,19 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
-from invoke import Context, Exit
-from invoke.exceptions import AuthFailure, UnexpectedExit
+from invoke.context import Context
+from invoke.exceptions import AuthFailure, Exit, UnexpectedExit
 from invoke.runners import Result
 
 from hostsetup.config import HostsetupConfig
 from hostsetup.doctor import run
 from hostsetup.doctor.findings import CODES
 from hostsetup.doctor.report import host_details, host_line
-from hostsetup.doctor.run import LOCAL, DoctorOptions, DoctorReport, doctor_host
+from hostsetup.doctor.run import DoctorOptions, DoctorReport, doctor_host
 from hostsetup.errors import HostsetupError
+from hostsetup.run.status import Status
 from hostsetup.run.status import doctor_exit_code as exit_code
-from hostsetup.targets import Target
+from hostsetup.targets import LOCAL, Target
 from hostsetup.tasks.doctor import doctor
 
 DATA = Path(__file__).parent / "data" / "doctor"
@@ -220,7 +221,7 @@ def test_any_error_of_one_host_leaves_the_others_diagnosed(monkeypatch: pytest.M
 
 @pytest.mark.parametrize(("statuses", "code"), [
     (["healthy", "fixed"], 0), (["healthy", "unhealthy"], 1), (["unhealthy", "failed"], 3), ([], 0)])
-def test_exit_codes(statuses: list[str], code: int) -> None:
+def test_exit_codes(statuses: list[Status], code: int) -> None:
     assert exit_code([DoctorReport(f"h{i}", status=s) for i, s in enumerate(statuses)]) == code
 
 

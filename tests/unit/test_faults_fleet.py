@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Exit
+from invoke.exceptions import Exit
 from invoke.runners import Result
 
 from hostsetup.apply import MARK, StepResult, batch_script
@@ -25,8 +25,6 @@ from hostsetup.operations import Run
 from hostsetup.remote import Remote
 from hostsetup.run import fleet as runner
 from hostsetup.run.fleet import (
-    INTERRUPTED,
-    NOT_STARTED,
     FleetInterrupt,
     HostReport,
     Interrupted,
@@ -35,7 +33,7 @@ from hostsetup.run.fleet import (
     run_fleet,
 )
 from hostsetup.run.report import fleet_table, host_block, summary_line
-from hostsetup.run.status import exit_code
+from hostsetup.run.status import INTERRUPTED, NOT_STARTED, exit_code
 from hostsetup.steps import Plan, Step
 from hostsetup.targets import Target
 
@@ -249,7 +247,7 @@ def test_first_ctrl_c_says_so_once_second_closes_every_connection() -> None:
     conns = {"a": FakeConn(), "b": FakeConn()}
     for name, conn in conns.items():
         interrupt.started(name)
-        interrupt.track(name, conn)  # type: ignore[arg-type]
+        interrupt.track(name, conn)
     interrupt.request()
     assert interrupt.stopping.is_set() and not interrupt.aborted.is_set()
     assert said == ["\ninterrupted: finishing the steps in progress on 2 host(s), starting nothing new; "
@@ -260,7 +258,7 @@ def test_first_ctrl_c_says_so_once_second_closes_every_connection() -> None:
     assert interrupt.aborted.is_set() and conns["a"].closed == 1 and conns["b"].closed == 0
     assert interrupt.closed == {"a"}
     late = FakeConn()
-    interrupt.track("c", late)  # type: ignore[arg-type]
+    interrupt.track("c", late)
     assert late.closed == 1  # a connection opened after the second Ctrl-C is closed at once
 
 
@@ -320,7 +318,7 @@ class LocalConn:
 
 
 def fake_host(monkeypatch: pytest.MonkeyPatch, conn: LocalConn) -> None:
-    monkeypatch.setattr(runner, "open_connection", lambda target, config, interrupt=None: Remote(conn))  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "open_connection", lambda target, config, interrupt=None: Remote(conn))
 
     def facts(remote: Remote, users: tuple[str, ...]) -> Any:
         remote.run("true")  # one session, through the guard like the real facts script
@@ -396,7 +394,7 @@ def test_second_ctrl_c_marks_the_step_it_cut_short(monkeypatch) -> None:
              Step("service", "start", (Run("true"),)))
 
     def apply(remote: Remote, plan: Plan, progress: Any) -> list[StepResult]:
-        interrupt.track("h", FakeConn())  # type: ignore[arg-type]
+        interrupt.track("h", FakeConn())
         interrupt.request()
         interrupt.request()  # the connection is closed under the batch: it breaks in "packages"
         results = [StepResult("repository", "changed", "write it"),

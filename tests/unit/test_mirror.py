@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hostsetup.sandbox import debarchive, debs, debversions
+from hostsetup.host.versions import compare_versions, sort_newest_first, upstream_version
+from hostsetup.sandbox import debarchive, debs, debversions, imagetar
 from hostsetup.sandbox import mirror as m
+from hostsetup.sandbox.buildtools import MirrorBuildError, recipe_hash
 from hostsetup.sandbox.debarchive import BinaryPackage, SuiteIndex
-from hostsetup.versions import compare_versions
+from hostsetup.sandbox.layout import Mirror
 
 # --- fake signed indexes ----------------------------------------------------------
 
@@ -69,7 +71,7 @@ def fake_indexes(overrides: dict[tuple[str, str], BinaryPackage] | None = None
     return indexes
 
 
-def _specs(indexes: dict[str, SuiteIndex] | None = None) -> dict[tuple[str, str, str], m.DebSpec]:
+def _specs(indexes: dict[str, SuiteIndex] | None = None) -> dict[tuple[str, str, str], debs.DebSpec]:
     return {(s.codename, s.name, s.version): s for s in m.plan_packages(indexes or fake_indexes())}
 
 
@@ -84,16 +86,16 @@ def _specs(indexes: dict[str, SuiteIndex] | None = None) -> dict[tuple[str, str,
     ("2.36-9+deb12u14", "2.36"),
 ])
 def test_upstream_version(debian: str, upstream: str) -> None:
-    assert m.upstream_version(debian) == upstream
+    assert upstream_version(debian) == upstream
 
 
 def test_official_version_forms() -> None:
-    assert m.docker_version("20.10.5+dfsg1-1+deb11u2", "bookworm") == \
+    assert debversions.docker_version("20.10.5+dfsg1-1+deb11u2", "bookworm") == \
         "5:20.10.5-1~debian.12~bookworm"
-    assert m.docker_version("26.1.5+dfsg1-9+deb13u1+b1", "trixie") == \
+    assert debversions.docker_version("26.1.5+dfsg1-9+deb13u1+b1", "trixie") == \
         "5:26.1.5-1~debian.13~trixie"
-    assert m.containerd_version("1.6.20~ds1-1+deb12u3") == "1.6.20-1"
-    assert m.plugin_version("0.13.1+ds1-3", "bookworm") == "0.13.1-1~debian.12~bookworm"
+    assert debversions.containerd_version("1.6.20~ds1-1+deb12u3") == "1.6.20-1"
+    assert debversions.plugin_version("0.13.1+ds1-3", "bookworm") == "0.13.1-1~debian.12~bookworm"
 
 
 PAIRS = [
@@ -117,7 +119,7 @@ def test_compare_versions_agrees_with_dpkg(a: str, b: str) -> None:
 
 
 def test_sort_newest_first() -> None:
-    assert m.sort_newest_first(["5:20.10.5-1~d", "5:26.1.5-1~d", "5:20.10.24-1~d"]) == \
+    assert sort_newest_first(["5:20.10.5-1~d", "5:26.1.5-1~d", "5:20.10.24-1~d"]) == \
         ["5:26.1.5-1~d", "5:20.10.24-1~d", "5:20.10.5-1~d"]
 
 
@@ -129,16 +131,16 @@ def test_parse_relations() -> None:
 
 
 def test_shlib_depends_keeps_the_strongest_and_only_libs() -> None:
-    deps = m.shlib_depends(["libc6 (>= 2.34), runc, libseccomp2", "libc6 (>= 2.38), "
+    deps = debversions.shlib_depends(["libc6 (>= 2.34), runc, libseccomp2", "libc6 (>= 2.38), "
                             "libseccomp2 (>= 2.5.0)"], ("libc6", "libseccomp2"))
     assert deps == ["libc6 (>= 2.38)", "libseccomp2 (>= 2.5.0)"]
 
 
 def test_runs_on() -> None:
     buildx = _pkg("trixie", "docker-buildx", "0.13.1+ds1-3")
-    assert m.runs_on(buildx, "2.36-9+deb12u14")
-    assert not m.runs_on(buildx, "2.31-13+deb11u11")
-    assert m.runs_on(_pkg("x", "static", "1", depends=""), "2.0-1")
+    assert debversions.runs_on(buildx, "2.36-9+deb12u14")
+    assert not debversions.runs_on(buildx, "2.31-13+deb11u11")
+    assert debversions.runs_on(_pkg("x", "static", "1", depends=""), "2.0-1")
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def test_plan_omits_plugins_when_the_glibc_is_too_old() -> None:
 
 def test_plan_rejects_mismatched_cli_and_engine() -> None:
     other = {("trixie", "docker-cli"): _pkg("trixie", "docker-cli", "27.0.1+dfsg1-1")}
-    with pytest.raises(m.MirrorBuildError, match="different releases"):
+    with pytest.raises(MirrorBuildError, match="different releases"):
         m.plan_packages(fake_indexes(other))
 
 
@@ -225,26 +227,26 @@ def test_units_follow_upstream() -> None:
 # --- recipe hash ---------------------------------------------------------------------------
 
 def test_recipe_hash_is_stable_and_sensitive(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
-    assert base == m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    base = recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    assert base == recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
     assert len(base) == 64
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(), "arm64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(), "arm64"))
     rebuilt = {("bookworm", "runc"): _pkg("bookworm", "runc", "1.1.5+ds1-1+deb12u2")}
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(rebuilt), "amd64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(rebuilt), "amd64"))
     busybox = {("bookworm", "busybox-static"): _pkg("bookworm", "busybox-static", "1:1.35.0-5")}
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(busybox), "amd64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(busybox), "amd64"))
     monkeypatch.setattr(m, "DOCKER_SERVICE", m.DOCKER_SERVICE.replace("Restart=always",
                                                                       "Restart=no"))
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
 
 
 def test_recipe_hash_covers_scripts_and_constants(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    base = recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
     monkeypatch.setattr(m, "DOCKER_GROUP_SNIPPET", "\t:\n")
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
     monkeypatch.undo()
     monkeypatch.setattr(m, "TINY_IMAGE_OUTPUT", "something else")
-    assert base != m.recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
+    assert base != recipe_hash(m.make_recipe(fake_indexes(), "amd64"))
 
 
 # --- ELF checks ---------------------------------------------------------------------------
@@ -275,16 +277,16 @@ def test_readelf_parsing() -> None:
 @pytest.mark.skipif(not shutil.which("readelf"), reason="readelf is needed")
 def test_check_binaries_uses_the_real_elf(tmp_path: Path) -> None:
     sh = Path(os.path.realpath("/bin/sh"))
-    spec = m.DebSpec(codename="bookworm", name="x", version="1", fields=(),
-                     files=(m.Payload("/usr/bin/x"), m.Payload("/etc/x", 0o644, text="x")))
+    spec = debs.DebSpec(codename="bookworm", name="x", version="1", fields=(),
+                     files=(debs.Payload("/usr/bin/x"), debs.Payload("/etc/x", 0o644, text="x")))
     (tmp_path / "usr/bin").mkdir(parents=True)
     shutil.copyfile(sh, tmp_path / "usr/bin/x")
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/x").write_text("x")
     debs.check_binaries(spec, tmp_path, "libc6", "9.99")
-    with pytest.raises(m.MirrorBuildError, match="does not cover"):
+    with pytest.raises(MirrorBuildError, match="does not cover"):
         debs.check_binaries(spec, tmp_path, "libsystemd0", "9.99")
-    with pytest.raises(m.MirrorBuildError, match="needs GLIBC_"):
+    with pytest.raises(MirrorBuildError, match="needs GLIBC_"):
         debs.check_binaries(spec, tmp_path, "libc6", "2.0")
 
 
@@ -339,9 +341,9 @@ def test_scripts_survive_without_systemctl(tmp_path: Path) -> None:
 # --- tiny image -----------------------------------------------------------------------------
 
 def test_tiny_image_manifest_config_and_layer(tmp_path: Path) -> None:
-    layer = m.layer_tar(b"\x7fELF fake busybox")
-    assert layer == m.layer_tar(b"\x7fELF fake busybox")
-    files = m.image_files(layer, "hostsetup/tiny:1", "hello there", "amd64")
+    layer = imagetar.layer_tar(b"\x7fELF fake busybox")
+    assert layer == imagetar.layer_tar(b"\x7fELF fake busybox")
+    files = imagetar.image_files(layer, "hostsetup/tiny:1", "hello there", "amd64")
     manifest = json.loads(files["manifest.json"])
     assert manifest[0]["RepoTags"] == ["hostsetup/tiny:1"]
     config_bytes = files[manifest[0]["Config"]]
@@ -360,9 +362,9 @@ def test_tiny_image_manifest_config_and_layer(tmp_path: Path) -> None:
 
 
 def test_write_image_is_deterministic(tmp_path: Path) -> None:
-    files = m.image_files(m.layer_tar(b"x"), "a/b:1", "hi", "amd64")
-    m.write_image(tmp_path / "one.tar", files)
-    m.write_image(tmp_path / "two.tar", files)
+    files = imagetar.image_files(imagetar.layer_tar(b"x"), "a/b:1", "hi", "amd64")
+    imagetar.write_image(tmp_path / "one.tar", files)
+    imagetar.write_image(tmp_path / "two.tar", files)
     assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
     with tarfile.open(tmp_path / "one.tar") as tar:
         names = tar.getnames()
@@ -375,14 +377,14 @@ def test_build_mirror_builds_once_per_recipe(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
     built: list[Path] = []
 
-    def fake_build(out: Path, recipe: dict[str, object], specs: list[m.DebSpec],
-                   *_: object) -> m.Mirror:
+    def fake_build(out: Path, recipe: dict[str, object], specs: list[debs.DebSpec],
+                   *_: object) -> Mirror:
         built.append(out)
         out.mkdir()
         (out / "mirror.json").write_text(json.dumps({
             "root": "root", "key_fingerprint": "A" * 40, "versions": {},
             "tiny_image": m.TINY_IMAGE, "tiny_image_ref": m.TINY_IMAGE_REF,
-            "tiny_image_output": m.TINY_IMAGE_OUTPUT, "recipe_hash": m.recipe_hash(recipe)}))
+            "tiny_image_output": m.TINY_IMAGE_OUTPUT, "recipe_hash": recipe_hash(recipe)}))
         return m._mirror_from_json(out)
 
     monkeypatch.setattr(debarchive, "dpkg_arch", lambda: "amd64")

@@ -284,7 +284,8 @@ class FakeRemote:
     """Runs each root script with sh here; ``lose`` cuts the session like a killed sshd."""
 
     def __init__(self, lose: bool = False) -> None:
-        self.lose, self.scripts = lose, []
+        self.lose = lose
+        self.scripts: list[str] = []
 
     def root(self, script: str, timeout: float | None = None) -> FakeResult:
         self.scripts.append(script)

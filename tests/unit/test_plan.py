@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from hostsetup.facts import HostFacts, parse_facts
+from hostsetup.host.versions import upstream_version
 from hostsetup.openpgp import primary_fingerprints
 from hostsetup.operations import FetchKey, InstallPackages, RemoveFiles, Run, WriteFile
 from hostsetup.plan import PlanError, plan_install, resolve_version
 from hostsetup.run.fleet import describe_plan
 from hostsetup.settings import install_settings
-from hostsetup.versions import upstream_version
 
 DATA = Path(__file__).parent / "data" / "facts"
 GOLDEN = Path(__file__).parent / "golden"
@@ -124,7 +124,8 @@ def test_other_base_url_with_only_a_hold_to_do_still_refreshes_the_new_repositor
     facts = recorded("debian12-converged")
     plan = plan_install(facts, sandbox_settings(facts, mirror="https://mirrors.aliyun.com/docker-ce", hold=True))
     assert [s.name for s in plan.changes] == ["repository", "packages"]
-    assert plan.changes[0].operations[-1].command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
+    refresh = plan.changes[0].operations[-1]
+    assert isinstance(refresh, Run) and refresh.command.startswith("apt-get update -q -o Dir::Etc::SourceList=")
 
 
 def test_docker_io_host_removes_it_first() -> None:
@@ -153,7 +154,9 @@ def test_key_file_holding_the_expected_key_and_another_is_fetched_again(tmp_path
     path = "/etc/apt/keyrings/docker.asc"
     assert plan_install(facts, sandbox_settings(facts)).empty
     evil, _ = make_key(tmp_path / "evil", "ed25519", "Attacker <x@example.invalid>")
-    both = facts.files[path] + evil.decode()
+    expected_key = facts.files[path]
+    assert expected_key is not None
+    both = expected_key + evil.decode()
     plan = plan_install(dataclasses.replace(facts, files={**facts.files, path: both}), sandbox_settings(facts))
     key = next(s for s in plan.changes if s.name == "key")
     assert isinstance(key.operations[0], FetchKey) and "is not trusted as it is" in key.summary

@@ -19,7 +19,7 @@ from hostsetup.daemon.settings import DaemonSettingsError, daemon_settings
 from hostsetup.facts import Account, HostFacts, parse_facts
 from hostsetup.host.files import write_as_user
 from hostsetup.login import LoginSettings, check_login_script, plan_login
-from hostsetup.operations import CheckLogin, WriteUserFile
+from hostsetup.operations import CheckLogin, WriteFile, WriteUserFile
 from hostsetup.plan import PlanError
 from hostsetup.registries import (
     HUB_AUTH_KEY,
@@ -134,6 +134,7 @@ def test_registry_ca_step_writes_only_what_differs(ca_pem: str, tmp_path: Path) 
     facts = parse_facts((DATA / "debian12-converged.txt").read_text())
     step = plan_registry_cas(facts, settings)
     (write,) = step.operations
+    assert isinstance(write, WriteFile)
     assert write.path == ca_path(REGISTRY) and write.mode == "0644" and "no restart" in step.summary
     installed = dataclasses.replace(facts, files={**facts.files, ca_path(REGISTRY): ca_pem})
     assert not plan_registry_cas(installed, settings).changes
@@ -225,11 +226,12 @@ def test_the_password_is_in_no_plan_text_and_no_command_line() -> None:
     assert CREDS.password not in text and CREDS.auth not in text and "--password-stdin" in text
     assert "s3cret" not in repr(plan)
     check, write = plan.steps[0].operations
-    script = check_login_script(check).text  # type: ignore[arg-type]
+    assert isinstance(check, CheckLogin) and isinstance(write, WriteUserFile)
+    script = check_login_script(check).text
     assert CREDS.password not in script  # base64 on the script's own stdin, fed by printf (a shell builtin)
     assert "printf %s " + base64.b64encode(CREDS.password.encode()).decode() + " | base64 -d" in script
     assert "--password-stdin" in script and "DOCKER_CONFIG=" in script
-    user_script = write_as_user(write.user, write.path, write.content).text  # type: ignore[union-attr]
+    user_script = write_as_user(write.user, write.path, write.content).text
     assert CREDS.auth not in user_script and "runuser -u hostsetup -- sh -c" in user_script
     subprocess.run(["sh", "-n", "-c", script], check=True)
     subprocess.run(["sh", "-n", "-c", user_script], check=True)
@@ -304,17 +306,22 @@ def test_password_from_file_setting_variable_or_prompt(tmp_path: Path, monkeypat
     task = importlib.import_module("hostsetup.tasks.login")  # (hostsetup.tasks.login is also the task's name)
 
     (tmp_path / "pw").write_text("from file\nsecond line ignored\n")
-    assert task.read_password(_Context(), str(tmp_path / "pw"), "u", REGISTRY) == "from file"  # type: ignore[arg-type]
-    assert task.read_password(_Context(password="from env"), None, "u", REGISTRY) == "from env"  # type: ignore[arg-type]
-    assert task.read_password(_Context(password_file=str(tmp_path / "pw")), None, "u",  # type: ignore[arg-type]
+    assert task.read_password(_Context(), str(tmp_path / "pw"), "u", REGISTRY) == "from file"
+    assert task.read_password(_Context(password="from env"), None, "u", REGISTRY) == "from env"
+    assert task.read_password(_Context(password_file=str(tmp_path / "pw")), None, "u",
                               REGISTRY) == "from file"
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(HostsetupError, match="HOSTSETUP_LOGIN_PASSWORD"):
-        task.read_password(_Context(), None, "u", REGISTRY)  # type: ignore[arg-type]
+        task.read_password(_Context(), None, "u", REGISTRY)
     asked: list[str] = []
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(getpass, "getpass", lambda prompt: asked.append(prompt) or "typed")
-    assert task.read_password(_Context(), None, "u", REGISTRY) == "typed"  # type: ignore[arg-type]
+
+    def getpass_typed(prompt: str) -> str:
+        asked.append(prompt)
+        return "typed"
+
+    monkeypatch.setattr(getpass, "getpass", getpass_typed)
+    assert task.read_password(_Context(), None, "u", REGISTRY) == "typed"
     assert asked == [f"password for u at {REGISTRY}: "]
 
 

@@ -43,7 +43,7 @@ class FakeConnection:
 @pytest.mark.parametrize(("as_root", "sudo_asks"), [(True, False), (False, False), (False, True)])
 def test_root_scripts_never_go_on_a_command_line(as_root: bool, sudo_asks: bool) -> None:
     conn = FakeConnection()
-    remote = Remote(conn, as_root=as_root, sudo_asks=sudo_asks)  # type: ignore[arg-type]
+    remote = Remote(conn, as_root=as_root, sudo_asks=sudo_asks)
     remote.root(f"echo {SECRET} > /etc/x")
     assert conn.calls, "nothing ran"
     assert all(SECRET not in call["command"] for call in conn.calls)
@@ -117,7 +117,7 @@ def test_key_download_keeps_a_mirror_password_off_the_command_line() -> None:
     conn = FakeConnection()
     url = f"https://bob:{SECRET}@mirror.corp/docker-ce/linux/debian/gpg"
     with pytest.raises(RemoteError):  # the fake returns no key; what matters is what was sent
-        _fetch_key(Remote(conn), FetchKey(url, "/etc/apt/keyrings/docker.asc", ("AB" * 20,), None))  # type: ignore[arg-type]
+        _fetch_key(Remote(conn), FetchKey(url, "/etc/apt/keyrings/docker.asc", ("AB" * 20,), None))
     (call,) = conn.calls
     assert SECRET not in call["command"] and call["command"].endswith("-K -")
     assert call["stdin"] == f'url = "{url}"\n'

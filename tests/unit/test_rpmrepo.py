@@ -16,9 +16,11 @@ from hostsetup.distros import parse_os_release, resolve_platform
 from hostsetup.host.packages import VERSIONLOCK_LISTS, rpm_pin, versionlocked
 from hostsetup.operations import InstallPackages
 from hostsetup.plan import _held
-from hostsetup.sandbox import images
+from hostsetup.sandbox import debarchive, images
 from hostsetup.sandbox import rpmrepo as r
+from hostsetup.sandbox.buildtools import MirrorBuildError, recipe_hash
 from hostsetup.sandbox.engine import SandboxError
+from hostsetup.sandbox.layout import Mirror
 from tests.unit.test_plan import synthetic
 
 DEBS = {
@@ -76,7 +78,7 @@ def test_plan_has_every_package_for_7_and_9_and_the_fixtures() -> None:
 
 
 def test_plan_refuses_an_engine_without_its_cli() -> None:
-    with pytest.raises(r.MirrorBuildError, match="no docker-ce-cli"):
+    with pytest.raises(MirrorBuildError, match="no docker-ce-cli"):
         r.plan_rpms({**DEBS, "docker-ce-cli": DEBS["docker-ce-cli"][:1]}, "4.3.1-3")
 
 
@@ -94,14 +96,14 @@ def test_versions_sort_by_upstream_numbers() -> None:
 
 
 def test_recipe_changes_with_the_specs() -> None:
-    mirror = r.Mirror(root=Path("/m/root"), key_fingerprint="A" * 40, versions={}, tiny_image=Path("t"),
+    mirror = Mirror(root=Path("/m/root"), key_fingerprint="A" * 40, versions={}, tiny_image=Path("t"),
                       tiny_image_ref="x", tiny_image_output="y", recipe_hash="abc", arch="amd64")
-    plugins = r.debarchive.BinaryPackage("dnf-plugins-core", "4.3.1-3", "all", "f", "0" * 64, 1, {})
+    plugins = debarchive.BinaryPackage("dnf-plugins-core", "4.3.1-3", "all", "f", "0" * 64, 1, {})
     specs = r.plan_rpms(DEBS, plugins.version)
-    one = r.recipe_hash(r.make_recipe(mirror, specs, plugins))
-    assert one == r.recipe_hash(r.make_recipe(mirror, specs, plugins))
-    assert one != r.recipe_hash(r.make_recipe(mirror, specs[1:], plugins))
-    assert one != r.recipe_hash(r.make_recipe(dataclasses.replace(mirror, recipe_hash="abd"), specs, plugins))
+    one = recipe_hash(r.make_recipe(mirror, specs, plugins))
+    assert one == recipe_hash(r.make_recipe(mirror, specs, plugins))
+    assert one != recipe_hash(r.make_recipe(mirror, specs[1:], plugins))
+    assert one != recipe_hash(r.make_recipe(dataclasses.replace(mirror, recipe_hash="abd"), specs, plugins))
 
 
 # --- spec files and payloads ------------------------------------------------------------------
@@ -149,7 +151,7 @@ def test_link_serves_the_tree_under_the_mirror_base_and_prune_keeps_it(tmp_path:
     assert not (tmp_path / "rpm-aaaaaaaaaaaa.json").exists()
     other = tmp_path / "other"
     (other / "linux" / "rhel").mkdir(parents=True)
-    with pytest.raises(r.MirrorBuildError, match="not the EL rehearsal"):
+    with pytest.raises(MirrorBuildError, match="not the EL rehearsal"):
         r._link(other, "rpm-bbbbbbbbbbbb")
 
 

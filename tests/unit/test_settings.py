@@ -50,7 +50,8 @@ def test_bad_settings_are_refused(raw, message) -> None:
 
 def test_exact_and_short_versions_accepted() -> None:
     assert install_settings({"version": "25.0"}).version == "25.0"
-    assert install_settings({"version": "5:20.10.24-1~debian.12~bookworm"}).version.startswith("5:")
+    exact = install_settings({"version": "5:20.10.24-1~debian.12~bookworm"}).version
+    assert exact is not None and exact.startswith("5:")
 
 
 # --- verify expects exactly what install did ------------------------------------------------

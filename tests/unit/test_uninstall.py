@@ -9,6 +9,7 @@ import pytest
 
 from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.facts import EngineState, PathSize, facts_script, parse_sizes
+from hostsetup.operations import Run
 from hostsetup.run.fleet import describe_plan
 from hostsetup.uninstall import UninstallSettings, human_size, plan_uninstall, wanted
 from tests.unit.test_plan import recorded, synthetic
@@ -97,7 +98,9 @@ def test_running_containers_are_stopped_before_the_engine(state: EngineState, st
     plan = plan_uninstall(dataclasses.replace(recorded("debian12-converged"), engine_state=state),
                           UninstallSettings())
     assert _steps(plan)["service"].startswith(start)
-    command = plan.changes[0].operations[0].command
+    stop = plan.changes[0].operations[0]
+    assert isinstance(stop, Run)
+    command = stop.command
     assert command.index("docker stop") < command.index("systemctl disable --now")
 
 
