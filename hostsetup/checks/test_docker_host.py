@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shlex
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -14,6 +13,7 @@ import pytest
 from hostsetup.daemon.apply import mismatches
 from hostsetup.daemon.plan import expectations
 from hostsetup.distros import APT, Platform, install_packages
+from hostsetup.host.command import Raw, command, join, words
 from hostsetup.host.paths import DAEMON_JSON
 from hostsetup.host.versions import upstream_version
 from hostsetup.openpgp import key_file_problem
@@ -140,8 +140,8 @@ def test_users_run_docker_without_sudo(host: Any, expected: dict[str, Any]) -> N
         pytest.skip("no configured user is in the docker group (reported by test_users_in_docker_group)")
     for user in users:
         # A new login session, so the group database is read afresh.
-        result = host.run(f"runuser -l {shlex.quote(user)} -c "
-                          "\"timeout 20 docker version --format '{{.Server.Version}}'\"")
+        result = host.run(command("runuser -l @USER@ -c \"timeout 20 docker version --format '{{.Server.Version}}'\"",
+                                  USER=user).text)
         assert result.rc == 0, (f"expected {user} to run `docker version` without sudo in a new login session, "
                                 f"found exit {result.rc}: {result.stderr.strip() or result.stdout.strip()}")
 
@@ -182,12 +182,13 @@ def mirror_serves(host: Any, mirror: str, url: str) -> str:
     certs = f"{CERTS_DIR}/{urlsplit(mirror).netloc}"
 
     def fetch(target: str, *headers: str, body: bool = False) -> Any:
-        extra = " ".join(f"-H {shlex.quote(h)}" for h in headers)
+        extra = join((words("-H", h) for h in headers), " ")
         output = "" if body else "-D - -o /dev/null"
-        return host.run(
+        return host.run(command(
             "b=$(mktemp); cat /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "
-            f"{shlex.quote(certs)}/*.crt > \"$b\" 2>/dev/null; curl -sS {output} --max-time 30 --cacert \"$b\" "
-            f"{extra} {shlex.quote(target)}; rc=$?; rm -f \"$b\"; exit $rc")
+            '@CERTS@/*.crt > "$b" 2>/dev/null; curl -sS @OUTPUT@ --max-time 30 --cacert "$b" '
+            '@EXTRA@ @TARGET@; rc=$?; rm -f "$b"; exit $rc',
+            CERTS=certs, OUTPUT=Raw(output), EXTRA=extra, TARGET=target).text)
 
     def status(answer: Any) -> str:
         codes = re.findall(r"^HTTP/\S+ (\d{3})", answer.stdout, re.MULTILINE)
@@ -240,8 +241,8 @@ def test_users_pull_images(host: Any, expected: dict[str, Any]) -> None:
     failed = []
     for user in users:
         for image in images:
-            pull = f"timeout 120 docker pull -q {shlex.quote(image)}"
-            result = host.run(f"runuser -l {shlex.quote(user)} -c {shlex.quote(pull)}")
+            pull = command("timeout 120 docker pull -q @IMAGE@", IMAGE=image).text
+            result = host.run(command("runuser -l @USER@ -c @PULL@", USER=user, PULL=pull).text)
             if result.rc != 0:
                 failed.append(f"{user}: {image}: {last_line(result)}")
     assert not failed, f"expected each user to pull the images with their own login, found {'; '.join(failed)}"
@@ -252,7 +253,7 @@ def test_portainer_runs_and_answers(host: Any, expected: dict[str, Any]) -> None
     if not wanted:
         pytest.skip("--portainer not asked for")
     require_running_daemon(host)
-    found = host.run(f"docker inspect --type container --format '{{{{json .}}}}' {shlex.quote(wanted['name'])}")
+    found = host.run(command("docker inspect --type container --format '{{json .}}' @NAME@", NAME=wanted["name"]).text)
     assert found.rc == 0, f"expected the container {wanted['name']}, found none"
     info = json.loads(found.stdout)
     policy = (info.get("HostConfig") or {}).get("RestartPolicy", {}).get("Name")
@@ -263,7 +264,7 @@ def test_portainer_runs_and_answers(host: Any, expected: dict[str, Any]) -> None
     address = bindings[0].get("HostIp") or "0.0.0.0"
     address = "127.0.0.1" if address in ("0.0.0.0", "::") else address
     url = f"https://{f'[{address}]' if ':' in address else address}:{wanted['port']}/"
-    answer = host.run(f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time 10 {shlex.quote(url)}")
+    answer = host.run(command("curl -sk -o /dev/null -w '%{http_code}' --max-time 10 @URL@", URL=url).text)
     assert answer.stdout.strip() not in ("", "000"), f"expected {url} to answer, found {first_line(answer)}"
 
 
