@@ -111,6 +111,9 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
           "Look around:\n" + describe(box, host))
     print(f"  on the host: docker info | grep -A1 'Registry Mirrors'; cat /etc/docker/daemon.json; "
           f"docker run --rm {TINY}")
+    # The sandbox's packages are signed with its own key: hostsetup refuses it unless told its fingerprint.
+    print(f"  again, a no-op in one SSH session: HOSTSETUP_INSTALL_KEY_FINGERPRINT={settings.key_fingerprint} "
+          f"hostsetup -S {box.ssh_config_path} -H {host.hostname} install")
     print("Remove it all with: hostsetup demo --down" + (f" --name {name}" if name != DEMO_SANDBOX else ""))
     if failed:
         raise Exit(code=1)
