@@ -25,6 +25,7 @@ from hostsetup.errors import HostsetupError
 from hostsetup.inputs import InputError
 from hostsetup.inputs.config import TASK_FLAG_RULES
 from hostsetup.inputs.values import did_you_mean, existing_file
+from hostsetup.run.status import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
 from hostsetup.tasks import namespace
 
 
@@ -146,28 +147,28 @@ def input_boundary(argv: list[str] | None, flag_names: Callable[[], list[str]] |
     except Exit:
         raise
     except HostsetupError as exc:
-        raise Exit(f"hostsetup: {one_line(str(exc))}", code=2) from None
+        raise Exit(f"hostsetup: {one_line(str(exc))}", code=EXIT_BAD_INPUT) from None
     except (UncastableEnvVar, AmbiguousEnvVar) as exc:
         raise Exit(f"hostsetup: a HOSTSETUP_* environment variable does not fit its setting: {exc}",
-                   code=2) from None
+                   code=EXIT_BAD_INPUT) from None
     except ParseError as exc:
         raise Exit(f"hostsetup: {parse_error_line(str(exc), flag_names() if flag_names else [])}; see hostsetup --help",
-                   code=2) from None
+                   code=EXIT_BAD_INPUT) from None
     except ValueError as exc:
         if "invalid literal for int()" in str(exc):  # an INT flag (-T, -t, sandbox --hosts) given text
-            raise Exit(f"hostsetup: {int_flag_line(argv or [], str(exc))}", code=2) from None
-        raise Exit(internal_error_line(exc), code=70) from exc
+            raise Exit(f"hostsetup: {int_flag_line(argv or [], str(exc))}", code=EXIT_BAD_INPUT) from None
+        raise Exit(internal_error_line(exc), code=EXIT_INTERNAL) from exc
     except KeyboardInterrupt:
-        raise Exit("hostsetup: interrupted", code=130) from None
+        raise Exit("hostsetup: interrupted", code=EXIT_INTERRUPTED) from None
     except EOFError:  # a prompt (--prompt-for-sudo-password) read the end of standard input
         raise Exit("hostsetup: a prompt got no answer: standard input is closed; run it from a terminal, or give "
-                   "the password in the sudo.password setting", code=2) from None
+                   "the password in the sudo.password setting", code=EXIT_BAD_INPUT) from None
     except BrokenPipeError:
         raise  # the reader went away (| head): main() ends quietly
     except Exception as exc:
         if logging.getLogger("invoke").isEnabledFor(logging.DEBUG):
             traceback.print_exc()
-        raise Exit(internal_error_line(exc), code=70) from None
+        raise Exit(internal_error_line(exc), code=EXIT_INTERNAL) from None
 
 
 def one_line(message: str) -> str:

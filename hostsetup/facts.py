@@ -24,7 +24,7 @@ from hostsetup.distros import (
 from hostsetup.host.command import Raw, command, words
 from hostsetup.host.packages import MANAGERS, VERSIONLOCK_LISTS, holders_script
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
-from hostsetup.host.units import FACT_PROPS, Unit, parse_units
+from hostsetup.host.units import DOCKER_UNITS, FACT_PROPS, Unit, parse_units
 from hostsetup.host.versions import engine_version
 
 # Every package a plan asks about, from the OS table and the package managers.
@@ -37,7 +37,6 @@ FACT_FILES = tuple(dict.fromkeys((
     *RPM.legacy_files, DAEMON_JSON, *VERSIONLOCK_LISTS.values(),
     EXECSTART_DROPIN, PROXY_DROPIN,
 )))
-UNITS = ("docker.service", "docker.socket", "containerd.service")
 DPKG_UNFINISHED = "UHFWt"  # dpkg-query's ${db:Status-Abbrev} status letters of a package left mid-way
 
 _SCRIPT = r"""
@@ -165,7 +164,7 @@ def facts_script(users: tuple[str, ...] = (), files: tuple[str, ...] = (), docke
         _SCRIPT, READ_FILES=Raw(read_files_script((*FACT_FILES, *files))),
         DOCKER_CONFIGS=Raw(docker_configs_script(users) if docker_configs else ""),
         PACKAGES=words(*FACT_PACKAGES, *packages), USERS=words(*users), FACT_PROPS=Raw(FACT_PROPS),
-        UNITS=words(*UNITS), LOCK_HOLDERS=Raw(holders_script()),
+        UNITS=words(*DOCKER_UNITS), LOCK_HOLDERS=Raw(holders_script()),
         CONTAINERS=Raw(containers_script(containers) if containers else ""),
         ENGINE_STATE=Raw(_ENGINE_STATE if engine_state else ""),
         SIZES=command(_SIZES, PATHS=words(*sizes)) if sizes else Raw("")).text

@@ -18,9 +18,10 @@ from hostsetup.distros import (
     UnsupportedSystem,
     resolve_platform,
 )
-from hostsetup.facts import UNITS, HostFacts, PathSize, Wanted
+from hostsetup.facts import HostFacts, PathSize, Wanted
 from hostsetup.host.command import Raw, command, join, words
 from hostsetup.host.paths import EXECSTART_DROPIN, PROXY_DROPIN
+from hostsetup.host.units import DOCKER_UNITS
 from hostsetup.operations import Operation, RemoveFiles, Run
 from hostsetup.plan import PlanError, held_packages, locked_run, remove_command, unhold_command
 from hostsetup.settings import InstallSettings, install_settings
@@ -66,7 +67,7 @@ STOP_CONTAINERS = ("if systemctl is-active -q docker.service; then "
 
 
 def _service(facts: HostFacts) -> Step:
-    present = [u for u in UNITS if facts.unit(u).load == "loaded"
+    present = [u for u in DOCKER_UNITS if facts.unit(u).load == "loaded"
                and (facts.unit(u).running or facts.unit(u).file_state in ("enabled", "enabled-runtime"))]
     if not present:
         return Step("service", "docker and containerd are not running or enabled")

@@ -8,7 +8,8 @@ import pytest
 
 from hostsetup.bundle import BUNDLE_ROOT
 from hostsetup.distros import Platform
-from hostsetup.facts import UNITS
+from hostsetup.host.command import command
+from hostsetup.host.units import DOCKER_UNITS
 from hostsetup.uninstall import DATA_DIRS, DOCKER_SOCKET, DROPINS, MANAGED_MARK, REMOVED_PACKAGES
 
 ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect", "linked", "linked-runtime")
@@ -21,8 +22,8 @@ def test_engine_packages_removed(host: Any) -> None:
 
 def test_units_stopped_and_not_enabled(host: Any) -> None:
     # (testinfra's service module raises for a unit that is gone; systemctl answers for any name)
-    left = [unit for unit in UNITS if host.run(f"systemctl is-active -q {unit}").rc == 0
-            or host.run(f"systemctl is-enabled {unit}").stdout.strip() in ENABLED_STATES]
+    left = [unit for unit in DOCKER_UNITS if host.run(command("systemctl is-active -q @UNIT@", UNIT=unit).text).rc == 0
+            or host.run(command("systemctl is-enabled @UNIT@", UNIT=unit).text).stdout.strip() in ENABLED_STATES]
     assert not left, f"expected docker and containerd stopped and not enabled; found: {', '.join(left)}"
 
 
@@ -41,7 +42,7 @@ def test_repository_key_and_bundles_removed(host: Any, platform: Platform) -> No
         assert not host.file(platform.family.key_file).exists, \
             f"expected the repository key {platform.family.key_file} removed with its file; it is still there"
     bundles = host.file(BUNDLE_ROOT)
-    assert not (bundles.exists and host.run(f"ls -A {BUNDLE_ROOT}").stdout.strip()), \
+    assert not (bundles.exists and host.run(command("ls -A @DIR@", DIR=BUNDLE_ROOT).text).stdout.strip()), \
         f"expected the offline bundles in {BUNDLE_ROOT} removed; they are still there"
 
 
@@ -53,5 +54,5 @@ def test_dropins_removed(host: Any) -> None:
 def test_data_purged(host: Any, expected: dict[str, Any]) -> None:
     if not expected.get("purge_data"):
         pytest.skip("data kept (no --purge-data)")
-    left = [p for p in DATA_DIRS if host.file(p).exists and host.run(f"ls -A {p}").stdout.strip()]
+    left = [p for p in DATA_DIRS if host.file(p).exists and host.run(command("ls -A @DIR@", DIR=p).text).stdout.strip()]
     assert not left, f"expected {', '.join(DATA_DIRS)} deleted (--purge-data); still holding data: {', '.join(left)}"

@@ -77,9 +77,9 @@ def test_repository_key_fingerprint(host: Any, expected: dict[str, Any], platfor
 @pytest.mark.parametrize("unit", ["containerd", "docker"])
 def test_service_running_and_enabled(host: Any, unit: str) -> None:
     service = host.service(unit)
-    active = host.run(f"systemctl is-active {unit}").stdout.strip()
+    active = host.run(command("systemctl is-active @UNIT@", UNIT=unit).text).stdout.strip()
     assert service.is_running, f"expected {unit} running, found {active}"
-    enabled = host.run(f"systemctl is-enabled {unit}").stdout.strip()
+    enabled = host.run(command("systemctl is-enabled @UNIT@", UNIT=unit).text).stdout.strip()
     assert service.is_enabled, f"expected {unit} enabled, found {enabled}"
 
 
@@ -223,10 +223,10 @@ def test_registry_mirrors_serve_pulls(host: Any, expected: dict[str, Any]) -> No
     for mirror in mirrors:
         code = mirror_serves(host, mirror, f"{mirror.rstrip('/')}/v2/{SMOKE_PULL_REPOSITORY}/manifests/latest")
         assert code == "200", f"expected the registry mirror {mirror} to serve {SMOKE_PULL_IMAGE}, found {code}"
-    pull = host.run(f"timeout 120 docker pull {SMOKE_PULL_IMAGE}")
+    pull = host.run(command("timeout 120 docker pull @IMAGE@", IMAGE=SMOKE_PULL_IMAGE).text)
     assert pull.rc == 0, f"expected docker pull {SMOKE_PULL_IMAGE} through {', '.join(mirrors)} to work, " \
         f"found: {last_line(pull)}"
-    run = host.run(f"timeout 60 docker run --rm --network none {SMOKE_PULL_IMAGE}")
+    run = host.run(command("timeout 60 docker run --rm --network none @IMAGE@", IMAGE=SMOKE_PULL_IMAGE).text)
     assert run.rc == 0, f"expected the pulled {SMOKE_PULL_IMAGE} to run, found exit {run.rc}: {run.stderr.strip()}"
 
 
@@ -280,7 +280,7 @@ def test_smoke_container_runs(host: Any, expected: dict[str, Any]) -> None:
     payload = base64.b64encode(smoke_image()).decode()
     load = host.run(f"echo {payload} | base64 -d | timeout 60 docker load")
     assert load.rc == 0, f"expected docker load of the smoke image to work, found: {load.stderr.strip()}"
-    run = host.run(f"timeout 60 docker run --rm --network none {SMOKE_REF}")
-    host.run(f"docker rmi {SMOKE_REF}")
+    run = host.run(command("timeout 60 docker run --rm --network none @IMAGE@", IMAGE=SMOKE_REF).text)
+    host.run(command("docker rmi @IMAGE@", IMAGE=SMOKE_REF).text)
     assert run.stdout.strip() == SMOKE_OUTPUT, (
         f"expected the smoke container to print {SMOKE_OUTPUT!r}, found {run.stdout.strip() or run.stderr.strip()!r}")

@@ -12,7 +12,7 @@ from hostsetup.daemon.listeners import hosts_list, insecure_hosts
 from hostsetup.daemon.schema import KEYS, flag_for, needs_restart, validate
 from hostsetup.daemon.settings import INSECURE_REGISTRIES, DaemonSettings, canonical_json
 from hostsetup.facts import HostFacts
-from hostsetup.host.dockerd import drop_flags, effective_execstart, flag_names
+from hostsetup.host.dockerd import DEFAULT_COMMAND, drop_flags, effective_execstart, flag_names
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN, PROXY_DROPIN
 from hostsetup.host.versions import parse_engine_version
 from hostsetup.operations import ConfigureDaemon, Operation, WriteFile
@@ -24,7 +24,6 @@ from hostsetup.textsafety import systemd_value_problem
 PROXIES_SINCE = (23, 0)
 VALIDATE_SINCE = (23, 0)
 OLDEST_ENGINE = "20.10"  # the oldest engine the sandbox and hostsetup's tests cover
-DEFAULT_EXECSTART = "/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
 BOTH_WAYS = {"runtimes"}  # the one key dockerd accepts as a flag and in the file at once
 PROXY_ENV = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy": "NO_PROXY"}
 
@@ -122,11 +121,11 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
         raise DaemonPlanError("; ".join(errors))
     warnings = [i.render(source(i.path)) for i in issues if i.severity != "error"]
 
-    command = effective_execstart(facts.docker_unit) or DEFAULT_EXECSTART
+    command = effective_execstart(facts.docker_unit) or DEFAULT_COMMAND
     warnings += _exposure_warnings(settings, merged, command)
     command, moved = _without_flags_of(merged, command)
     if moved:
-        content = render("daemon/execstart.conf.j2", command=command, moved=moved)
+        content = render("daemon/execstart.conf.j2", command=command, moved=moved, doctor_moved_hosts=False)
         dropins.append(WriteFile(EXECSTART_DROPIN, content, facts.files.get(EXECSTART_DROPIN)))
     dropins = [d for d in dropins if d.content != d.old]
 

@@ -20,12 +20,12 @@ from hostsetup.doctor.classify import LOCAL_ENDPOINTS, SUBSYSTEM_KEYS, UNKNOWN_K
 from hostsetup.doctor.findings import ERROR, INFO, OK, Finding
 from hostsetup.doctor.probes import CLIENT_FORMAT, PIDFILE, Probes
 from hostsetup.host.command import Command, command, join
-from hostsetup.host.dockerd import host_flags
+from hostsetup.host.dockerd import DEFAULT_ARGV, host_flags
 from hostsetup.host.files import write_atomic
 from hostsetup.host.paths import DAEMON_JSON, EXECSTART_DROPIN
+from hostsetup.render import render
 from hostsetup.secrets import file_mode, mask
 
-DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
 CONFIG_CODES = ("CONFIG_INVALID_JSON", "CONFIG_UNKNOWN_KEY", "CONFIG_INVALID_VALUE")
 # Not the daemon's problem: left unfixed, these do not stop it from starting.
 USER_SIDE = ("DOCKER_HOST_ELSEWHERE", "CLIENT_CONFIG_INVALID", "USER_NOT_IN_GROUP", "USER_SESSION_STALE",
@@ -182,9 +182,7 @@ class _Planner:
             self.refuse_plain_tcp(plain)
             return
         command = hosts_execstart(argv, hosts)
-        dropin = ("# Written by hostsetup doctor: \"hosts\" moved here from /etc/docker/daemon.json, where it\n"
-                  "# conflicted with this command line's -H (dockerd refuses a key set both ways).\n"
-                  f"[Service]\nExecStart=\nExecStart={command}\n")
+        dropin = render("daemon/execstart.conf.j2", command=command, moved=["hosts"], doctor_moved_hosts=True)
         self.step("move hosts to a drop-in", ["CONFIG_FLAG_CONFLICT"], [
             write_atomic(DAEMON_JSON, json.dumps(rest, indent=2) + "\n", file_mode(json.dumps(rest))),
             write_atomic(EXECSTART_DROPIN, dropin, "0644"),

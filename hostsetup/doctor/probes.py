@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hostsetup.doctor.journal import Line, parse_journal
@@ -23,12 +22,11 @@ from hostsetup.facts import split_sections
 from hostsetup.host.command import Raw, command, words
 from hostsetup.host.files import backup_glob
 from hostsetup.host.paths import DAEMON_JSON
-from hostsetup.host.units import PROBED_PROPS, Unit, parse_unit
+from hostsetup.host.units import DOCKER_UNITS, PROBED_PROPS, Unit, key_values, parse_unit, whole
 from hostsetup.host.versions import parse_engine_version
 
 PIDFILE = "/var/run/docker.pid"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
-UNITS = ("docker.service", "docker.socket", "containerd.service")
 CLIENT_TIMEOUT = 5
 # The server's version, and its components: "containerd" is missing while dockerd has lost it.
 CLIENT_FORMAT = "{{.Server.Version}}|{{range .Server.Components}}{{.Name}} {{end}}"
@@ -178,10 +176,10 @@ sec end
 
 def probe_script(target_user: str = "") -> str:
     """The probe script; ``target_user`` is whose docker access to check (default: the login user)."""
-    return command(_SCRIPT, TARGET=target_user, UNITS=words(*UNITS), PROPS=Raw(PROBED_PROPS), CLIENT=CLIENT_TIMEOUT,
-                   DAEMON_JSON=DAEMON_JSON, PIDFILE=PIDFILE, BACKUPS=Raw(backup_glob(DAEMON_JSON)),
-                   DATA_ROOT=DEFAULT_DATA_ROOT, ERRORS=Raw(JOURNAL_ERRORS), FORMAT=Raw(CLIENT_FORMAT),
-                   ENV_LINE=Raw(ENV_LINE)).text
+    return command(_SCRIPT, TARGET=target_user, UNITS=words(*DOCKER_UNITS), PROPS=Raw(PROBED_PROPS),
+                   CLIENT=CLIENT_TIMEOUT, DAEMON_JSON=DAEMON_JSON, PIDFILE=PIDFILE,
+                   BACKUPS=Raw(backup_glob(DAEMON_JSON)), DATA_ROOT=DEFAULT_DATA_ROOT, ERRORS=Raw(JOURNAL_ERRORS),
+                   FORMAT=Raw(CLIENT_FORMAT), ENV_LINE=Raw(ENV_LINE)).text
 
 
 def probe_command(target_user: str = "") -> str:
@@ -290,17 +288,6 @@ class Probes:
         return next((d for d in self.disks if d.path == path), None)
 
 
-def _props(lines: Iterable[str]) -> dict[str, str]:
-    return dict(line.partition("=")[::2] for line in lines if "=" in line)
-
-
-def _int(value: str, default: int = 0) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return default
-
-
 def _engine(lines: list[str]) -> str:
     """``dockerd --version`` (the section's first line), "" when dockerd is missing."""
     first = lines[0].strip() if lines else ""
@@ -314,7 +301,7 @@ def _b64(text: str) -> str:
 def _client(lines: list[str] | None, out: list[str], err: list[str]) -> Client | None:
     if not lines:
         return None
-    return Client(_int(lines[0].removeprefix("rc="), -1), "\n".join(out), "\n".join(err))
+    return Client(whole(lines[0].removeprefix("rc="), -1), "\n".join(out), "\n".join(err))
 
 
 def _disk(row: list[str]) -> Disk | None:
@@ -324,7 +311,7 @@ def _disk(row: list[str]) -> Disk | None:
     fs_type = row[5].strip() if len(row) > 5 else ""
     if len(space) < 3 or len(inodes) < 2:
         return Disk(row[0], row[1], 0, 0, "", 0, 0, None, fs_type)
-    return Disk(row[0], row[1], _int(space[0]), _int(space[1]), space[2], _int(inodes[0]), _int(inodes[1]),
+    return Disk(row[0], row[1], whole(space[0]), whole(space[1]), space[2], whole(inodes[0]), whole(inodes[1]),
                 {"yes": True, "no": False}.get(row[4]), fs_type)
 
 
@@ -343,10 +330,10 @@ def _contexts(lines: list[str]) -> dict[str, str]:
 def parse_probes(output: str) -> Probes:
     """Turn the probe script's output into ``Probes`` (``FactsError`` when truncated)."""
     s = split_sections(output)
-    meta = _props(s.get("meta", []))
-    units = {name: parse_unit(name, s.get(f"unit {name}", [])) for name in UNITS}
+    meta = key_values(s.get("meta", []))
+    units = {name: parse_unit(name, s.get(f"unit {name}", [])) for name in DOCKER_UNITS}
     daemon = (s.get("daemon-json") or ["absent"])[0].split("\t")
-    validate = _props(s.get("validate", [])[:2])
+    validate = key_values(s.get("validate", [])[:2])
     validation = None
     if "rc" in validate:
         text = tuple(s["validate"][2:])
@@ -358,13 +345,13 @@ def parse_probes(output: str) -> Probes:
         parts = rest.split("|")
         socket[path] = (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None
     group = s.get("group", [])
-    groups = _props(s.get("groups", []))
-    env = _props(s.get("env", []))
-    context = _props(line for line in s.get("docker-context", []) if line.startswith("current="))
-    pidfile = _props(s.get("pidfile", []))
+    groups = key_values(s.get("groups", []))
+    env = key_values(s.get("env", []))
+    context = key_values(line for line in s.get("docker-context", []) if line.startswith("current="))
+    pidfile = key_values(s.get("pidfile", []))
     backup = (s.get("backup") or [""])[0].split("\t")
     return Probes(
-        user=meta.get("user", ""), uid=_int(meta.get("uid", "-1"), -1), target=meta.get("target", ""),
+        user=meta.get("user", ""), uid=whole(meta.get("uid", "-1"), -1), target=meta.get("target", ""),
         privilege=meta.get("priv", "none"), home=meta.get("home", ""), os=meta.get("os", ""),
         os_ids=tuple(meta.get("os_ids", "").split()),
         units=units,
@@ -373,7 +360,7 @@ def parse_probes(output: str) -> Probes:
         daemon_json=_b64(daemon[2]) if daemon[0] == "present" and len(daemon) > 2 else
         ("" if daemon[0] == "present" else None),
         daemon_json_state=daemon[0].strip(),
-        daemon_json_mtime=_int(daemon[1]) if len(daemon) > 1 else 0,
+        daemon_json_mtime=whole(daemon[1]) if len(daemon) > 1 else 0,
         validation=validation,
         journal_access=(s.get("journal-access") or ["none"])[0].strip(),
         journal=tuple(s.get("journal-docker", [])),
@@ -389,8 +376,8 @@ def parse_probes(output: str) -> Probes:
         current_context=context.get("current", ""),
         contexts=_contexts(s.get("docker-context", [])),
         disks=tuple(d for d in (_disk(line.split("\t")) for line in s.get("disk", [])) if d),
-        system=_props(s.get("system", [])),
-        pid=_int(pidfile["pid"]) if pidfile.get("pid") else None,
+        system=key_values(s.get("system", [])),
+        pid=whole(pidfile["pid"]) if pidfile.get("pid") else None,
         pid_comm=pidfile.get("comm"),
         backup_path=backup[0] if len(backup) > 1 else "",
         backup=_b64(backup[1]) if len(backup) > 1 else None,

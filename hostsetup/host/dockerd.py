@@ -6,6 +6,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+# dockerd's command line in Docker's own docker.service (what a host runs without a drop-in).
+DEFAULT_ARGV = ("/usr/bin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock")
+DEFAULT_COMMAND = shlex.join(DEFAULT_ARGV)
+
 
 def effective_execstart(unit_text: str) -> str | None:
     """The ExecStart in force: drop-ins override in order, and an empty value resets."""

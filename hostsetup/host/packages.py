@@ -5,10 +5,9 @@ repository, listing its versions, the install transaction, removals, holds, repa
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
-from hostsetup.host.command import Raw, command, words
+from hostsetup.host.command import Quoted, Raw, command, words
 
 PINNED_PACKAGES = ("docker-ce", "docker-ce-cli")
 
@@ -177,7 +176,7 @@ class PackageManager:
         return f"{self.hold_tool} hold " + " ".join(PINNED_PACKAGES)
 
     def unhold(self, packages: list[str]) -> str:
-        return f"{self.hold_tool} unhold {' '.join(packages)} >/dev/null"
+        return f"{self.hold_tool} unhold {words(*packages).text} >/dev/null"
 
     def held(self, holds: frozenset[str] | set[str], files: dict[str, str | None]) -> set[str]:
         """Which of docker-ce and docker-ce-cli are held: apt-mark's list, or the versionlock file."""
@@ -197,7 +196,7 @@ class AptGet(PackageManager):
         return "apt-cache madison docker-ce | awk -F'|' '{gsub(/ /,\"\",$2); print $2}'"
 
     def pin(self, package: str, version: str) -> str:
-        return shlex.quote(f"{package}={version}")
+        return Quoted(f"{package}={version}").text()
 
     def transaction(self, names: str, version: str | None, hold: bool, timeout: int) -> str:
         # A version asked for wins over a hold (the plan refused a held one unless --hold was given).
@@ -211,11 +210,11 @@ class AptGet(PackageManager):
 
     def install(self, packages: list[str], timeout: int) -> str:
         return ("apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-                f"apt-get install -y -q{self.lock_flag(timeout)} {' '.join(packages)}")
+                f"apt-get install -y -q{self.lock_flag(timeout)} {words(*packages).text}")
 
     def remove(self, packages: list[str], timeout: int, purge: bool = False) -> str:
         return (f"DEBIAN_FRONTEND=noninteractive apt-get {'purge' if purge else 'remove'} -y -q"
-                f"{self.lock_flag(timeout)} {' '.join(packages)}")
+                f"{self.lock_flag(timeout)} {words(*packages).text}")
 
     def repair(self, interrupted: bool, duplicates: bool, timeout: int) -> str | None:
         if not interrupted:
@@ -241,13 +240,13 @@ class Dnf(PackageManager):
                 "awk '$1 ~ /^docker-ce/ {print $2}' | sort -r")
 
     def pin(self, package: str, version: str) -> str:
-        return shlex.quote(f"{package}-{rpm_pin(version)}")
+        return Quoted(f"{package}-{rpm_pin(version)}").text()
 
     def hold(self) -> str:
         return f"{self.hold_tool} add " + " ".join(PINNED_PACKAGES)
 
     def unhold(self, packages: list[str]) -> str:
-        return f"{self.hold_tool} delete {' '.join(packages)} >/dev/null"
+        return f"{self.hold_tool} delete {words(*packages).text} >/dev/null"
 
     def forced_flags(self) -> str:
         return f"{self.install_flags} --disableplugin=versionlock".strip()
@@ -275,10 +274,10 @@ class Dnf(PackageManager):
         return command + (f" && {self.hold()}" if hold else "")
 
     def install(self, packages: list[str], timeout: int) -> str:
-        return f"{self.name} install -y{NO_LOCK_WAIT} {' '.join(packages)}"
+        return f"{self.name} install -y{NO_LOCK_WAIT} {words(*packages).text}"
 
     def remove(self, packages: list[str], timeout: int, purge: bool = False) -> str:
-        return f"{self.name} remove -y{NO_LOCK_WAIT} {' '.join(packages)}"
+        return f"{self.name} remove -y{NO_LOCK_WAIT} {words(*packages).text}"
 
     def repair(self, interrupted: bool, duplicates: bool, timeout: int) -> str | None:
         return self.remove_duplicates if duplicates else None
@@ -321,8 +320,8 @@ def transaction_command(manager: str, packages: tuple[str, ...], local_files: tu
     """The package manager's command line (what ``--dry-run`` shows): ``packages`` from the repository (docker-ce
     and -cli pinned at ``version`` when given), ``local_files`` (package files on the host) in the same transaction."""
     pm = MANAGERS[manager]
-    names = " ".join([*(pm.pin(p, version) if version and p in PINNED_PACKAGES else shlex.quote(p) for p in packages),
-                      *(shlex.quote(f) for f in local_files)])
+    names = words(*(Raw(pm.pin(p, version)) if version and p in PINNED_PACKAGES else p for p in packages),
+                  *local_files).text
     return pm.transaction(names, version, hold, timeout)
 
 

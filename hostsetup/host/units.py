@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# The units hostsetup looks at (install's facts, doctor's probes).
+DOCKER_UNITS = ("docker.service", "docker.socket", "containerd.service")
 # What install's facts read (enough to plan); doctor reads ``PROBED_PROPS``.
 FACT_PROPS = "Id,LoadState,ActiveState,SubState,UnitFileState"
 PROBED_PROPS = (f"{FACT_PROPS},Result,NRestarts,ExecMainStatus,"
@@ -52,20 +54,26 @@ class Unit:
         return self.load != "not-found"
 
 
-def _int(value: str, default: int = 0) -> int:
+def whole(value: str, default: int = 0) -> int:
+    """``value`` as an int; ``default`` when it is not one."""
     try:
         return int(value)
     except ValueError:
         return default
 
 
+def key_values(lines: Iterable[str]) -> dict[str, str]:
+    """``Key=value`` lines as a dict (the value may hold ``=``)."""
+    return dict(line.partition("=")[::2] for line in lines if "=" in line)
+
+
 def parse_unit(name: str, lines: Iterable[str]) -> Unit:
     """One unit's ``systemctl show`` lines (``Key=value``)."""
-    p = dict(line.partition("=")[::2] for line in lines if "=" in line)
+    p = key_values(lines)
     argv = re.search(r"argv\[\]=([^;]*) ;", p.get("ExecStart", ""))
     return Unit(name, p.get("LoadState", "not-found"), p.get("ActiveState", "inactive"),
                 p.get("SubState", "dead"), p.get("UnitFileState", ""), p.get("Result", ""),
-                _int(p.get("NRestarts", "0")), _int(p.get("ExecMainStatus", "0")), _int(p.get("MainPID", "0")),
+                whole(p.get("NRestarts", "0")), whole(p.get("ExecMainStatus", "0")), whole(p.get("MainPID", "0")),
                 tuple(argv[1].split()) if argv else (), tuple(p.get("DropInPaths", "").split()),
                 p.get("NeedDaemonReload") == "yes", p.get("Listen", ""), p.get("SocketGroup", ""))
 

@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1          # a host failed (or was not started); doctor: a host is not healthy
 EXIT_BAD_INPUT = 2       # the command line, a configuration file or an inventory is wrong: nothing was done
 EXIT_UNREACHABLE = 3     # doctor: a host could not be diagnosed
+EXIT_INTERNAL = 70       # hostsetup's own fault (EX_SOFTWARE): a one-line message, never a traceback
 EXIT_INTERRUPTED = 130   # Ctrl-C stopped the run
 
 

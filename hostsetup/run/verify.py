@@ -229,9 +229,7 @@ def verify_fleet(jobs: Sequence[VerifyJob], ssh: SshOptions, extra_checks: Seque
             elif not report.error:
                 report.error = f"the checks did not run: {result.get('output') or 'no JUnit report'}"
             if job.junit_copy is not None:
-                # (report imports runner; keep verify light) A host whose checks never ran gets a JUnit file
-                # saying so, never the file of an earlier run.
-
+                # A host whose checks never ran gets a JUnit file saying so, never the file of an earlier run.
                 text = junit.read_text(errors="replace") if report.checks else junit_error(report.error)
                 write_private(job.junit_copy, mask(text))
             report.seconds = float(result.get("seconds") or time.monotonic() - start)

@@ -10,22 +10,23 @@ from invoke.tasks import task
 
 from hostsetup.bundle import ARCHES, BundleError, platform_key, target_platform
 from hostsetup.bundlebuild import Extra, build_bundle
-from hostsetup.distros import Platform
+from hostsetup.distros import DISTROS, Platform
 from hostsetup.inputs.values import host_string
 from hostsetup.reference import connect_references, reference_for
 from hostsetup.repoindex import sha256_file
 from hostsetup.run.settings import settings_from
+from hostsetup.run.status import EXIT_BAD_INPUT, EXIT_FAILED
 
 
 def _checked_targets(os: str, output: str, arch: str) -> list[str]:
     """The --os systems, refused (exit 2) before any download when a flag is missing or wrong."""
     names = [n.strip() for n in os.split(",") if n.strip()]
     if not names:
-        raise Exit("hostsetup: bundle needs --os, e.g. --os debian12,rocky9", code=2)
+        raise Exit("hostsetup: bundle needs --os, e.g. --os debian12,rocky9", code=EXIT_BAD_INPUT)
     if not output:
-        raise Exit("hostsetup: bundle needs -o/--output FILE, e.g. -o bundle.tar", code=2)
+        raise Exit("hostsetup: bundle needs -o/--output FILE, e.g. -o bundle.tar", code=EXIT_BAD_INPUT)
     if arch not in ARCHES:
-        raise Exit(f"hostsetup: --arch {arch!r}: one of {', '.join(ARCHES)}", code=2)
+        raise Exit(f"hostsetup: --arch {arch!r}: one of {', '.join(ARCHES)}", code=EXIT_BAD_INPUT)
     for name in names:
         target_platform(name)  # an unknown system is refused before any download
     return names
@@ -44,8 +45,7 @@ def _print_summary(output: str, manifest: dict[str, object]) -> None:
 
 @task(help={
     "output": "the archive to write (e.g. bundle.tar)",
-    "os": "comma-separated systems it is for: debian11/12/13, ubuntu20.04/22.04/24.04, centos7..10, rhel8..10, "
-          "rocky8..10, almalinux8..10, ol8..10, fedora40..44",
+    "os": "comma-separated systems it is for: " + ", ".join(f"{d.id}{'/'.join(d.versions)}" for d in DISTROS.values()),
     "version": "docker-ce release: 25.0, 25.0.3 (default: the newest every system has)",
     "mirror": "the repository to download from: official, a preset or a URL",
     "insecure-mirror": "allow a plain http:// mirror (everything is still checked against the key)",
@@ -84,7 +84,7 @@ def bundle(c: Context, output: str = "", os: str = "", version: str | None = Non
         manifest = build_bundle(names, settings, Path(output), arch, progress=lambda line: print(line, flush=True),
                                 reference=resolve if references else None)
     except BundleError as exc:
-        raise Exit(f"hostsetup: {exc}; no bundle written", code=1) from None
+        raise Exit(f"hostsetup: {exc}; no bundle written", code=EXIT_FAILED) from None
     finally:
         for ref in references:
             ref.remote.conn.close()

@@ -24,6 +24,7 @@ from hostsetup.registries import check_ca
 from hostsetup.repoindex import sha256_file
 from hostsetup.run.report import write_private
 from hostsetup.run.settings import daemon_from, settings_from
+from hostsetup.run.status import EXIT_BAD_INPUT
 from hostsetup.settings import settings_as_config
 from hostsetup.tasks.configure import DAEMON_FLAG_HELP, daemon_flags
 from hostsetup.tasks.install import INSTALL_FLAG_HELP, install_flags
@@ -63,21 +64,22 @@ def _check_artifact_flags(build_artifact: str | None, python: str | None, artifa
     is built."""
     if not build_artifact and not artifact_url:
         raise Exit("hostsetup: cloud-init needs --artifact-url (and the artifact's sha256 through "
-                   "--build-artifact, --artifact or --artifact-sha256), or --build-artifact FILE alone", code=2)
+                   "--build-artifact, --artifact or --artifact-sha256), or --build-artifact FILE alone",
+                   code=EXIT_BAD_INPUT)
     sources = [name for name, given in (("--build-artifact", build_artifact), ("--artifact", artifact),
                                         ("--artifact-sha256", artifact_sha256)) if given]
     if len(sources) > 1:
-        raise Exit(f"hostsetup: {' and '.join(sources)} both name the artifact: give one", code=2)
+        raise Exit(f"hostsetup: {' and '.join(sources)} both name the artifact: give one", code=EXIT_BAD_INPUT)
     if artifact_url and not sources:
         raise Exit("hostsetup: --artifact-url needs the artifact's sha256: give --artifact FILE, "
-                   "--artifact-sha256 HEX or --build-artifact FILE", code=2)
+                   "--artifact-sha256 HEX or --build-artifact FILE", code=EXIT_BAD_INPUT)
     if python is not None and not (build_artifact or artifact_sha256):
         raise Exit("hostsetup: --python goes with --build-artifact or --artifact-sha256 (an --artifact names its "
-                   "own)", code=2)
+                   "own)", code=EXIT_BAD_INPUT)
     url = check_artifact_url(artifact_url) if artifact_url else None
     for flag, path in (("--output", output), ("--build-artifact", build_artifact)):
         if path and not Path(path).resolve().parent.is_dir():
-            raise Exit(f"hostsetup: {flag} {path}: no such directory", code=2)
+            raise Exit(f"hostsetup: {flag} {path}: no such directory", code=EXIT_BAD_INPUT)
     return url
 
 
@@ -87,7 +89,7 @@ def _refuse_credentials(mirror_url: str, daemon: object) -> None:
         if value and secrets.holds_credentials(jsonlib.dumps(value)):
             raise Exit(f"hostsetup: {where} would put credentials into the user-data, which is readable on the "
                        "server (and by anything that reaches its metadata service): leave them out, or bake an "
-                       "image instead", code=2)
+                       "image instead", code=EXIT_BAD_INPUT)
 
 
 @task(name="cloud-init", auto_shortflags=False, iterable=["set", "registry_ca", "insecure_registry", "trust_ca"], help={

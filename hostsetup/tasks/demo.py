@@ -18,6 +18,7 @@ from hostsetup.daemon.plan import check_settings
 from hostsetup.daemon.settings import DaemonSettings, daemon_settings
 from hostsetup.mirrors import PRESETS, resolve_mirror
 from hostsetup.run.converge import run_install
+from hostsetup.run.status import EXIT_BAD_INPUT, EXIT_FAILED
 from hostsetup.run.verify import expected_state, run_verify
 from hostsetup.sandbox.hosts import MIRROR_ALIAS, Sandbox, SandboxHost, SandboxMirror
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
@@ -68,7 +69,7 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
          mirror: str = "official") -> None:
     """Start a sandbox host and mirror; install Docker, configure daemon.json, verify, run a container."""
     if flavor not in RECIPES:
-        raise Exit(f"hostsetup: unknown flavor {flavor!r}; choose one of {', '.join(RECIPES)}", 2)
+        raise Exit(f"hostsetup: unknown flavor {flavor!r}; choose one of {', '.join(RECIPES)}", EXIT_BAD_INPUT)
     resolve_mirror(mirror, insecure=True)  # bad input is refused before anything starts
     box = Sandbox(name)
     if down:
@@ -116,4 +117,4 @@ def demo(c: Context, down: bool = False, flavor: str = "debian12", name: str = D
           f"hostsetup -S {box.ssh_config_path} -H {host.hostname} install")
     print("Remove it all with: hostsetup demo --down" + (f" --name {name}" if name != DEMO_SANDBOX else ""))
     if failed:
-        raise Exit(code=1)
+        raise Exit(code=EXIT_FAILED)

@@ -18,6 +18,7 @@ from hostsetup.run.fleet import (
     Planner,
 )
 from hostsetup.run.settings import daemon_from, from_bundle, settings_from, target_hosts
+from hostsetup.run.status import EXIT_BAD_INPUT
 from hostsetup.run.verify import expected_state
 
 INSTALL_FLAG_HELP = {
@@ -57,15 +58,18 @@ def install(c: Context, mirror: str | None = None, insecure_mirror: bool = False
             bundle: str | None = None, bundle_sha256: str | None = None, local: bool = False) -> None:
     """Install Docker Engine from the docker-ce repository; also daemon.json when `daemon` is configured."""
     if bundle_sha256 and not bundle:
-        raise Exit("hostsetup: --bundle-sha256 pins the archive given with --bundle: give --bundle FILE too", code=2)
+        raise Exit("hostsetup: --bundle-sha256 pins the archive given with --bundle: give --bundle FILE too",
+                   code=EXIT_BAD_INPUT)
     offline = read_bundle(bundle) if bundle else None
     if offline and bundle_sha256 and bundle_sha256.strip().lower() != offline.sha256:
         raise Exit(f"hostsetup: --bundle {bundle} has sha256 {offline.sha256}, not the {bundle_sha256.strip()} "
-                   "given with --bundle-sha256: refusing it", code=2)
+                   "given with --bundle-sha256: refusing it", code=EXIT_BAD_INPUT)
     if offline and (mirror or insecure_mirror):
-        raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror", code=2)
+        raise Exit("hostsetup: --bundle is the repository: it takes no --mirror or --insecure-mirror",
+                   code=EXIT_BAD_INPUT)
     if offline and version and not (offline.version + ".").startswith(version + "."):
-        raise Exit(f"hostsetup: the bundle carries docker-ce {offline.version}, not --version {version}", code=2)
+        raise Exit(f"hostsetup: the bundle carries docker-ce {offline.version}, not --version {version}",
+                   code=EXIT_BAD_INPUT)
     flags = install_flags(mirror, insecure_mirror, key_fingerprint, version, hold, allow_downgrade, no_plugins, users)
     targets = target_hosts(c.config, local)
     settings = {t.name: settings_from(c.config, t, **flags) for t in targets}

@@ -6,6 +6,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from hostsetup.run.status import EXIT_BAD_INPUT
 from hostsetup.sandbox.hosts import Sandbox, SandboxHost
 from hostsetup.sandbox.images import RECIPES, SANDBOX_USER
 from hostsetup.sandbox.registries import HUB, PRIVATE, PRIVATE_IMAGE, PRIVATE_PORT, PRIVATE_USER, REGISTRY_MIRROR
@@ -56,7 +57,7 @@ def sandbox(c: Context, action: str, hosts: int = 1, flavor: str = "debian12",
             name: str = "default") -> None:
     """Start (up), list (status) or remove (down) sandbox SSH hosts on the local Docker engine."""
     if action not in ("up", "down", "status"):
-        raise Exit(f"hostsetup: unknown sandbox action {action!r}; use up, down or status", 2)
+        raise Exit(f"hostsetup: unknown sandbox action {action!r}; use up, down or status", EXIT_BAD_INPUT)
     box = Sandbox(name)
     if action != "up" and not box.engine_running():
         print(engine_missing(name))

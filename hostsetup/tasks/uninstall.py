@@ -12,6 +12,7 @@ from hostsetup.facts import Wanted
 from hostsetup.run.converge import run_converge, verify_changed_then_exit
 from hostsetup.run.fleet import Planner
 from hostsetup.run.settings import settings_from, target_hosts
+from hostsetup.run.status import EXIT_BAD_INPUT
 from hostsetup.uninstall import DATA_DIRS, UninstallSettings, plan_uninstall, wanted
 
 
@@ -28,7 +29,7 @@ def uninstall(c: Context, purge_data: bool = False, yes: bool = False, dry_run: 
     """Stop and remove Docker Engine, its hold, hostsetup's repository file, key and drop-ins; keep the data."""
     if purge_data and not yes and not dry_run:
         raise Exit(f"hostsetup: --purge-data deletes {', '.join(DATA_DIRS)} on every host: add --yes "
-                   "(--dry-run lists what it would delete, with sizes)", code=2)
+                   "(--dry-run lists what it would delete, with sizes)", code=EXIT_BAD_INPUT)
     targets = target_hosts(c.config)
     settings = {t.name: UninstallSettings(purge_data, settings_from(c.config, t).lock_timeout) for t in targets}
     planners: dict[str, Planner] = {t.name: partial(plan_uninstall, settings=settings[t.name]) for t in targets}

@@ -9,6 +9,7 @@ from invoke.tasks import task
 from hostsetup.portainer import PortainerSettings
 from hostsetup.registries import image_reference
 from hostsetup.run.settings import daemon_from, settings_from, target_hosts
+from hostsetup.run.status import EXIT_BAD_INPUT, EXIT_FAILED
 from hostsetup.run.verify import ABSENT, expected_state, run_verify
 
 
@@ -35,9 +36,9 @@ def verify(c: Context, smoke: bool = False, checks: list[str] | None = None, jun
     chosen = PortainerSettings(agent=True) if portainer_agent else PortainerSettings() if portainer else None
     if absent and (smoke or images or chosen):
         raise Exit("hostsetup: --absent checks that Docker Engine is gone: it cannot be combined with --smoke, "
-                   "--pull or --portainer", code=2)
+                   "--pull or --portainer", code=EXIT_BAD_INPUT)
     expected = {t.name: ABSENT if absent else expected_state(settings_from(c.config, t), daemon_from(c.config, t),
                                                              smoke, images, chosen) for t in targets}
     reports = run_verify(c.config, targets, expected, checks, junit_xml, json, html)
     if any(r.status == "failed" for r in reports):
-        raise Exit(code=1)
+        raise Exit(code=EXIT_FAILED)
