@@ -90,9 +90,17 @@ class Payload:
     def __post_init__(self) -> None:
         if self.secret:
             secrets.register(self.content)
+        if self.secret or secrets.holds_credentials(self.content):
+            # The encoded form hides a password from text masking: it is masked as a whole instead, so a
+            # script that carries it is never printed with it (a log, an error's tail, a debug dump).
+            secrets.register(self.encoded)
+
+    @property
+    def encoded(self) -> str:
+        return base64.b64encode(self.content.encode()).decode()
 
     def text(self) -> str:
-        return f"printf %s {base64.b64encode(self.content.encode()).decode()} | base64 -d"
+        return f"printf %s {self.encoded} | base64 -d"
 
     def shown(self) -> str:
         return f"printf %s {secrets.MASK}" if self.secret else f"cat <<'{self.marker}'"

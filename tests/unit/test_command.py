@@ -56,3 +56,11 @@ def test_a_payload_is_written_byte_exact_and_shown_as_a_here_document(tmp_path: 
 
 def test_words_quote_strings_and_keep_parts() -> None:
     assert words("a b", Raw('"$x"'), 3).text == "'a b' \"$x\" 3"
+
+
+def test_a_payload_holding_credentials_is_masked_in_its_encoded_form_too() -> None:
+    content = '{"proxies": {"http-proxy": "http://user:pr0xy-pass@proxy:3128"}}\n'
+    made = command("@DATA@ > /etc/docker/daemon.json", DATA=Payload(content))
+    assert "pr0xy-pass" not in made.shown and "user:***@proxy" in made.shown
+    shown_text = secrets.mask(f"failed: {made.text}")
+    assert shown_text == f"failed: printf %s {secrets.MASK} | base64 -d > /etc/docker/daemon.json"
