@@ -31,7 +31,7 @@ from typing import Any
 
 from hostsetup.daemon.settings import DAEMON_DEFAULTS
 from hostsetup.inputs import InputError
-from hostsetup.inputs.config import check_tree, file_label
+from hostsetup.inputs.config import check_mapping, file_label
 from hostsetup.inputs.files import (
     MAX_INVENTORY_BYTES,
     Located,
@@ -144,13 +144,8 @@ def _check_vars(source: str, variables: Any, own: bool, line: str = "") -> dict[
         if key in VAR_RULES:
             variables[key] = VAR_RULES[key](variables[key], label)
         elif key in SETTING_DEFAULTS:
-            section = variables[key]
-            if section is None:
-                variables[key] = {}
-            elif not isinstance(section, MutableMapping):
-                raise InventoryError(f"{label}: expected a mapping of {key} settings, not a {type_name(section)}")
-            else:
-                check_tree(section, SETTING_DEFAULTS[key], file_label(source), (key,))
+            check_mapping(variables, key, SETTING_DEFAULTS[key], file_label(source), (key,),
+                          f"{label}: expected a mapping of {key} settings, not a", InventoryError)
         elif own:
             allowed = (*CONNECTION_VARS, *SETTING_VARS)
             raise InventoryError(f"{label}: unknown variable{did_you_mean(str(key), allowed)}; "

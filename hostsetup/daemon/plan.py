@@ -125,7 +125,9 @@ def plan_daemon(facts: HostFacts, settings: DaemonSettings, engine: str | None =
     warnings += _exposure_warnings(settings, merged, command)
     command, moved = _without_flags_of(merged, command)
     if moved:
-        content = render("daemon/execstart.conf.j2", command=command, moved=moved, doctor_moved_hosts=False)
+        content = render("daemon/execstart.conf.j2", command=command, comment=(
+            f"Managed by hostsetup: dockerd options {', '.join(moved)} live in {DAEMON_JSON},",
+            "so the command line must not give them too (dockerd refuses a key set both ways)."))
         dropins.append(WriteFile(EXECSTART_DROPIN, content, facts.files.get(EXECSTART_DROPIN)))
     dropins = [d for d in dropins if d.content != d.old]
 

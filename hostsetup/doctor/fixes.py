@@ -182,7 +182,9 @@ class _Planner:
             self.refuse_plain_tcp(plain)
             return
         command = hosts_execstart(argv, hosts)
-        dropin = render("daemon/execstart.conf.j2", command=command, moved=["hosts"], doctor_moved_hosts=True)
+        dropin = render("daemon/execstart.conf.j2", command=command, comment=(
+            'Written by hostsetup doctor: "hosts" moved here from /etc/docker/daemon.json, where it',
+            "conflicted with this command line's -H (dockerd refuses a key set both ways)."))
         self.step("move hosts to a drop-in", ["CONFIG_FLAG_CONFLICT"], [
             write_atomic(DAEMON_JSON, json.dumps(rest, indent=2) + "\n", file_mode(json.dumps(rest))),
             write_atomic(EXECSTART_DROPIN, dropin, "0644"),

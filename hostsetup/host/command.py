@@ -153,11 +153,6 @@ class Command:
     def __add__(self, other: Value) -> Command:
         return Command((*self.parts, *_parts(other)))
 
-    def __radd__(self, other: Value) -> Command:
-        return Command((*_parts(other), *self.parts))
-
-    def __bool__(self) -> bool:
-        return bool(self.text)
 
 
 def _parts(value: Value) -> tuple[Part, ...]:

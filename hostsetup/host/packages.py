@@ -287,12 +287,13 @@ class Dnf(PackageManager):
 
 
 APT_GET = AptGet("apt-get", _APT_LOCKS)
-DNF = Dnf("dnf", _DNF_LOCKS, "python3-dnf-plugin-versionlock", "/etc/dnf/plugins/versionlock.list")
+DNF = Dnf("dnf", _DNF_LOCKS, lock_plugin="python3-dnf-plugin-versionlock",
+          versionlock_list="/etc/dnf/plugins/versionlock.list")
 # CentOS 7's yum 3 (its versionlock plugin, package-cleanup for duplicates; no --allowerasing). yum 3 writes
 # /var/run/yum.pid; the rehearsal's yum is dnf behind a wrapper.
 YUM = Dnf("yum", ManagerLocks("rpm/yum", _DNF_LOCKS.files, (*_DNF_LOCKS.pid_files, "/var/run/yum.pid")),
-          "yum-plugin-versionlock", "/etc/yum/pluginconf.d/versionlock.list", "yum versionlock", "",
-          "package-cleanup -y --cleandupes")
+          lock_plugin="yum-plugin-versionlock", versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
+          hold_tool="yum versionlock", install_flags="", remove_duplicates="package-cleanup -y --cleandupes")
 MANAGERS: dict[str, PackageManager] = {m.name: m for m in (APT_GET, DNF, YUM)}
 # Where the versionlock plugin keeps its list: dnf (EL 8+, Fedora) and yum 3's yum-plugin-versionlock.
 VERSIONLOCK_LISTS = {name: m.versionlock_list for name, m in MANAGERS.items() if m.versionlock_list}

@@ -135,7 +135,8 @@ def check_tree(data: MutableMapping[str, Any], defaults: Mapping[str, Any], labe
             raise InputError(f"{label(here, data, name)}: unknown setting{did_you_mean(name, choices)}{known}")
         default = defaults.get(name)
         if isinstance(default, Mapping) and RULES.get(".".join(here)) is None:
-            _check_mapping(data, key, default, label, here)
+            check_mapping(data, key, default, label, here,
+                          f"{label(here, data, name)}: expected a mapping (key: value), got a")
         else:
             data[key] = _checked_value(data[key], default, RULES.get(".".join(here)), label(here, data, name),
                                        free=not defaults and bool(path))
@@ -160,15 +161,17 @@ def _checked_value(value: Any, default: Any, rule: Any, where: str, free: bool) 
     return value
 
 
-def _check_mapping(data: MutableMapping[str, Any], key: str, default: Mapping[str, Any], label: Label,
-                   here: tuple[str, ...]) -> None:
+def check_mapping(data: MutableMapping[str, Any], key: str, defaults: Mapping[str, Any], label: Label,
+                  here: tuple[str, ...], refusal: str, error: type[InputError] = InputError) -> None:
+    """``data[key]``, a section of settings: none is an empty one, a mapping is checked against ``defaults``,
+    anything else is refused (``error``: ``refusal`` and the type found)."""
     value = data[key]
     if value is None:
         data[key] = {}
     elif not isinstance(value, MutableMapping):
-        raise InputError(f"{label(here, data, str(key))}: expected a mapping (key: value), got a {type_name(value)}")
+        raise error(f"{refusal} {type_name(value)}")
     else:
-        check_tree(value, default, label, here)
+        check_tree(value, defaults, label, here)
 
 
 def file_label(source: str) -> Label:
